@@ -1,0 +1,1 @@
+"""The order path's pure state machines: nonces, batching, the post table, the executor."""

@@ -1,0 +1,1 @@
+"""Positions and orders as the engine knows them; time stop and flatten."""

@@ -1,0 +1,1 @@
+"""Pre-trade gates, the risk monitor and the persisted hard stop."""

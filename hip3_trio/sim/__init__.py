@@ -1,0 +1,1 @@
+"""A protocol-faithful local Hyperliquid-like exchange for rehearsal and tests."""

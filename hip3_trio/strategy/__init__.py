@@ -1,0 +1,1 @@
+"""Signal generation: the oracle-dislocation detector."""

@@ -1,0 +1,1 @@
+"""Connection to the venue: session, markets metadata, info requests."""

@@ -1,0 +1,1 @@
+"""Wire formats: actions, inbound messages, numbers, signing and keys."""
