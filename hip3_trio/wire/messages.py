@@ -1,0 +1,725 @@
+"""Inbound WebSocket frames decoded into typed values.
+
+`decode_frame(text)` turns one frame into exactly one of the values below, or raises one
+`ProtocolError` naming the channel and what was wrong. It never raises anything else, so the reader
+task can count a bad frame and go on: a malformed frame must not kill the connection, and must never
+half-apply (decoding is complete before anything acts on the value).
+
+Two kinds of "unexpected" are kept apart:
+- a frame that is well-formed but new to us (an unknown channel, an unknown order status, an unknown
+  per-order post status) decodes to an explicit *unknown* value, so the caller can log it and, for an
+  order, reconcile — never guess;
+- a frame that breaks the shape we rely on (bad JSON, a number that is not a decimal string, a missing
+  field) is a `ProtocolError`.
+
+Prices and sizes become `Decimal` (strict: plain decimal strings only). Field names follow the wire,
+snake_cased. Extra fields are ignored: the venue adds fields without notice.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Final, Literal, TypeVar
+
+import attrs
+import cattrs
+import cattrs.v
+from cattrs.gen import make_dict_structure_fn, override
+
+from hip3_trio.wire.numbers import InvalidNumber, from_wire
+
+__all__ = [
+    "GREETING",
+    "ActionErr",
+    "ActionOk",
+    "ActiveAssetCtx",
+    "AssetCtx",
+    "AssetPosition",
+    "Bbo",
+    "ChannelError",
+    "ClearinghouseState",
+    "Fill",
+    "Filled",
+    "Greeting",
+    "InboundMessage",
+    "InfoResult",
+    "L2Book",
+    "Level",
+    "OpenOrders",
+    "OrderUpdate",
+    "OrderUpdates",
+    "Pong",
+    "PostReply",
+    "PostResult",
+    "PostStatus",
+    "ProtocolError",
+    "Resting",
+    "StatusError",
+    "StatusKind",
+    "SubscriptionAck",
+    "Success",
+    "TransportErr",
+    "UnknownChannel",
+    "UnknownPostStatus",
+    "UserFills",
+    "WsOrder",
+    "decode_clearinghouse_state",
+    "decode_frame",
+    "decode_open_orders",
+    "decode_user_fills",
+]
+
+GREETING: Final = "Websocket connection established."
+_MAX_FRAME_CHARS: Final = 8 * 1024 * 1024
+
+
+class ProtocolError(ValueError):
+    """A frame that cannot be decoded: `channel` says where, `reason` says what was wrong."""
+
+    def __init__(self, channel: str, reason: str) -> None:
+        super().__init__(f"malformed {channel} frame: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
+# --- market data -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Level:
+    """One price level: price, total size, number of orders."""
+
+    px: Decimal
+    sz: Decimal
+    n: int
+
+
+@attrs.frozen
+class Bbo:
+    """Best bid and offer; either side may be absent (`None`) in a one-sided book."""
+
+    coin: str
+    time: int
+    bid: Level | None
+    ask: Level | None
+
+
+@attrs.frozen
+class L2Book:
+    """Book levels, best first on each side."""
+
+    coin: str
+    time: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+@attrs.frozen
+class AssetCtx:
+    """The parts of a perp's asset context the engine reads; the oracle price is what it trades against."""
+
+    oracle_px: Decimal
+    mark_px: Decimal
+    mid_px: Decimal | None = None
+    funding: Decimal | None = None
+    open_interest: Decimal | None = None
+    prev_day_px: Decimal | None = None
+    day_ntl_vlm: Decimal | None = None
+    premium: Decimal | None = None
+    impact_pxs: tuple[Decimal, ...] | None = None
+
+
+@attrs.frozen
+class ActiveAssetCtx:
+    """`activeAssetCtx` push: the context of one coin. It carries no timestamp; stamp it on receipt."""
+
+    coin: str
+    ctx: AssetCtx
+
+
+# --- user streams ------------------------------------------------------------------------------
+
+
+class StatusKind(enum.Enum):
+    """What an order status means for the order's lifecycle."""
+
+    OPEN = "open"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    TRIGGERED = "triggered"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def classify(cls, status: str) -> StatusKind:
+        """Map a wire status: the five base ones, then the `...Canceled`/`...Rejected` families."""
+        base = _BASE_STATUSES.get(status)
+        if base is not None:
+            return base
+        if status.endswith("Canceled"):
+            return cls.CANCELED
+        if status.endswith("Rejected"):
+            return cls.REJECTED
+        return cls.UNKNOWN
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for statuses after which the order can never fill again."""
+        return self in (StatusKind.FILLED, StatusKind.CANCELED, StatusKind.REJECTED)
+
+
+_BASE_STATUSES: Final = {
+    "open": StatusKind.OPEN,
+    "filled": StatusKind.FILLED,
+    "canceled": StatusKind.CANCELED,
+    "triggered": StatusKind.TRIGGERED,
+    "rejected": StatusKind.REJECTED,
+}
+
+
+@attrs.frozen
+class WsOrder:
+    """An order as the venue reports it. `sz` is the REMAINING size; `orig_sz` the original."""
+
+    coin: str
+    side: Literal["B", "A"]
+    limit_px: Decimal
+    sz: Decimal
+    oid: int
+    timestamp: int
+    orig_sz: Decimal
+    cloid: str | None = None
+
+    @property
+    def is_buy(self) -> bool:
+        return self.side == "B"
+
+
+@attrs.frozen
+class OrderUpdate:
+    """One element of an `orderUpdates` push. `status` is kept raw; `kind` classifies it."""
+
+    order: WsOrder
+    status: str
+    status_timestamp: int
+
+    @property
+    def kind(self) -> StatusKind:
+        return StatusKind.classify(self.status)
+
+
+@attrs.frozen
+class OrderUpdates:
+    """An `orderUpdates` push: always an array on the wire."""
+
+    updates: tuple[OrderUpdate, ...]
+
+
+@attrs.frozen
+class Fill:
+    """One fill. `tid` is unique per fill and is what deduplication keys on."""
+
+    coin: str
+    px: Decimal
+    sz: Decimal
+    side: Literal["B", "A"]
+    time: int
+    start_position: Decimal
+    dir: str
+    closed_pnl: Decimal
+    hash: str
+    oid: int
+    crossed: bool
+    fee: Decimal
+    tid: int
+    fee_token: str
+    cloid: str | None = None
+    builder_fee: Decimal | None = None
+
+    @property
+    def is_buy(self) -> bool:
+        return self.side == "B"
+
+
+@attrs.frozen
+class UserFills:
+    """A `userFills` push. The first one after subscribing is a snapshot: never apply it as new fills."""
+
+    user: str
+    fills: tuple[Fill, ...]
+    is_snapshot: bool = False
+
+
+@attrs.frozen
+class AssetPosition:
+    """A position from `clearinghouseState`: `szi` is signed (negative = short)."""
+
+    coin: str
+    szi: Decimal
+    entry_px: Decimal | None = None
+    position_value: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    liquidation_px: Decimal | None = None
+    margin_used: Decimal | None = None
+
+
+@attrs.frozen
+class ClearinghouseState:
+    """Positions and margin for one dex. Without `dex` the venue omits HIP-3 positions entirely."""
+
+    dex: str
+    user: str
+    positions: tuple[AssetPosition, ...]
+    account_value: Decimal | None
+    withdrawable: Decimal | None
+    time: int | None
+
+
+@attrs.frozen
+class OpenOrders:
+    """Resting orders for one dex."""
+
+    dex: str
+    user: str
+    orders: tuple[WsOrder, ...]
+
+
+# --- control frames ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Greeting:
+    """The plain-text first frame after connect."""
+
+    text: str
+
+
+@attrs.frozen
+class Pong:
+    """Heartbeat answer to `{"method":"ping"}`."""
+
+
+@attrs.frozen
+class SubscriptionAck:
+    """`subscriptionResponse`: the echo of a (un)subscribe, possibly with defaults added."""
+
+    method: str
+    subscription: Mapping[str, Any]
+
+
+@attrs.frozen
+class ChannelError:
+    """The `error` channel: the venue refused a request on an otherwise healthy socket."""
+
+    message: str
+
+
+@attrs.frozen
+class UnknownChannel:
+    """A well-formed frame on a channel this engine does not know."""
+
+    channel: str
+    data: Any
+
+
+# --- post replies ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Resting:
+    """The order rests on the book under `oid`."""
+
+    oid: int
+    cloid: str | None = None
+
+
+@attrs.frozen
+class Filled:
+    """The order filled `total_sz` at `avg_px` (for an IOC, possibly less than asked)."""
+
+    total_sz: Decimal
+    avg_px: Decimal
+    oid: int
+    cloid: str | None = None
+
+
+@attrs.frozen
+class StatusError:
+    """The order (or cancel) at this position was refused with `message`."""
+
+    message: str
+
+
+@attrs.frozen
+class Success:
+    """A cancel at this position succeeded."""
+
+
+@attrs.frozen
+class UnknownPostStatus:
+    """A per-order status of a shape we do not know: its outcome must be reconciled, not guessed."""
+
+    raw: Any
+
+
+PostStatus = Resting | Filled | StatusError | Success | UnknownPostStatus
+
+
+@attrs.frozen
+class ActionOk:
+    """`status: ok`: `kind` is the response type (`order`, `cancel`, `default`, ...)."""
+
+    kind: str
+    statuses: tuple[PostStatus, ...]
+
+
+@attrs.frozen
+class ActionErr:
+    """`status: err`: the whole action was refused (signature, nonce, margin, ...)."""
+
+    message: str
+
+
+@attrs.frozen
+class TransportErr:
+    """`response.type == "error"`: the request never reached the engine (e.g. 429)."""
+
+    message: str
+
+
+@attrs.frozen
+class InfoResult:
+    """The answer to an info request sent as a post; `kind` is its type when the venue names it."""
+
+    kind: str | None
+    data: Any
+
+
+PostResult = ActionOk | ActionErr | TransportErr | InfoResult
+
+
+@attrs.frozen
+class PostReply:
+    """A reply on the `post` channel, correlated to its request by `id`."""
+
+    id: int
+    result: PostResult
+
+
+InboundMessage = (
+    Greeting
+    | Pong
+    | SubscriptionAck
+    | ChannelError
+    | UnknownChannel
+    | PostReply
+    | Bbo
+    | L2Book
+    | ActiveAssetCtx
+    | OrderUpdates
+    | UserFills
+    | ClearinghouseState
+    | OpenOrders
+)
+
+
+# --- structuring -------------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+class _FieldError(ValueError):
+    """A leaf value of the wrong type; turned into a ProtocolError with its path by the decoder."""
+
+
+def _strict(kind: type[_T], name: str) -> Callable[[Any, Any], _T]:
+    def structure(value: Any, _: Any) -> _T:
+        if isinstance(value, bool) and kind is not bool:
+            raise _FieldError(f"expected {name}, got a bool")
+        if not isinstance(value, kind):
+            raise _FieldError(f"expected {name}, got {type(value).__name__} {value!r:.40}")
+        return value
+
+    return structure
+
+
+def _structure_decimal(value: Any, _: Any) -> Decimal:
+    try:
+        return from_wire(value, "decimal field")
+    except InvalidNumber as exc:
+        raise _FieldError(str(exc)) from None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(bool, _strict(bool, "a bool"))
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    for cls in (Level, AssetCtx, WsOrder, Fill, AssetPosition, Resting, Filled):
+        renames: dict[str, Any] = {
+            a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls) if "_" in a.name
+        }
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))
+    return conv
+
+
+_CONVERTER: Final = _make_converter()
+
+
+def _format_field_error(exc: BaseException, kind: type | None) -> str:
+    """Keep our own leaf messages (they say what was expected and what came); cattrs' otherwise."""
+    if isinstance(exc, _FieldError):
+        return str(exc)
+    return cattrs.v.format_exception(exc, kind)
+
+
+def _structure(data: Any, cls: type[_T], channel: str) -> _T:
+    try:
+        return _CONVERTER.structure(data, cls)
+    except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
+        # A cattrs validation error is an ExceptionGroup; flatten it into one precise message.
+        messages = cattrs.transform_error(exc, path="data", format_exception=_format_field_error)
+        raise ProtocolError(channel, "; ".join(messages[:3])) from None
+    except (_FieldError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ProtocolError(channel, f"{type(exc).__name__}: {exc}") from None
+
+
+def _require_dict(value: Any, channel: str, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(channel, f"{what} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _require(obj: dict[str, Any], key: str, kind: type[_T], channel: str, what: str) -> _T:
+    if key not in obj:
+        raise ProtocolError(channel, f"{what}.{key} is missing")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProtocolError(channel, f"{what}.{key} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+# --- per-channel decoders ----------------------------------------------------------------------
+
+
+def _decode_bbo(data: Any) -> Bbo:
+    obj = _require_dict(data, "bbo", "data")
+    coin = _require(obj, "coin", str, "bbo", "data")
+    time = _require(obj, "time", int, "bbo", "data")
+    pair = _require(obj, "bbo", list, "bbo", "data")
+    if len(pair) != 2:
+        raise ProtocolError("bbo", f"data.bbo must have 2 entries, got {len(pair)}")
+    bid, ask = (None if level is None else _structure(level, Level, "bbo") for level in pair)
+    return Bbo(coin, time, bid, ask)
+
+
+def _decode_l2book(data: Any) -> L2Book:
+    obj = _require_dict(data, "l2Book", "data")
+    coin = _require(obj, "coin", str, "l2Book", "data")
+    time = _require(obj, "time", int, "l2Book", "data")
+    levels = _require(obj, "levels", list, "l2Book", "data")
+    if len(levels) != 2:
+        raise ProtocolError("l2Book", f"data.levels must have 2 sides, got {len(levels)}")
+    bids, asks = (_structure(side, tuple[Level, ...], "l2Book") for side in levels)
+    return L2Book(coin, time, bids, asks)
+
+
+def _decode_active_asset_ctx(data: Any) -> ActiveAssetCtx:
+    obj = _require_dict(data, "activeAssetCtx", "data")
+    coin = _require(obj, "coin", str, "activeAssetCtx", "data")
+    ctx = _structure(_require(obj, "ctx", dict, "activeAssetCtx", "data"), AssetCtx, "activeAssetCtx")
+    return ActiveAssetCtx(coin, ctx)
+
+
+def _decode_order_updates(data: Any) -> OrderUpdates:
+    if not isinstance(data, list):
+        raise ProtocolError("orderUpdates", f"data must be an array, got {type(data).__name__}")
+    updates = []
+    for i, item in enumerate(data):
+        obj = _require_dict(item, "orderUpdates", f"data[{i}]")
+        order = _structure(
+            _require(obj, "order", dict, "orderUpdates", f"data[{i}]"), WsOrder, "orderUpdates"
+        )
+        status = _require(obj, "status", str, "orderUpdates", f"data[{i}]")
+        stamp = _require(obj, "statusTimestamp", int, "orderUpdates", f"data[{i}]")
+        updates.append(OrderUpdate(order, status, stamp))
+    return OrderUpdates(tuple(updates))
+
+
+def decode_user_fills(data: Any, channel: str = "userFills") -> UserFills:
+    """Decode a `userFills` push (or an info `userFills` answer, which is a bare array)."""
+    if isinstance(data, list):
+        return UserFills(user="", fills=_structure(data, tuple[Fill, ...], channel), is_snapshot=True)
+    obj = _require_dict(data, channel, "data")
+    user = _require(obj, "user", str, channel, "data")
+    fills = _structure(_require(obj, "fills", list, channel, "data"), tuple[Fill, ...], channel)
+    snapshot = obj.get("isSnapshot", False)
+    if not isinstance(snapshot, bool):
+        raise ProtocolError(channel, f"data.isSnapshot must be bool, got {type(snapshot).__name__}")
+    return UserFills(user, fills, snapshot)
+
+
+def decode_clearinghouse_state(
+    state: Any, *, dex: str, user: str, channel: str = "clearinghouseState"
+) -> ClearinghouseState:
+    """Decode the inner clearinghouse state object (as pushed, or as answered to an info request)."""
+    obj = _require_dict(state, channel, "clearinghouseState")
+    raw_positions = _require(obj, "assetPositions", list, channel, "clearinghouseState")
+    positions = []
+    for i, item in enumerate(raw_positions):
+        entry = _require_dict(item, channel, f"assetPositions[{i}]")
+        position = _require(entry, "position", dict, channel, f"assetPositions[{i}]")
+        positions.append(_structure(position, AssetPosition, channel))
+    summary = obj.get("marginSummary")
+    account_value = None
+    if summary is not None:
+        summary = _require_dict(summary, channel, "marginSummary")
+        if "accountValue" in summary:
+            account_value = _structure(summary["accountValue"], Decimal, channel)
+    withdrawable = _structure(obj["withdrawable"], Decimal, channel) if "withdrawable" in obj else None
+    time = obj.get("time")
+    if time is not None and (not isinstance(time, int) or isinstance(time, bool)):
+        raise ProtocolError(channel, f"clearinghouseState.time must be int, got {type(time).__name__}")
+    return ClearinghouseState(dex, user, tuple(positions), account_value, withdrawable, time)
+
+
+def decode_open_orders(orders: Any, *, dex: str, user: str, channel: str = "openOrders") -> OpenOrders:
+    """Decode a list of open orders (as pushed, or as answered to an info request)."""
+    if not isinstance(orders, list):
+        raise ProtocolError(channel, f"orders must be an array, got {type(orders).__name__}")
+    return OpenOrders(dex, user, _structure(orders, tuple[WsOrder, ...], channel))
+
+
+def _decode_clearinghouse_push(data: Any) -> ClearinghouseState:
+    obj = _require_dict(data, "clearinghouseState", "data")
+    dex = obj.get("dex", "")
+    user = _require(obj, "user", str, "clearinghouseState", "data")
+    state = _require(obj, "clearinghouseState", dict, "clearinghouseState", "data")
+    if not isinstance(dex, str):
+        raise ProtocolError("clearinghouseState", "data.dex must be str")
+    return decode_clearinghouse_state(state, dex=dex, user=user)
+
+
+def _decode_open_orders_push(data: Any) -> OpenOrders:
+    obj = _require_dict(data, "openOrders", "data")
+    dex = obj.get("dex", "")
+    user = _require(obj, "user", str, "openOrders", "data")
+    if not isinstance(dex, str):
+        raise ProtocolError("openOrders", "data.dex must be str")
+    return decode_open_orders(_require(obj, "orders", list, "openOrders", "data"), dex=dex, user=user)
+
+
+def _decode_subscription_ack(data: Any) -> SubscriptionAck:
+    obj = _require_dict(data, "subscriptionResponse", "data")
+    method = _require(obj, "method", str, "subscriptionResponse", "data")
+    subscription = _require(obj, "subscription", dict, "subscriptionResponse", "data")
+    return SubscriptionAck(method, subscription)
+
+
+def _decode_post_status(raw: Any) -> PostStatus:
+    """One per-order status. A shape we cannot read is kept as unknown rather than failing the whole
+    reply: the reply still resolves its post, and that one order goes to reconciliation."""
+    if raw == "success":
+        return Success()
+    if isinstance(raw, dict) and len(raw) == 1:
+        ((key, body),) = raw.items()
+        if key == "error" and isinstance(body, str):
+            return StatusError(body)
+        try:
+            if key == "resting" and isinstance(body, dict):
+                return _structure(body, Resting, "post")
+            if key == "filled" and isinstance(body, dict):
+                return _structure(body, Filled, "post")
+        except ProtocolError:
+            pass
+    return UnknownPostStatus(raw)
+
+
+def _decode_post(data: Any) -> PostReply:
+    obj = _require_dict(data, "post", "data")
+    post_id = _require(obj, "id", int, "post", "data")
+    response = _require(obj, "response", dict, "post", "data")
+    kind = _require(response, "type", str, "post", "data.response")
+    payload = response.get("payload")
+    if kind == "error":
+        message = payload if isinstance(payload, str) else json.dumps(payload)
+        return PostReply(post_id, TransportErr(message))
+    if kind == "info":
+        body = _require_dict(payload, "post", "data.response.payload")
+        info_kind = body.get("type")
+        info_data = body.get("data", body)
+        return PostReply(post_id, InfoResult(info_kind if isinstance(info_kind, str) else None, info_data))
+    if kind != "action":
+        raise ProtocolError("post", f"data.response.type {kind!r} is not action, info or error")
+    body = _require_dict(payload, "post", "data.response.payload")
+    status = _require(body, "status", str, "post", "data.response.payload")
+    if status == "err":
+        reason = body.get("response")
+        return PostReply(post_id, ActionErr(reason if isinstance(reason, str) else json.dumps(reason)))
+    if status != "ok":
+        raise ProtocolError("post", f"data.response.payload.status {status!r} is neither ok nor err")
+    inner = _require(body, "response", dict, "post", "data.response.payload")
+    inner_kind = _require(inner, "type", str, "post", "data.response.payload.response")
+    statuses: tuple[PostStatus, ...] = ()
+    inner_data = inner.get("data")
+    if isinstance(inner_data, dict) and "statuses" in inner_data:
+        raw_statuses = inner_data["statuses"]
+        if not isinstance(raw_statuses, list):
+            raise ProtocolError("post", "data.response.payload.response.data.statuses must be an array")
+        statuses = tuple(_decode_post_status(item) for item in raw_statuses)
+    return PostReply(post_id, ActionOk(inner_kind, statuses))
+
+
+_DECODERS: Final[dict[str, Callable[[Any], InboundMessage]]] = {
+    "bbo": _decode_bbo,
+    "l2Book": _decode_l2book,
+    "activeAssetCtx": _decode_active_asset_ctx,
+    "orderUpdates": _decode_order_updates,
+    "userFills": decode_user_fills,
+    "clearinghouseState": _decode_clearinghouse_push,
+    "openOrders": _decode_open_orders_push,
+    "subscriptionResponse": _decode_subscription_ack,
+    "post": _decode_post,
+}
+
+
+def decode_frame(text: str | bytes) -> InboundMessage:
+    """Decode one inbound frame; raises only `ProtocolError`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("<binary>", "frame is not UTF-8") from None
+    if len(text) > _MAX_FRAME_CHARS:
+        raise ProtocolError("<unparsed>", f"frame of {len(text)} characters exceeds {_MAX_FRAME_CHARS}")
+    if text == GREETING:
+        return Greeting(text)
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("<unparsed>", f"not JSON ({exc}): {text[:60]!r}") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("<unparsed>", f"frame must be a JSON object, got {type(frame).__name__}")
+    channel = frame.get("channel")
+    if not isinstance(channel, str):
+        raise ProtocolError("<unparsed>", f"frame has no channel: {text[:60]!r}")
+    if channel == "pong":
+        return Pong()
+    if channel == "error":
+        data = frame.get("data")
+        return ChannelError(data if isinstance(data, str) else json.dumps(data))
+    if "data" not in frame:
+        raise ProtocolError(channel, "data is missing")
+    decoder = _DECODERS.get(channel)
+    if decoder is None:
+        return UnknownChannel(channel, frame["data"])
+    return decoder(frame["data"])
