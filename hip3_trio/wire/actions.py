@@ -13,6 +13,7 @@ an action built from valid numbers always hashes the way the exchange re-encodes
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -125,13 +126,17 @@ class BuilderInfo:
             raise ValueError(f"builder must be a 0x-prefixed 20-byte hex address, got {value!r:.60}")
 
 
+def _orders(orders: Iterable[OrderWire]) -> tuple[OrderWire, ...]:
+    return tuple(orders)
+
+
 @attrs.frozen
 class OrderAction:
     """`{"type":"order","orders":[...],"grouping":"na","builder"?}`."""
 
     type: Literal["order"] = attrs.field(default="order", init=False)
 
-    orders: tuple[OrderWire, ...] = attrs.field(converter=tuple)
+    orders: tuple[OrderWire, ...] = attrs.field(converter=_orders)
     grouping: Grouping = "na"
     builder: BuilderInfo | None = None
 
@@ -144,13 +149,17 @@ class CancelWire:
     oid: int = attrs.field(validator=_non_negative_int)
 
 
+def _cancels(cancels: Iterable[CancelWire]) -> tuple[CancelWire, ...]:
+    return tuple(cancels)
+
+
 @attrs.frozen
 class CancelAction:
     """`{"type":"cancel","cancels":[{"a","o"}]}`."""
 
     type: Literal["cancel"] = attrs.field(default="cancel", init=False)
 
-    cancels: tuple[CancelWire, ...] = attrs.field(converter=tuple)
+    cancels: tuple[CancelWire, ...] = attrs.field(converter=_cancels)
 
 
 @attrs.frozen
@@ -161,13 +170,17 @@ class CancelByCloidWire:
     cloid: Cloid
 
 
+def _cancels_by_cloid(cancels: Iterable[CancelByCloidWire]) -> tuple[CancelByCloidWire, ...]:
+    return tuple(cancels)
+
+
 @attrs.frozen
 class CancelByCloidAction:
     """`{"type":"cancelByCloid","cancels":[{"asset","cloid"}]}`."""
 
     type: Literal["cancelByCloid"] = attrs.field(default="cancelByCloid", init=False)
 
-    cancels: tuple[CancelByCloidWire, ...] = attrs.field(converter=tuple)
+    cancels: tuple[CancelByCloidWire, ...] = attrs.field(converter=_cancels_by_cloid)
 
 
 @attrs.frozen
