@@ -1,0 +1,435 @@
+"""One WebSocket connection to the venue, and the supervisor that keeps reconnecting.
+
+A `Session` owns everything that lives exactly as long as one connection: the post table (post ids
+are only unique per connection), the control posts (info requests and nonce-invalidating noops), and
+the tasks reader, heartbeat, sender, post timer and sync. They run in one nursery whose cancel scope
+IS the connection's lifetime: any of them raising (socket closed, heartbeat miss, protocol failure)
+cancels the rest. Then `recover()` runs exactly once — the only code that touches the post table on
+disconnect — resolving every pending post as disconnected / not sent and handing each to the host.
+
+The engine side is a `SessionHost`: the session calls it synchronously for every decoded message and
+every resolved post, and asks it for the next batch to send. The session itself decides nothing about
+orders; it moves frames, correlates replies, keeps time and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, Protocol
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError
+
+from hip3_trio.execution.batch import Batch
+from hip3_trio.execution.posts import PostEntry, PostTable
+from hip3_trio.wire import messages as m
+from hip3_trio.wire.actions import action_to_wire
+
+__all__ = [
+    "Backoff",
+    "ConnectionLost",
+    "InfoError",
+    "Session",
+    "SessionConfig",
+    "SessionHost",
+    "WsLike",
+    "is_connection_failure",
+    "run_connection",
+]
+
+log = logging.getLogger(__name__)
+
+#: Control posts (info requests, noops) use ids from here up, so they never collide with batch posts.
+CONTROL_ID_BASE: Final = 1_000_000_000
+
+
+class ConnectionLost(Exception):
+    """The session must end: the socket failed, a heartbeat was missed or market data stalled."""
+
+
+_CONNECTION_FAILURES: Final = (
+    ConnectionLost,
+    OSError,
+    HandshakeError,
+    ConnectionClosed,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+
+
+class InfoError(Exception):
+    """An info request over the WebSocket was refused or not answered in time."""
+
+
+class WsLike(Protocol):
+    """The part of trio-websocket's `WebSocketConnection` the session uses (memory streams in tests)."""
+
+    async def get_message(self) -> str | bytes: ...
+
+    async def send_message(self, message: str | bytes) -> None: ...
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class SessionHost(Protocol):
+    """What the engine provides to a session. Every method is synchronous: one atomic step."""
+
+    def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
+        """A decoded frame other than a post reply (market data, user events, acks, errors)."""
+
+    def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        """A batch post reached its outcome: reply, timeout, disconnect, not sent or send error."""
+
+    def next_batch(self, inflight: int) -> Batch | None:
+        """The next batch to send given the session's inflight posts, or None."""
+
+    def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
+        """The post payload for `action_wire` signed with `nonce` (action, nonce, signature, vault)."""
+
+    def next_nonce(self) -> int:
+        """A fresh nonce."""
+
+    def on_noop_outcome(
+        self, session: Session, original: PostEntry[m.PostResult], result: m.PostResult
+    ) -> None:
+        """The answer to a noop that tried to invalidate `original`'s nonce."""
+
+    def on_session_end(self, session: Session, drained: Sequence[PostEntry[m.PostResult]]) -> None:
+        """The connection is gone; `drained` were already routed through on_post_resolved."""
+
+    async def sync(self, session: Session) -> None:
+        """Subscribe, load state, reconcile and declare READY; returns when done (or raises)."""
+
+
+@attrs.frozen
+class SessionConfig:
+    """Timing of one session (seconds)."""
+
+    ping_after_idle: float = 50.0
+    pong_timeout: float = 10.0
+    md_stall: float = 30.0
+    post_timeout: float = 5.0
+    info_timeout: float = 10.0
+    batch_interval: float = 0.0
+    inflight_limit: int = 100
+    close_timeout: float = 2.0
+
+
+@attrs.define
+class _ControlPost:
+    """An info request or a noop, awaiting its reply outside the batch post table."""
+
+    sent_at: float
+    done: trio.Event = attrs.field(factory=trio.Event)
+    result: m.PostResult | None = None
+    invalidates: PostEntry[m.PostResult] | None = None
+
+
+class Session:
+    """One connection's tasks and per-connection state. Use `run()` once."""
+
+    def __init__(self, ws: WsLike, host: SessionHost, config: SessionConfig | None = None) -> None:
+        self.ws = ws
+        self.host = host
+        self.config = config or SessionConfig()
+        self.posts: PostTable[m.PostResult] = PostTable(timeout=self.config.post_timeout)
+        self._control: dict[int, _ControlPost] = {}
+        self._next_control_id = CONTROL_ID_BASE
+        self._work = trio.lowlevel.ParkingLot()
+        self._posted = trio.lowlevel.ParkingLot()
+        self._pong = trio.Event()
+        self._pending_noops: list[PostEntry[m.PostResult]] = []
+        now = trio.current_time()
+        self.last_sent = now
+        self.last_market_data = now
+        self.frames_in = 0
+        self.bad_frames = 0
+        self.stray_replies = 0
+        self._recovered = False
+
+    # --- views -------------------------------------------------------------------------------------
+
+    @property
+    def inflight(self) -> int:
+        """Posts this connection has on the wire: batch posts in state `sent` plus control posts."""
+        return self.posts.inflight + len(self._control)
+
+    # --- lifetime ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the session until the connection ends; always ends by raising ConnectionLost or cancel."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self._sender)
+                nursery.start_soon(self._post_timer)
+                nursery.start_soon(self._sync)
+        except BaseExceptionGroup as group:
+            lost, rest = group.split(ConnectionLost)
+            if rest is not None or lost is None:
+                raise
+            raise _first_leaf(lost) from group
+        finally:
+            self.recover()
+            with trio.move_on_after(self.config.close_timeout, shield=True):
+                await self.ws.aclose()
+
+    def recover(self) -> None:
+        """The one cleanup path: resolve every pending post as disconnected/not sent, exactly once."""
+        if self._recovered:
+            return
+        self._recovered = True
+        drained = self.posts.drain_on_disconnect(trio.current_time())
+        for entry in drained:
+            self.host.on_post_resolved(self, entry)
+        for control in self._control.values():
+            control.done.set()  # waiters see result None: unanswered
+        self._control.clear()
+        self.host.on_session_end(self, drained)
+
+    def wake_sender(self) -> None:
+        """Work was queued or inflight room freed: let the sender look again."""
+        self._work.unpark_all()
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    async def info(self, request: dict[str, Any]) -> Any:
+        """Send an info request as a post and return its `data`; raises InfoError if refused/unanswered."""
+        post_id, control = self._new_control()
+        frame = {"method": "post", "id": post_id, "request": {"type": "info", "payload": request}}
+        await self._send(json.dumps(frame, separators=(",", ":")))
+        with trio.move_on_after(self.config.info_timeout):
+            await control.done.wait()
+        self._control.pop(post_id, None)
+        result = control.result
+        if isinstance(result, m.InfoResult):
+            return result.data
+        if result is None:
+            raise InfoError(f"info {request.get('type')!r} got no answer")
+        raise InfoError(f"info {request.get('type')!r} refused: {result}")
+
+    async def subscribe(self, subscription: dict[str, Any]) -> None:
+        """Send a subscribe request; its ack arrives as a SubscriptionAck message to the host."""
+        await self._send(json.dumps({"method": "subscribe", "subscription": subscription}))
+
+    def invalidate(self, original: PostEntry[m.PostResult]) -> None:
+        """Queue a noop signed with `original`'s nonce: if accepted, the original can never execute."""
+        self._pending_noops.append(original)
+        self.wake_sender()
+
+    def _new_control(self, invalidates: PostEntry[m.PostResult] | None = None) -> tuple[int, _ControlPost]:
+        post_id = self._next_control_id
+        self._next_control_id += 1
+        control = _ControlPost(sent_at=trio.current_time(), invalidates=invalidates)
+        self._control[post_id] = control
+        return post_id, control
+
+    async def _send(self, text: str) -> None:
+        try:
+            await self.ws.send_message(text)
+        except Exception as exc:  # the transport's own error types vary; all mean the socket is gone
+            raise ConnectionLost(f"send failed: {exc!r}") from exc
+        self.last_sent = trio.current_time()
+
+    # --- tasks -------------------------------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        try:
+            await self.host.sync(self)
+        except InfoError as exc:
+            raise ConnectionLost(f"sync failed: {exc}") from exc
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                text = await self.ws.get_message()
+            except Exception as exc:
+                raise ConnectionLost(f"receive failed: {exc!r}") from exc
+            self.frames_in += 1
+            try:
+                msg = m.decode_frame(text)
+            except m.ProtocolError as exc:
+                self.bad_frames += 1
+                log.warning("undecodable frame #%d: %s", self.bad_frames, exc)
+                continue
+            self._dispatch(msg, trio.current_time())
+
+    def _dispatch(self, msg: m.InboundMessage, now: float) -> None:
+        if isinstance(msg, m.PostReply):
+            self._on_post_reply(msg, now)
+            return
+        if isinstance(msg, m.Pong):
+            self._pong.set()
+            return
+        if isinstance(msg, m.Bbo | m.ActiveAssetCtx | m.L2Book):
+            self.last_market_data = now
+        self.host.on_message(self, msg, now)
+
+    def _on_post_reply(self, reply: m.PostReply, now: float) -> None:
+        control = self._control.get(reply.id)
+        if control is not None:
+            control.result = reply.result
+            control.done.set()
+            if control.invalidates is not None:
+                del self._control[reply.id]
+                self.host.on_noop_outcome(self, control.invalidates, reply.result)
+            self.wake_sender()
+            return
+        if reply.id >= CONTROL_ID_BASE:
+            self.stray_replies += 1
+            log.info("stray control reply %d (late or duplicate)", reply.id)
+            return
+        resolved = self.posts.resolve(reply.id, reply.result, now)
+        if isinstance(resolved, PostEntry):
+            self.host.on_post_resolved(self, resolved)
+            self.wake_sender()
+        else:
+            self.stray_replies += 1
+            log.info("stray post reply %d: %s", reply.id, resolved.reason.value)
+
+    async def _heartbeat(self) -> None:
+        cfg = self.config
+        while True:
+            now = trio.current_time()
+            ping_due = self.last_sent + cfg.ping_after_idle
+            stall_due = self.last_market_data + cfg.md_stall
+            if now >= stall_due:
+                raise ConnectionLost(f"no market data for {now - self.last_market_data:.1f} s")
+            if now >= ping_due:
+                self._pong = trio.Event()
+                await self._send('{"method":"ping"}')
+                with trio.move_on_after(cfg.pong_timeout) as waited:
+                    await self._pong.wait()
+                if waited.cancelled_caught:
+                    raise ConnectionLost(f"no pong within {cfg.pong_timeout} s")
+                continue
+            await trio.sleep_until(min(ping_due, stall_due))
+
+    async def _sender(self) -> None:
+        interval = self.config.batch_interval
+        while True:
+            if self.inflight >= self.config.inflight_limit:
+                await self._work.park()
+                continue
+            if self._pending_noops:
+                await self._send_noop(self._pending_noops.pop(0))
+            else:
+                batch = self.host.next_batch(self.inflight)
+                if batch is None:
+                    await self._work.park()
+                    continue
+                await self._send_batch(batch)
+            if interval > 0:
+                await trio.sleep(interval)
+
+    async def _send_batch(self, batch: Batch) -> None:
+        action = action_to_wire(batch.action())
+        nonce = self.host.next_nonce()
+        payload = self.host.sign(action, nonce)
+        entry = self.posts.create(batch, nonce, trio.current_time())
+        text = json.dumps(
+            {"method": "post", "id": entry.post_id, "request": {"type": "action", "payload": payload}},
+            separators=(",", ":"),
+        )
+        # `sent` means "may be on the wire": marked before the await, so a send that fails or is
+        # cancelled half-way is an unknown outcome (reconciled), never a silent "not sent".
+        self.posts.mark_sent(entry.post_id, trio.current_time())
+        self._posted.unpark_all()
+        await self._send(text)
+
+    async def _send_noop(self, original: PostEntry[m.PostResult]) -> None:
+        payload = self.host.sign({"type": "noop"}, original.nonce)
+        post_id, _ = self._new_control(invalidates=original)
+        frame = {"method": "post", "id": post_id, "request": {"type": "action", "payload": payload}}
+        await self._send(json.dumps(frame, separators=(",", ":")))
+
+    async def _post_timer(self) -> None:
+        while True:
+            due = self.posts.next_expiry()
+            if due is None:
+                await self._posted.park()
+                continue
+            await trio.sleep_until(due)
+            for entry in self.posts.expire(trio.current_time()):
+                self.host.on_post_resolved(self, entry)
+            self.wake_sender()
+
+
+# --- the connection supervisor ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class Backoff:
+    """Exponential backoff with full jitter: base doubling to cap; reset after a healthy session."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    healthy_after: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        ceiling = min(self.cap, self.base * 2.0**attempt)
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+Connect = Callable[[], AbstractAsyncContextManager[WsLike]]
+
+
+async def run_connection(
+    connect: Connect,
+    make_session: Callable[[WsLike], Session],
+    *,
+    backoff: Backoff | None = None,
+    rng: random.Random | None = None,
+    on_disconnect: Callable[[BaseException | None, float], None] | None = None,
+    sessions: int | None = None,
+) -> None:
+    """Connect, run one session, reconnect with backoff forever (or `sessions` times, for tests).
+
+    The attempt count resets after a session that stayed up for `healthy_after` seconds, so one
+    blip after a long healthy run retries quickly.
+    """
+    backoff = backoff or Backoff()
+    rng = rng or random.Random()
+    attempt = 0
+    count = 0
+    while sessions is None or count < sessions:
+        count += 1
+        started = trio.current_time()
+        error: BaseException | None = None
+        try:
+            async with connect() as ws:
+                await make_session(ws).run()
+        except BaseException as exc:
+            if not is_connection_failure(exc):
+                raise
+            error = exc
+        uptime = trio.current_time() - started
+        if uptime >= backoff.healthy_after:
+            attempt = 0
+        delay = backoff.delay(attempt, rng)
+        attempt += 1
+        log.warning("connection ended after %.1f s (%s); reconnecting in %.1f s", uptime, error, delay)
+        if on_disconnect is not None:
+            on_disconnect(error, delay)
+        await trio.sleep(delay)
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """True if `exc` (or every leaf of a group) means "the connection is gone, try again"."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_connection_failure(leaf) for leaf in exc.exceptions)
+    return isinstance(exc, _CONNECTION_FAILURES)
+
+
+def _first_leaf(group: BaseExceptionGroup[ConnectionLost]) -> ConnectionLost:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, ConnectionLost)
+    return leaf

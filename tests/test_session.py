@@ -1,0 +1,372 @@
+"""The connection session: correlation, timeouts, heartbeat, stall, recovery and reconnect backoff.
+
+Runs real trio-websocket framing over `trio.testing.memory_stream_pair()` under the autojump clock;
+the venue side is a scripted peer in the test, the engine side a recording fake host.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
+
+from hip3_trio.execution.batch import Batch, OrderItem
+from hip3_trio.execution.posts import Disconnected, PostEntry, Reply, Timeout
+from hip3_trio.venue.session import (
+    Backoff,
+    ConnectionLost,
+    Session,
+    SessionConfig,
+    run_connection,
+)
+from hip3_trio.wire import messages as m
+from hip3_trio.wire.actions import Cloid, LimitOrderType, OrderWire
+
+
+def make_batch(n: int = 1) -> Batch:
+    order = OrderWire(
+        110000, True, Decimal("100"), Decimal("0.1"), False, LimitOrderType("Ioc"), Cloid.from_int(n)
+    )
+    return Batch(kind="order", items=(OrderItem("xyz:COIN", order),))
+
+
+@attrs.define
+class FakeHost:
+    batches: list[Batch] = attrs.Factory(list)
+    resolved: list[PostEntry[m.PostResult]] = attrs.Factory(list)
+    messages: list[m.InboundMessage] = attrs.Factory(list)
+    noop_outcomes: list[tuple[int, m.PostResult]] = attrs.Factory(list)
+    ended: list[int] = attrs.Factory(list)
+    nonce: int = 1_700_000_000_000
+    synced: trio.Event = attrs.Factory(trio.Event)
+
+    def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
+        self.messages.append(msg)
+
+    def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        self.resolved.append(entry)
+
+    def next_batch(self, inflight: int) -> Batch | None:
+        return self.batches.pop(0) if self.batches else None
+
+    def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
+        return {"action": action_wire, "nonce": nonce, "signature": {"r": "0x1", "s": "0x2", "v": 27}}
+
+    def next_nonce(self) -> int:
+        self.nonce += 1
+        return self.nonce
+
+    def on_noop_outcome(
+        self, session: Session, original: PostEntry[m.PostResult], result: m.PostResult
+    ) -> None:
+        self.noop_outcomes.append((original.nonce, result))
+
+    def on_session_end(self, session: Session, drained: Sequence[PostEntry[m.PostResult]]) -> None:
+        self.ended.append(len(drained))
+
+    async def sync(self, session: Session) -> None:
+        self.synced.set()
+
+
+@asynccontextmanager
+async def ws_pair() -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection]]:
+    """A client and a server WebSocket joined by an in-memory stream."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        accepted_send, accepted = trio.open_memory_channel[WebSocketConnection](1)
+
+        async def accept() -> None:
+            request = await wrap_server_stream(nursery, server_stream)
+            await accepted_send.send(await request.accept())
+
+        nursery.start_soon(accept)
+        client = await wrap_client_stream(nursery, client_stream, "venue.test", "/ws")  # type: ignore[arg-type]
+        yield client, await accepted.receive()
+        nursery.cancel_scope.cancel()
+
+
+def post_reply(post_id: int, statuses: list[Any]) -> str:
+    payload = {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}
+    return json.dumps(
+        {"channel": "post", "data": {"id": post_id, "response": {"type": "action", "payload": payload}}}
+    )
+
+
+FILLED = {"filled": {"totalSz": "0.1", "avgPx": "100", "oid": 7}}
+
+
+async def run_until_lost(session: Session) -> ConnectionLost:
+    with pytest.raises(ConnectionLost) as info:
+        await session.run()
+    return info.value
+
+
+async def test_post_is_sent_signed_and_its_reply_correlated_by_id() -> None:
+    host = FakeHost(batches=[make_batch()])
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host)
+        nursery.start_soon(session.run)
+        frame = json.loads(await server.get_message())
+        assert frame["method"] == "post" and frame["request"]["type"] == "action"
+        payload = frame["request"]["payload"]
+        assert payload["nonce"] == 1_700_000_000_001
+        assert payload["action"]["orders"][0]["c"] == Cloid.from_int(1).raw
+        assert session.inflight == 1
+        await server.send_message(post_reply(frame["id"], [FILLED]))
+        await trio.testing.wait_all_tasks_blocked()
+        assert session.inflight == 0
+        (entry,) = host.resolved
+        assert isinstance(entry.outcome, Reply)
+        assert entry.outcome.payload == m.ActionOk("order", (m.Filled(Decimal("0.1"), Decimal("100"), 7),))
+        nursery.cancel_scope.cancel()
+
+
+async def test_unanswered_post_times_out_after_exactly_5_s(autojump_clock: trio.testing.MockClock) -> None:
+    host = FakeHost(batches=[make_batch()])
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host, SessionConfig(md_stall=1000))
+        nursery.start_soon(session.run)
+        await server.get_message()
+        sent_at = trio.current_time()
+        await trio.sleep_until(sent_at + 4.999)
+        assert host.resolved == []
+        await trio.sleep_until(sent_at + 5.001)
+        (entry,) = host.resolved
+        assert isinstance(entry.outcome, Timeout)
+        assert entry.resolved_at is not None and entry.resolved_at - sent_at == pytest.approx(5.0, abs=1e-6)
+        assert session.inflight == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_duplicate_and_stray_replies_are_applied_once() -> None:
+    host = FakeHost(batches=[make_batch()])
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host)
+        nursery.start_soon(session.run)
+        frame = json.loads(await server.get_message())
+        await server.send_message(post_reply(frame["id"], [FILLED]))
+        await server.send_message(post_reply(frame["id"], [FILLED]))
+        await server.send_message(post_reply(999, [FILLED]))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(host.resolved) == 1
+        assert session.stray_replies == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_garbage_frames_are_counted_and_the_session_lives_on() -> None:
+    host = FakeHost()
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host)
+        nursery.start_soon(session.run)
+        await server.send_message("Websocket connection established.")
+        await server.send_message('{"channel":"bbo","data":{"coin":')
+        await server.send_message("\x00\x01garbage")
+        await server.send_message('{"channel":"bbo","data":{"coin":"xyz:COIN","time":1,"bbo":[null,null]}}')
+        await trio.testing.wait_all_tasks_blocked()
+        assert session.bad_frames == 2
+        assert [type(x) for x in host.messages] == [m.Greeting, m.Bbo]
+        nursery.cancel_scope.cancel()
+
+
+async def test_socket_drop_recovers_inflight_posts_exactly_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    host = FakeHost(batches=[make_batch(1), make_batch(2)])
+    async with ws_pair() as (client, server):
+        session = Session(client, host)
+        async with trio.open_nursery() as nursery:
+
+            async def venue() -> None:
+                await server.get_message()
+                await server.get_message()
+                await server.aclose()
+
+            nursery.start_soon(venue)
+            lost = await run_until_lost(session)
+        assert "receive failed" in str(lost) or "send failed" in str(lost)
+        assert [type(e.outcome) for e in host.resolved] == [Disconnected, Disconnected]
+        assert host.ended == [2]
+        assert session.inflight == 0
+        session.recover()  # a second call changes nothing
+        assert host.ended == [2]
+
+
+async def test_idle_connection_pings_after_50_s_and_a_missing_pong_ends_it_at_60_s(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    host = FakeHost()
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host, SessionConfig(md_stall=1000))
+        start = trio.current_time()
+        pinged_at: list[float] = []
+
+        async def venue() -> None:
+            frame = await server.get_message()
+            pinged_at.append(trio.current_time())
+            assert json.loads(frame) == {"method": "ping"}
+
+        nursery.start_soon(venue)
+        lost = await run_until_lost(session)
+        assert "no pong" in str(lost)
+        assert pinged_at == [pytest.approx(start + 50)]
+        assert trio.current_time() - start == pytest.approx(60)
+
+
+async def test_pong_keeps_the_connection(autojump_clock: trio.testing.MockClock) -> None:
+    host = FakeHost()
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host, SessionConfig(md_stall=1000))
+        nursery.start_soon(session.run)
+        for _ in range(3):
+            assert json.loads(await server.get_message()) == {"method": "ping"}
+            await server.send_message('{"channel":"pong"}')
+        assert trio.current_time() == pytest.approx(150)
+        nursery.cancel_scope.cancel()
+
+
+async def test_market_data_stall_ends_the_session(autojump_clock: trio.testing.MockClock) -> None:
+    host = FakeHost()
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host, SessionConfig(md_stall=20, ping_after_idle=1000))
+        start = trio.current_time()
+        bbo = '{"channel":"bbo","data":{"coin":"xyz:COIN","time":1,"bbo":[null,null]}}'
+
+        async def venue() -> None:
+            await trio.sleep(15)
+            await server.send_message(bbo)  # pushes the stall deadline to 35 s
+
+        nursery.start_soon(venue)
+        lost = await run_until_lost(session)
+        assert "no market data" in str(lost)
+        assert trio.current_time() - start == pytest.approx(35)
+
+
+async def test_sender_respects_the_inflight_limit() -> None:
+    host = FakeHost(batches=[make_batch(i) for i in range(5)])
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host, SessionConfig(inflight_limit=3))
+        nursery.start_soon(session.run)
+        ids = [json.loads(await server.get_message())["id"] for _ in range(3)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert session.inflight == 3 and len(host.batches) == 2
+        await server.send_message(post_reply(ids[0], [FILLED]))
+        json.loads(await server.get_message())
+        await trio.testing.wait_all_tasks_blocked()
+        assert session.inflight == 3 and len(host.batches) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_noop_reuses_the_original_nonce_and_reports_its_outcome() -> None:
+    host = FakeHost(batches=[make_batch()])
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host)
+        nursery.start_soon(session.run)
+        original = json.loads(await server.get_message())
+        entry = session.posts.get(original["id"])
+        assert entry is not None
+        session.invalidate(entry)
+        noop = json.loads(await server.get_message())
+        assert noop["request"]["payload"]["action"] == {"type": "noop"}
+        assert noop["request"]["payload"]["nonce"] == original["request"]["payload"]["nonce"]
+        err = {"status": "err", "response": "Invalid nonce: duplicate nonce"}
+        await server.send_message(
+            json.dumps(
+                {
+                    "channel": "post",
+                    "data": {"id": noop["id"], "response": {"type": "action", "payload": err}},
+                }
+            )
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert host.noop_outcomes == [(entry.nonce, m.ActionErr("Invalid nonce: duplicate nonce"))]
+        nursery.cancel_scope.cancel()
+
+
+async def test_info_request_returns_its_data() -> None:
+    host = FakeHost()
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host)
+        nursery.start_soon(session.run)
+        result: list[Any] = []
+
+        async def ask() -> None:
+            result.append(await session.info({"type": "perpDexs"}))
+
+        nursery.start_soon(ask)
+        frame = json.loads(await server.get_message())
+        assert frame["request"] == {"type": "info", "payload": {"type": "perpDexs"}}
+        info = {"type": "info", "payload": {"type": "perpDexs", "data": [None, {"name": "xyz"}]}}
+        await server.send_message(
+            json.dumps({"channel": "post", "data": {"id": frame["id"], "response": info}})
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert result == [[None, {"name": "xyz"}]]
+        nursery.cancel_scope.cancel()
+
+
+def test_backoff_doubles_to_the_cap_with_jitter() -> None:
+    backoff = Backoff(base=1, cap=60)
+    rng = random.Random(1)
+    for attempt, ceiling in [(0, 1), (1, 2), (3, 8), (6, 60), (20, 60)]:
+        for _ in range(50):
+            assert ceiling / 2 <= backoff.delay(attempt, rng) <= ceiling
+
+
+async def test_supervisor_reconnects_with_backoff_and_resets_after_a_healthy_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Sessions 1-2 die at once (backoff grows); session 3 lives 100 s (reset); session 4 dies."""
+    lifetimes = [0.0, 0.0, 100.0, 0.0]
+    delays: list[float] = []
+    starts: list[float] = []
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        starts.append(trio.current_time())
+        yield object()
+
+    class DyingSession:
+        def __init__(self, lifetime: float) -> None:
+            self.lifetime = lifetime
+
+        async def run(self) -> None:
+            await trio.sleep(self.lifetime)
+            raise ConnectionLost("gone")
+
+    def make_session(_: Any) -> Any:
+        return DyingSession(lifetimes[len(starts) - 1])
+
+    await run_connection(
+        connect,
+        make_session,
+        backoff=Backoff(base=1, cap=60, healthy_after=60),
+        rng=random.Random(0),
+        on_disconnect=lambda error, delay: delays.append(delay),
+        sessions=4,
+    )
+    assert len(starts) == 4
+    assert 0.5 <= delays[0] <= 1 and 1 <= delays[1] <= 2
+    assert 0.5 <= delays[2] <= 1  # reset after the healthy session
+    assert 1 <= delays[3] <= 2
+
+
+async def test_supervisor_does_not_swallow_programming_errors() -> None:
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        yield object()
+
+    class Broken:
+        async def run(self) -> None:
+            raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        await run_connection(connect, lambda _: Broken(), sessions=1)  # type: ignore[arg-type, return-value]
