@@ -1,0 +1,189 @@
+"""The hard stop: a latch that, once tripped, keeps the engine from opening positions until an operator
+clears it — across restarts.
+
+The latch keeps its FIRST reason: the first trigger is the root cause, later ones are usually
+consequences of it. The state lives in a small JSON file in the state directory, written atomically
+(temp file + fsync, `os.replace`, fsync of the directory) so a crash mid-write leaves either the old or
+the new state, never a torn file. It is loaded at start-up, so an engine restarted by runit after a hard
+stop comes back stopped.
+
+Failing safe: a latch file that exists but cannot be read or parsed is treated as LATCHED (with a reason
+naming the file), never as clear — only `clear()` by an operator un-latches. A missing file means the
+engine has never been stopped.
+
+`trigger()` and `clear()` do their file I/O synchronously, on purpose: the write is a few hundred bytes
+and happens at most a handful of times in a process's life, and keeping it synchronous keeps the latch
+transition atomic under Trio (no `await` between deciding to stop and being stopped). If persisting a
+trigger fails, the in-memory latch still holds (the process stays stopped) and the write is retried on
+the next trigger; a failed `clear()` raises and leaves the latch set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+__all__ = ["DEFAULT_FILENAME", "ClearedRecord", "HardStop", "StopRecord"]
+
+DEFAULT_FILENAME: Final = "hard_stop.json"
+_VERSION: Final = 1
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class StopRecord:
+    """Why and when (ms) the latch was tripped."""
+
+    reason: str
+    time_ms: int
+
+
+@attrs.frozen
+class ClearedRecord:
+    """A latch that an operator cleared: the original stop plus who cleared it and when (ms)."""
+
+    reason: str
+    time_ms: int
+    cleared_by: str
+    cleared_at_ms: int
+
+
+def _is_ms(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse(text: str) -> StopRecord | None:
+    """The latch state in `text`; raises ValueError on anything but a well-formed document."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or doc.get("version") != _VERSION:
+        raise ValueError("not a version-1 hard-stop document")
+    latched = doc.get("latched")
+    if latched is False:
+        return None
+    if latched is not True:
+        raise ValueError(f"'latched' must be true or false, got {latched!r:.40}")
+    reason, time_ms = doc.get("reason"), doc.get("time_ms")
+    if not isinstance(reason, str) or not _is_ms(time_ms):
+        raise ValueError("a latched document needs a string 'reason' and an integer 'time_ms'")
+    assert isinstance(time_ms, int)
+    return StopRecord(reason, time_ms)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Replace `path` with `doc` so that a crash at any point leaves the old or the new file whole."""
+    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+@attrs.define
+class HardStop:
+    """The persisted latch. Build it with `HardStop.load(state_dir, now_ms)` at start-up."""
+
+    path: Path
+    _record: StopRecord | None = None
+    _persisted: bool = True
+
+    @classmethod
+    def load(cls, state_dir: Path, now_ms: int, filename: str = DEFAULT_FILENAME) -> HardStop:
+        """Read the latch from `state_dir`; an unreadable file loads as latched at `now_ms` (fail safe).
+
+        The directory is created if missing. A corrupt file is left untouched on disk (it is evidence)
+        until an operator's `clear()` replaces it.
+        """
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / filename
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, UnicodeError) as exc:
+            return cls._unreadable(path, exc, now_ms)
+        try:
+            record = _parse(text)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            return cls._unreadable(path, exc, now_ms)
+        if record is not None:
+            log.warning("hard stop is latched (since %d): %s", record.time_ms, record.reason)
+        return cls(path, record)
+
+    @classmethod
+    def _unreadable(cls, path: Path, exc: Exception, now_ms: int) -> HardStop:
+        reason = f"hard-stop file {path} is unreadable ({type(exc).__name__}: {exc}); treated as latched"
+        log.error("%s", reason)
+        return cls(path, StopRecord(reason, now_ms))
+
+    @property
+    def latched(self) -> bool:
+        """True while the engine must not open positions."""
+        return self._record is not None
+
+    @property
+    def record(self) -> StopRecord | None:
+        """The first reason and its time, or None when clear."""
+        return self._record
+
+    @property
+    def persisted(self) -> bool:
+        """False if the latest latch could not be written to disk (it will survive only this process)."""
+        return self._persisted
+
+    def trigger(self, reason: str, now_ms: int) -> bool:
+        """Latch with `reason` unless already latched; True if this call latched it. Writes the file
+        synchronously. A write failure is logged, not raised: the in-memory latch must hold regardless."""
+        newly = self._record is None
+        if newly:
+            self._record = StopRecord(reason, now_ms)
+            self._persisted = False
+            log.critical("HARD STOP: %s", reason)
+        if not self._persisted:
+            assert self._record is not None
+            doc = {"version": _VERSION, "latched": True, **attrs.asdict(self._record)}
+            try:
+                _write_atomic(self.path, doc)
+            except OSError:
+                log.exception("could not persist the hard stop to %s; it holds in memory only", self.path)
+            else:
+                self._persisted = True
+        return newly
+
+    def clear(self, by: str, now_ms: int) -> ClearedRecord | None:
+        """Operator action: un-latch, recording who and when. Returns the cleared record for the journal,
+        or None if nothing was latched. The file is written before the latch is released, so a failed
+        write raises and the engine stays stopped."""
+        if not by.strip():
+            raise ValueError("clearing the hard stop needs the operator's name")
+        if self._record is None:
+            return None
+        cleared = ClearedRecord(self._record.reason, self._record.time_ms, by, now_ms)
+        _write_atomic(
+            self.path, {"version": _VERSION, "latched": False, "last_cleared": attrs.asdict(cleared)}
+        )
+        self._record = None
+        self._persisted = True
+        log.warning("hard stop cleared by %s: %s", by, cleared.reason)
+        return cleared

@@ -1,0 +1,178 @@
+"""The risk monitor: turns trading events into hard-stop triggers.
+
+Triggers (all in `RiskConfig`):
+- cumulative realised loss above $20;
+- more than 5 losing trades in a row;
+- more than 3 flatten failures;
+- more than 10 non-benign order rejects within a rolling hour;
+- slippage above 50 bps on 3 consecutive measurements.
+
+Rejects that are a normal outcome of this strategy are benign and not counted: an IOC that found nothing
+to match (the dislocation was gone), a reduce-only order that would increase the position (the position
+was already flat) and an order under the minimum value. They are recognised by the exchange's own error
+strings (Hyperliquid "Error responses" docs) and the equivalent `orderUpdates` statuses.
+
+`on_event` is synchronous: an event is counted and, if it crosses a limit, the HardStop is latched in the
+same step (atomic under Trio). The counters live in memory; an engine restarted after losses starts them
+from zero unless the caller seeds `realized_pnl` (e.g. from the journal) — the latch itself is persisted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from decimal import Decimal
+from typing import Final
+
+import attrs
+
+from hip3_trio.risk.hard_stop import HardStop
+
+__all__ = [
+    "BENIGN_REJECT_FRAGMENTS",
+    "FlattenFailed",
+    "OrderRejected",
+    "RiskConfig",
+    "RiskEvent",
+    "RiskMonitor",
+    "SlippageMeasured",
+    "TradeClosed",
+    "is_benign_reject",
+]
+
+HOUR_MS: Final = 3_600_000
+
+# Lower-cased fragments of the exchange's benign reject messages. Matched as substrings because the
+# exchange decorates them: "Order 0: Reduce only order would increase position.", "... asset=10107".
+BENIGN_REJECT_FRAGMENTS: Final = (
+    # IocCancel: "Order could not immediately match against any resting orders."
+    "could not immediately match against any resting orders",
+    # ReduceOnly: "Reduce only order would increase position."
+    "reduce only order would increase position",
+    # MinTradeNtl: "Order must have minimum value of $10." (spot: "... of 10 {quote_token}.")
+    "order must have minimum value of",
+    # The same three as orderUpdates statuses.
+    "iocCancelRejected".lower(),
+    "reduceOnlyRejected".lower(),
+    "minTradeNtlRejected".lower(),
+)
+
+
+def is_benign_reject(message: str) -> bool:
+    """True if `message` is one of the expected rejects that must not count towards the reject limit."""
+    text = message.lower()
+    return any(fragment in text for fragment in BENIGN_REJECT_FRAGMENTS)
+
+
+@attrs.frozen(kw_only=True)
+class TradeClosed:
+    """A round trip finished; `pnl` is realised and net of fees (negative = loss)."""
+
+    market: str
+    pnl: Decimal
+
+
+@attrs.frozen(kw_only=True)
+class FlattenFailed:
+    """A position could not be flattened within the flatten deadline."""
+
+    market: str
+    detail: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class OrderRejected:
+    """The exchange rejected an order; `message` is its error string or order status."""
+
+    market: str
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class SlippageMeasured:
+    """Adverse slippage of a fill against the signal's price, in bps (positive = worse than expected)."""
+
+    market: str
+    bps: Decimal
+
+
+RiskEvent = TradeClosed | FlattenFailed | OrderRejected | SlippageMeasured
+
+
+@attrs.frozen(kw_only=True)
+class RiskConfig:
+    """Hard-stop limits; each trips when the count or amount goes strictly above it (slippage: on the
+    `slippage_streak`-th consecutive measurement above `max_slippage_bps`)."""
+
+    max_cumulative_loss_usd: Decimal = Decimal(20)
+    max_consecutive_losses: int = 5
+    max_flatten_failures: int = 3
+    max_rejects_per_window: int = 10
+    reject_window_ms: int = HOUR_MS
+    max_slippage_bps: Decimal = Decimal(50)
+    slippage_streak: int = 3
+
+
+@attrs.define
+class RiskMonitor:
+    """Counts events against `RiskConfig` and latches `hard_stop` on the first limit crossed."""
+
+    config: RiskConfig
+    hard_stop: HardStop
+    realized_pnl: Decimal = Decimal(0)
+    consecutive_losses: int = 0
+    flatten_failures: int = 0
+    slippage_streak: int = 0
+    _reject_times: deque[int] = attrs.field(factory=deque, init=False)
+
+    def rejects_in_window(self, now_ms: int) -> int:
+        """Non-benign rejects within the last `reject_window_ms` (older ones are dropped)."""
+        horizon = now_ms - self.config.reject_window_ms
+        while self._reject_times and self._reject_times[0] <= horizon:
+            self._reject_times.popleft()
+        return len(self._reject_times)
+
+    def on_event(self, event: RiskEvent, now_ms: int) -> str | None:
+        """Count `event`; if it crosses a limit, latch the hard stop and return the reason, else None.
+
+        The reason is returned every time a limit is (still) crossed, even if the latch already holds an
+        earlier reason, so the caller can journal each trigger; the HardStop keeps the first.
+        """
+        reason = self._check(event, now_ms)
+        if reason is not None:
+            self.hard_stop.trigger(reason, now_ms)
+        return reason
+
+    def _check(self, event: RiskEvent, now_ms: int) -> str | None:
+        cfg = self.config
+        if isinstance(event, TradeClosed):
+            self.realized_pnl += event.pnl
+            self.consecutive_losses = self.consecutive_losses + 1 if event.pnl < 0 else 0
+            if -self.realized_pnl > cfg.max_cumulative_loss_usd:
+                return f"cumulative loss ${-self.realized_pnl} > ${cfg.max_cumulative_loss_usd}"
+            if self.consecutive_losses > cfg.max_consecutive_losses:
+                return f"{self.consecutive_losses} consecutive losing trades > {cfg.max_consecutive_losses}"
+        elif isinstance(event, FlattenFailed):
+            self.flatten_failures += 1
+            if self.flatten_failures > cfg.max_flatten_failures:
+                return (
+                    f"{self.flatten_failures} flatten failures > {cfg.max_flatten_failures}"
+                    f" (last: {event.market})"
+                )
+        elif isinstance(event, OrderRejected):
+            if is_benign_reject(event.message):
+                return None
+            self._reject_times.append(now_ms)
+            count = self.rejects_in_window(now_ms)
+            if count > cfg.max_rejects_per_window:
+                return (
+                    f"{count} non-benign order rejects in {cfg.reject_window_ms} ms"
+                    f" > {cfg.max_rejects_per_window} (last: {event.market}: {event.message})"
+                )
+        else:
+            self.slippage_streak = self.slippage_streak + 1 if event.bps > cfg.max_slippage_bps else 0
+            if self.slippage_streak >= cfg.slippage_streak:
+                return (
+                    f"slippage > {cfg.max_slippage_bps} bps {self.slippage_streak} times in a row"
+                    f" (last: {event.market} {event.bps} bps)"
+                )
+        return None

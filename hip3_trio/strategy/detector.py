@@ -1,0 +1,306 @@
+"""The oracle-dislocation detector: when the book trades through the oracle, take the dislocated price.
+
+A HIP-3 deployer pushes a new oracle price about every 3 s; between updates the book can move away from
+it. When the best ask sits below the oracle (or the best bid above it) by more than the round-trip cost
+— taker fee + expected slippage + a minimum edge — the detector emits a `Signal` to take that price with
+a small IOC order:
+
+    buy edge  = (oracle − best ask) / oracle × 10⁴ bps
+    sell edge = (best bid − oracle) / oracle × 10⁴ bps
+
+Size = min(alpha × liquidity factor × top-of-book size, max notional / mid), floored to the lot, where
+the liquidity factor rises linearly from 0 at $500 of touched top-of-book notional to 1 at $5000: a thin
+touch is more likely to be a stale quote or gone by the time the order lands, so it gets less size.
+
+There is no signal on a stale oracle or book, on a crossed/locked or one-sided book, below the exchange's
+minimum order value, or within the cooldown of the previous signal for the same (market, side). Every
+non-signal comes back as a `Skip` reason so the strategy task can count why it did not trade.
+
+Pure logic: no I/O, no clock — time is passed in as `now_ms` (the same clock as the inputs' `time_ms`,
+i.e. exchange time; the caller applies any server offset). All numbers are `Decimal`; floats are refused
+at construction so a float can never reach a price or a size.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import attrs
+
+from hip3_trio.wire.numbers import (
+    InvalidNumber,
+    check_min_notional,
+    lot,
+    round_size,
+)
+
+__all__ = [
+    "BPS",
+    "BookTop",
+    "Detector",
+    "DetectorConfig",
+    "OracleCtx",
+    "Signal",
+    "Skip",
+    "edge_bps",
+    "liquidity_factor",
+    "signal_size",
+]
+
+BPS: Final = Decimal(10_000)
+_ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
+
+
+def _decimal(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise TypeError(f"{attribute.name} must be a finite Decimal, got {value!r}")
+
+
+def _positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _decimal(inst, attribute, value)
+    assert isinstance(value, Decimal)
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+def _non_negative(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _decimal(inst, attribute, value)
+    assert isinstance(value, Decimal)
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be non-negative, got {value}")
+
+
+def _optional_positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _positive(inst, attribute, value)
+
+
+def _int_ms(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"{attribute.name} must be a non-negative int (ms), got {value!r}")
+
+
+@attrs.frozen
+class BookTop:
+    """Best bid and ask of one market at exchange time `time_ms`; a missing side is `None`.
+
+    A side's price and size come together or not at all.
+    """
+
+    market: str
+    bid_px: Decimal | None = attrs.field(validator=_optional_positive)
+    bid_sz: Decimal | None = attrs.field(validator=_optional_positive)
+    ask_px: Decimal | None = attrs.field(validator=_optional_positive)
+    ask_sz: Decimal | None = attrs.field(validator=_optional_positive)
+    time_ms: int = attrs.field(validator=_int_ms)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.bid_px is None) != (self.bid_sz is None) or (self.ask_px is None) != (self.ask_sz is None):
+            raise ValueError(f"{self.market}: a book side needs both price and size, or neither")
+
+
+@attrs.frozen
+class OracleCtx:
+    """The oracle and mark price of one market, stamped with the time it was received/published."""
+
+    market: str
+    oracle_px: Decimal = attrs.field(validator=_positive)
+    mark_px: Decimal = attrs.field(validator=_positive)
+    time_ms: int = attrs.field(validator=_int_ms)
+
+
+@attrs.frozen(kw_only=True)
+class Signal:
+    """A decision to take `size` at `price` (the touched best price) on `market`.
+
+    `price` is the order's limit; today it is always `best_px`, kept separate so a later pricing policy
+    can differ from the observed touch without losing what was observed. The timestamps let metrics
+    measure signal latency and the age of the inputs the decision was made on.
+    """
+
+    market: str
+    is_buy: bool
+    price: Decimal
+    size: Decimal
+    expected_edge_bps: Decimal
+    oracle_px: Decimal
+    mark_px: Decimal
+    best_px: Decimal
+    mid_px: Decimal
+    book_time_ms: int
+    oracle_time_ms: int
+    time_ms: int
+
+    @property
+    def notional(self) -> Decimal:
+        """The order value at the limit price."""
+        return self.price * self.size
+
+
+class Skip(enum.Enum):
+    """Why an evaluation produced no signal."""
+
+    UNKNOWN_MARKET = "unknown_market"  # no sz_decimals spec for the market
+    MARKET_MISMATCH = "market_mismatch"  # book and oracle of different markets
+    NO_DATA = "no_data"  # book or oracle not seen yet
+    STALE_ORACLE = "stale_oracle"
+    STALE_BOOK = "stale_book"
+    ONE_SIDED = "one_sided"
+    CROSSED = "crossed"  # bid >= ask (locked counts: the book is not trustworthy)
+    NO_EDGE = "no_edge"
+    TOO_SMALL = "too_small"  # size floors to zero lots
+    BELOW_MIN_NOTIONAL = "below_min_notional"
+    COOLDOWN = "cooldown"
+
+
+def _by_market(value: Mapping[str, Decimal]) -> Mapping[str, Decimal]:
+    return dict(value)
+
+
+def _sz_decimals(value: Mapping[str, int]) -> Mapping[str, int]:
+    return dict(value)
+
+
+@attrs.frozen(kw_only=True)
+class DetectorConfig:
+    """Thresholds and sizing. Defaults for fee/alpha/stale limits/liquidity band come from the issue;
+    slippage, minimum edge, max notional and cooldown are placeholders to be set per deployment."""
+
+    taker_fee_bps: Decimal = attrs.field(default=Decimal("4.5"), validator=_non_negative)
+    slippage_bps: Decimal = attrs.field(default=Decimal(2), validator=_non_negative)
+    min_edge_bps: Decimal = attrs.field(default=Decimal(3), validator=_non_negative)
+    min_edge_bps_by_market: Mapping[str, Decimal] = attrs.field(factory=dict, converter=_by_market)
+    alpha: Decimal = attrs.field(default=Decimal("0.1"), validator=_positive)
+    max_notional_usd: Decimal = attrs.field(default=Decimal(25), validator=_positive)
+    liquidity_floor_usd: Decimal = attrs.field(default=Decimal(500), validator=_non_negative)
+    liquidity_full_usd: Decimal = attrs.field(default=Decimal(5000), validator=_positive)
+    max_oracle_age_ms: int = attrs.field(default=8_000, validator=_int_ms)
+    max_book_age_ms: int = attrs.field(default=2_000, validator=_int_ms)
+    cooldown_ms: int = attrs.field(default=10_000, validator=_int_ms)
+    min_notional_usd: Decimal = attrs.field(default=Decimal(10), validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.alpha > 1:
+            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if self.liquidity_full_usd <= self.liquidity_floor_usd:
+            raise ValueError("liquidity_full_usd must be above liquidity_floor_usd")
+        for market, bps in self.min_edge_bps_by_market.items():
+            if not isinstance(bps, Decimal) or not bps.is_finite() or bps < 0:
+                raise TypeError(f"min edge override for {market} must be a non-negative Decimal, got {bps!r}")
+
+    def threshold_bps(self, market: str) -> Decimal:
+        """The edge a signal needs on `market`: taker fee + slippage + (per-market) minimum edge."""
+        min_edge = self.min_edge_bps_by_market.get(market, self.min_edge_bps)
+        return self.taker_fee_bps + self.slippage_bps + min_edge
+
+
+def edge_bps(*, is_buy: bool, oracle_px: Decimal, best_px: Decimal) -> Decimal:
+    """Edge of taking `best_px` against the oracle, in bps; positive means the touch is through the oracle."""
+    diff = oracle_px - best_px if is_buy else best_px - oracle_px
+    return diff / oracle_px * BPS
+
+
+def liquidity_factor(top_notional: Decimal, floor_usd: Decimal, full_usd: Decimal) -> Decimal:
+    """0 at or below `floor_usd`, 1 at or above `full_usd`, linear in between."""
+    if top_notional <= floor_usd:
+        return _ZERO
+    if top_notional >= full_usd:
+        return _ONE
+    return (top_notional - floor_usd) / (full_usd - floor_usd)
+
+
+def signal_size(
+    *, top_px: Decimal, top_sz: Decimal, mid_px: Decimal, sz_decimals: int, config: DetectorConfig
+) -> Decimal | None:
+    """min(alpha × liquidity factor × top size, max notional / mid), floored to the lot; None if < 1 lot."""
+    factor = liquidity_factor(top_px * top_sz, config.liquidity_floor_usd, config.liquidity_full_usd)
+    raw = min(config.alpha * factor * top_sz, config.max_notional_usd / mid_px)
+    if raw < lot(sz_decimals):
+        return None
+    return round_size(raw, sz_decimals)
+
+
+@attrs.define
+class Detector:
+    """Evaluates book/oracle pairs into signals; owns the latest inputs and the per-(market, side) cooldown.
+
+    `sz_decimals` maps each configured market to its lot precision (from `meta(dex)`). All methods are
+    synchronous, so under Trio each evaluation (including the cooldown mark) is atomic.
+    """
+
+    config: DetectorConfig
+    sz_decimals: Mapping[str, int] = attrs.field(converter=_sz_decimals)
+    _books: dict[str, BookTop] = attrs.field(factory=dict, init=False)
+    _oracles: dict[str, OracleCtx] = attrs.field(factory=dict, init=False)
+    _last_signal_ms: dict[tuple[str, bool], int] = attrs.field(factory=dict, init=False)
+
+    def on_book(self, book: BookTop, now_ms: int) -> Signal | Skip:
+        """Record a new best bid/ask and evaluate it against the latest oracle of that market."""
+        self._books[book.market] = book
+        oracle = self._oracles.get(book.market)
+        return Skip.NO_DATA if oracle is None else self.evaluate(book, oracle, now_ms)
+
+    def on_oracle(self, oracle: OracleCtx, now_ms: int) -> Signal | Skip:
+        """Record a new oracle/mark and evaluate it against the latest book of that market."""
+        self._oracles[oracle.market] = oracle
+        book = self._books.get(oracle.market)
+        return Skip.NO_DATA if book is None else self.evaluate(book, oracle, now_ms)
+
+    def evaluate(self, book: BookTop, oracle: OracleCtx, now_ms: int) -> Signal | Skip:
+        """Apply every rule to one book/oracle pair; a returned Signal starts its (market, side) cooldown."""
+        market = book.market
+        cfg = self.config
+        if oracle.market != market:
+            return Skip.MARKET_MISMATCH
+        sz_decimals = self.sz_decimals.get(market)
+        if sz_decimals is None:
+            return Skip.UNKNOWN_MARKET
+        if now_ms - oracle.time_ms > cfg.max_oracle_age_ms:
+            return Skip.STALE_ORACLE
+        if now_ms - book.time_ms > cfg.max_book_age_ms:
+            return Skip.STALE_BOOK
+        if book.bid_px is None or book.bid_sz is None or book.ask_px is None or book.ask_sz is None:
+            return Skip.ONE_SIDED
+        if book.bid_px >= book.ask_px:
+            return Skip.CROSSED
+
+        buy_edge = edge_bps(is_buy=True, oracle_px=oracle.oracle_px, best_px=book.ask_px)
+        sell_edge = edge_bps(is_buy=False, oracle_px=oracle.oracle_px, best_px=book.bid_px)
+        # An uncrossed book cannot have both edges positive, so at most one side qualifies.
+        is_buy = buy_edge >= sell_edge
+        edge = buy_edge if is_buy else sell_edge
+        if edge < cfg.threshold_bps(market):
+            return Skip.NO_EDGE
+        last = self._last_signal_ms.get((market, is_buy))
+        if last is not None and now_ms - last < cfg.cooldown_ms:
+            return Skip.COOLDOWN
+
+        best_px, top_sz = (book.ask_px, book.ask_sz) if is_buy else (book.bid_px, book.bid_sz)
+        mid_px = (book.bid_px + book.ask_px) / 2
+        size = signal_size(top_px=best_px, top_sz=top_sz, mid_px=mid_px, sz_decimals=sz_decimals, config=cfg)
+        if size is None:
+            return Skip.TOO_SMALL
+        try:
+            check_min_notional(best_px, size, cfg.min_notional_usd)
+        except InvalidNumber:
+            return Skip.BELOW_MIN_NOTIONAL
+
+        self._last_signal_ms[(market, is_buy)] = now_ms
+        return Signal(
+            market=market,
+            is_buy=is_buy,
+            price=best_px,
+            size=size,
+            expected_edge_bps=edge,
+            oracle_px=oracle.oracle_px,
+            mark_px=oracle.mark_px,
+            best_px=best_px,
+            mid_px=mid_px,
+            book_time_ms=book.time_ms,
+            oracle_time_ms=oracle.time_ms,
+            time_ms=now_ms,
+        )
