@@ -1,0 +1,115 @@
+"""``python -m hip3_trio.sim``: run the simulator on a local port until interrupted.
+
+The first line of output is the WebSocket URL (``ws://127.0.0.1:PORT/ws``) so a script can read it.
+With no ``--account``/``--agent`` a funded account is created and its address and throwaway key are
+printed next. Fault flags arm the same switches as ``Faults`` in the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+
+import trio
+
+from .config import SimConfig
+from .faults import Faults
+from .server import Simulator
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m hip3_trio.sim", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--network", choices=("testnet", "mainnet"), default="testnet")
+    p.add_argument("--account", action="append", default=[], metavar="0xADDRESS", help="fund this user")
+    p.add_argument(
+        "--agent", action="append", default=[], metavar="0xAGENT:0xMASTER", help="approve an API wallet"
+    )
+    p.add_argument("--balance", type=Decimal, default=None, help="USDC per dex for funded accounts")
+    p.add_argument("--base-epoch-ms", type=int, default=None, help="venue time at start (default: now)")
+    p.add_argument("--dislocation-rate", type=float, default=None, help="probability per oracle update")
+    p.add_argument("--dislocation-bps", type=float, default=None, help="typical dislocation size")
+    p.add_argument("--oracle-interval", type=float, default=None, help="seconds between oracle updates")
+    faults = p.add_argument_group("faults")
+    faults.add_argument("--close-after-frames", type=int, default=None)
+    faults.add_argument("--close-at-ms", type=int, default=None, help="venue epoch-ms at which to drop all")
+    faults.add_argument("--close-code", type=int, default=None, help="send this close code (default: drop)")
+    faults.add_argument("--reply-delay", type=float, default=0.0, help="seconds")
+    faults.add_argument("--drop-replies", type=int, default=0)
+    faults.add_argument("--duplicate-replies", type=int, default=0)
+    faults.add_argument("--garbage-frames", type=int, default=0)
+    faults.add_argument("--truncated-frames", type=int, default=0)
+    faults.add_argument("--skip-ioc-order-updates", type=int, default=0)
+    faults.add_argument("--empty-clearinghouse-once", action="store_true")
+    faults.add_argument("--stall-market-data", action="store_true")
+    faults.add_argument("--clock-skew-ms", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> Simulator:
+    """A simulator configured from parsed arguments (accounts funded, faults armed)."""
+    config = SimConfig(seed=args.seed, network=args.network, base_epoch_ms=args.base_epoch_ms)
+    if args.balance is not None:
+        config.initial_balance = args.balance
+    if args.dislocation_rate is not None:
+        config.market.dislocation_rate = args.dislocation_rate
+    if args.dislocation_bps is not None:
+        config.market.dislocation_bps = args.dislocation_bps
+    if args.oracle_interval is not None:
+        config.market.oracle_interval_s = args.oracle_interval
+    faults = Faults(
+        close_after_frames=args.close_after_frames,
+        close_at_ms=args.close_at_ms,
+        close_code=args.close_code,
+        reply_delay_s=args.reply_delay,
+        drop_replies=args.drop_replies,
+        duplicate_replies=args.duplicate_replies,
+        garbage_frames=args.garbage_frames,
+        truncated_frames=args.truncated_frames,
+        skip_ioc_order_updates=args.skip_ioc_order_updates,
+        empty_clearinghouse_once=args.empty_clearinghouse_once,
+        stall_market_data=args.stall_market_data,
+        clock_skew_ms=args.clock_skew_ms,
+    )
+    sim = Simulator.create(config, faults)
+    for address in args.account:
+        sim.add_account(address)
+    for pair in args.agent:
+        agent, _, master = pair.partition(":")
+        if not master:
+            raise SystemExit(f"--agent expects 0xAGENT:0xMASTER, got {pair!r}")
+        sim.approve_agent(agent, master)
+    return sim
+
+
+async def serve(sim: Simulator, host: str, port: int, print_key: bool) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        url = await nursery.start(sim.serve_tcp, host, port)
+        print(url, flush=True)
+        if print_key:
+            print(f"account {sim.account}", flush=True)
+            print(f"key {sim.account_key}  (throwaway, simulator only)", flush=True)
+        else:
+            print(f"accounts {' '.join(sorted(sim.exchange.accounts.users))}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sim = build(args)
+    print_key = not args.account and not args.agent
+    if print_key:
+        sim.create_funded_account()
+    try:
+        trio.run(serve, sim, args.host, args.port, print_key)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,524 @@
+"""The exchange's state machine: signed actions in, statuses and stream events out.
+
+Everything here is synchronous. ``execute`` verifies a signed action (signature → known signer →
+nonce → expiry → vault), applies it, and returns the reply payload; the events it caused (orderUpdates,
+userFills, account and book pushes) are queued and published by ``flush`` so the caller can put the
+post reply on the wire first. ``tick`` is one oracle update for every market; ``run_scheduled_cancels``
+fires due ``scheduleCancel`` times. Tasks that drive time live in ``server.Simulator``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import attrs
+from eth_utils.crypto import keccak
+
+from . import views
+from .accounts import AccountBook, FillRecord, fill_direction
+from .clock import SimClock
+from .config import SimConfig
+from .faults import Faults
+from .markets import DEFAULT_DEXES, AssetSpec, DexSpec, Market, RestingOrder, build_specs
+from .matching import crossed_resting, take, would_cross
+from .nonces import NonceBook
+from .numbers import is_valid_price, is_valid_size, parse_decimal, to_wire, usd
+from .streams import Hub, SubKey
+from .verify import U64_LIMIT, BadAction, canonical_action, parse_signature, recover_signer
+from .views import OrderRecord
+
+DESERIALIZE_ERROR = "Failed to deserialize the JSON body into the target type"
+MIN_ORDER_USD = Decimal(10)
+SCHEDULE_CANCEL_MIN_LEAD_MS = 5_000
+Reply = tuple[str, Any]
+
+
+def _ok(kind: str, data: Any = None) -> Reply:
+    response: dict[str, Any] = {"type": kind}
+    if data is not None:
+        response["data"] = data
+    return "action", {"status": "ok", "response": response}
+
+
+def _err(message: str) -> Reply:
+    return "action", {"status": "err", "response": message}
+
+
+def _nothing() -> None:
+    return None
+
+
+@attrs.define(eq=False)
+class Exchange:
+    """Markets, accounts, orders and nonces of one simulated venue."""
+
+    config: SimConfig
+    clock: SimClock
+    faults: Faults
+    hub: Hub
+    dexes: tuple[DexSpec, ...]
+    specs: list[AssetSpec]
+    markets: dict[str, Market]
+    by_asset: dict[int, Market]
+    accounts: AccountBook
+    nonces: NonceBook
+    orders: dict[int, OrderRecord] = attrs.Factory(dict)
+    cloids: dict[tuple[str, str], int] = attrs.Factory(dict)
+    next_oid: int = 10_000_000_000
+    next_tid: int = 500_000_000_000
+    on_schedule_change: Callable[[], None] = _nothing
+    _updates: dict[str, list[dict[str, Any]]] = attrs.Factory(lambda: defaultdict(list))
+    _fills: dict[str, list[dict[str, Any]]] = attrs.Factory(lambda: defaultdict(list))
+    _dirty_accounts: set[tuple[str, str]] = attrs.Factory(set)
+    _dirty_books: set[str] = attrs.Factory(set)
+    _last_bbo: dict[str, Any] = attrs.Factory(dict)
+
+    @classmethod
+    def create(
+        cls,
+        config: SimConfig,
+        clock: SimClock,
+        faults: Faults,
+        hub: Hub,
+        dexes: tuple[DexSpec, ...] = DEFAULT_DEXES,
+    ) -> Exchange:
+        specs = build_specs(dexes)
+        markets = {s.name: Market.create(s, config.market, config.seed) for s in specs}
+        return cls(
+            config=config,
+            clock=clock,
+            faults=faults,
+            hub=hub,
+            dexes=dexes,
+            specs=specs,
+            markets=markets,
+            by_asset={m.spec.asset: m for m in markets.values()},
+            accounts=AccountBook(initial_balance=config.initial_balance, dexes=tuple(d.name for d in dexes)),
+            nonces=NonceBook(
+                set_size=config.nonce_set_size,
+                past_window_ms=config.nonce_past_window_ms,
+                future_window_ms=config.nonce_future_window_ms,
+            ),
+        )
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def dex_names(self) -> frozenset[str]:
+        return frozenset(d.name for d in self.dexes)
+
+    def markets_of(self, dex: str) -> list[Market]:
+        return [m for m in self.markets.values() if m.spec.dex == dex]
+
+    def open_orders(self, user: str, dex: str | None = None) -> list[OrderRecord]:
+        return [
+            r
+            for m in self.markets.values()
+            if dex is None or m.spec.dex == dex
+            for o in m.resting
+            if o.user == user and (r := self.orders[o.oid]).status == "open"
+        ]
+
+    def leverage(self, market: Market) -> int:
+        return min(self.config.leverage, market.spec.max_leverage)
+
+    def available_margin(self, user: str, dex: str) -> Decimal:
+        """Account value on ``dex`` minus margin held by positions and resting orders."""
+        account = self.accounts.users[user]
+        value = account.balances.get(dex, Decimal(0))
+        used = Decimal(0)
+        for market in self.markets_of(dex):
+            pos = account.positions.get(market.spec.name)
+            if pos is not None and pos.szi != 0:
+                value += (market.mark - pos.entry_px) * pos.szi
+                used += abs(pos.szi) * market.mark / self.leverage(market)
+            for order in market.resting:
+                if order.user == user and not order.reduce_only:
+                    used += order.limit_px * order.sz / self.leverage(market)
+        return value - used
+
+    # -- signed actions --------------------------------------------------------------------------
+
+    def execute(self, payload: object) -> Reply:
+        """Verify and apply one signed action; returns (response type, payload) for the post reply."""
+        if not isinstance(payload, dict):
+            return "error", DESERIALIZE_ERROR
+        try:
+            action = canonical_action(payload.get("action"))
+            nonce = payload.get("nonce")
+            if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce < U64_LIMIT:
+                raise BadAction("nonce")
+            signature = parse_signature(payload.get("signature"))
+            vault = payload.get("vaultAddress")
+            if vault is not None and (not isinstance(vault, str) or len(vault) != 42):
+                raise BadAction("vaultAddress")
+            vault = vault.lower() if vault else None
+            expires = payload.get("expiresAfter")
+            if expires is not None and (
+                isinstance(expires, bool) or not isinstance(expires, int) or not 0 <= expires < U64_LIMIT
+            ):
+                raise BadAction("expiresAfter")
+            signer = recover_signer(action, nonce, signature, self.config.source, vault, expires)
+        except (BadAction, ValueError):
+            return "error", DESERIALIZE_ERROR
+        master = self.accounts.master_of(signer)
+        if master is None:
+            return _err(f"{self.config.signer_error_prefix}User or API Wallet {signer} does not exist.")
+        now = self.clock.now_ms()
+        problem = self.nonces.check(signer, nonce, now)
+        if problem is not None:
+            return _err(problem)
+        self.nonces.consume(signer, nonce)
+        if expires is not None and expires < now:
+            return _err("Action already expired")
+        user = master
+        if vault is not None:
+            if self.accounts.vaults.get(vault) != master:
+                return _err(f"Vault not registered: {vault}")
+            user = vault
+        kind = action["type"]
+        if kind == "order":
+            statuses = [self._place(user, order, now) for order in action["orders"]]
+            return _ok("order", {"statuses": statuses})
+        if kind == "cancel":
+            return _ok(
+                "cancel", {"statuses": [self._cancel(user, c["a"], c["o"], now) for c in action["cancels"]]}
+            )
+        if kind == "cancelByCloid":
+            statuses = [self._cancel_cloid(user, c["asset"], c["cloid"], now) for c in action["cancels"]]
+            return _ok("cancel", {"statuses": statuses})
+        if kind == "scheduleCancel":
+            return self._schedule_cancel(user, action.get("time"), now)
+        return _ok("default")  # noop: the nonce is now used, nothing else happens
+
+    def _place(self, user: str, wire: dict[str, Any], now: int) -> Any:
+        asset = wire["a"]
+        market = self.by_asset.get(asset)
+        if market is None:
+            return {"error": f"Order has invalid asset. asset={asset}"}
+        if "limit" not in wire["t"]:
+            return {"error": f"Trigger orders are not supported by the simulator. asset={asset}"}
+        tif = wire["t"]["limit"]["tif"]
+        is_buy: bool = wire["b"]
+        px = parse_decimal(wire["p"])
+        sz = parse_decimal(wire["s"])
+        reduce_only: bool = wire["r"]
+        cloid: str | None = wire.get("c")
+        szd = market.spec.sz_decimals
+        if not is_valid_price(px, szd):
+            return {"error": f"Price must be divisible by tick size. asset={asset}"}
+        if not is_valid_size(sz, szd):
+            return {"error": "Order has invalid size."}
+        if not reduce_only and px * sz < MIN_ORDER_USD:
+            return {"error": f"Order must have minimum value of $10. asset={asset}"}
+        account = self.accounts.users[user]
+        oid = self.next_oid
+        self.next_oid += 1
+        record = OrderRecord(
+            oid=oid,
+            user=user,
+            coin=market.spec.name,
+            asset=asset,
+            is_buy=is_buy,
+            limit_px=px,
+            sz=sz,
+            orig_sz=sz,
+            timestamp=now,
+            tif=tif,
+            reduce_only=reduce_only,
+            cloid=cloid,
+            status="open",
+            status_timestamp=now,
+        )
+        self.orders[oid] = record
+        if cloid is not None:
+            self.cloids[(user, cloid)] = oid
+        pos = account.positions.get(market.spec.name)
+        szi = pos.szi if pos is not None else Decimal(0)
+        if reduce_only:
+            if szi == 0 or (szi > 0) == is_buy:
+                return self._reject(
+                    record, "reduceOnlyRejected", f"Reduce only order would increase position. asset={asset}"
+                )
+            record.sz = record.orig_sz = min(sz, abs(szi))
+        else:
+            increase = sz if szi == 0 or (szi > 0) == is_buy else max(Decimal(0), sz - abs(szi))
+            required = px * increase / self.leverage(market)
+            if increase > 0 and required > self.available_margin(user, market.spec.dex):
+                return self._reject(
+                    record, "perpMarginRejected", f"Insufficient margin to place order. asset={asset}"
+                )
+        if tif == "Alo":
+            if would_cross(market, is_buy, px, user):
+                bid, ask = market.best_bid(), market.best_ask()
+                bbo = f"{to_wire(bid) if bid is not None else ''}@{to_wire(ask) if ask is not None else ''}"
+                return self._reject(
+                    record,
+                    "badAloPxRejected",
+                    f"Post only order would have immediately matched, bbo was {bbo}. asset={asset}",
+                )
+            return self._rest(market, record)
+        matches = take(market, is_buy, px, record.sz, user)
+        if not matches:
+            if tif == "Ioc":
+                return self._reject(
+                    record,
+                    "iocCancelRejected",
+                    f"Order could not immediately match against any resting orders. asset={asset}",
+                )
+            return self._rest(market, record)
+        tx_hash = "0x" + keccak(f"{self.config.seed}:{oid}:{now}".encode()).hex()
+        filled = Decimal(0)
+        notional = Decimal(0)
+        for match in matches:
+            self._fill(
+                user, market, is_buy, match.px, match.sz, record, crossed=True, now=now, tx_hash=tx_hash
+            )
+            if match.maker is not None:
+                maker = self.orders[match.maker.oid]
+                maker.sz = match.maker.sz
+                self._fill(
+                    maker.user,
+                    market,
+                    not is_buy,
+                    match.px,
+                    match.sz,
+                    maker,
+                    crossed=False,
+                    now=now,
+                    tx_hash=tx_hash,
+                )
+                if match.maker.sz == 0:
+                    self._set_status(maker, "filled", now)
+            filled += match.sz
+            notional += match.px * match.sz
+        self._dirty_books.add(market.spec.name)
+        avg = to_wire((notional / filled).quantize(Decimal("0.00000001")))
+        remaining = record.sz - filled
+        if remaining > 0 and tif == "Gtc":
+            record.sz = remaining
+            return self._rest(market, record)
+        record.sz = remaining
+        skip = tif == "Ioc" and self.faults.take("skip_ioc_order_updates")
+        self._set_status(record, "filled" if remaining == 0 else "canceled", now, publish=not skip)
+        status: dict[str, Any] = {"totalSz": to_wire(filled), "avgPx": avg, "oid": oid}
+        if cloid is not None:
+            status["cloid"] = cloid
+        return {"filled": status}
+
+    def _reject(self, record: OrderRecord, status: str, message: str) -> Any:
+        """Refused at the book: the order gets an oid and a status (orderStatus knows it), no fill."""
+        self._set_status(record, status, record.timestamp, publish=self.config.push_rejections)
+        return {"error": message}
+
+    def _rest(self, market: Market, record: OrderRecord) -> Any:
+        market.resting.append(
+            RestingOrder(
+                oid=record.oid,
+                user=record.user,
+                coin=record.coin,
+                asset=record.asset,
+                is_buy=record.is_buy,
+                limit_px=record.limit_px,
+                sz=record.sz,
+                orig_sz=record.orig_sz,
+                timestamp=record.timestamp,
+                tif=record.tif,
+                reduce_only=record.reduce_only,
+                cloid=record.cloid,
+            )
+        )
+        self._set_status(record, "open", record.timestamp)
+        self._dirty_books.add(market.spec.name)
+        status: dict[str, Any] = {"oid": record.oid}
+        if record.cloid is not None:
+            status["cloid"] = record.cloid
+        return {"resting": status}
+
+    def _set_status(self, record: OrderRecord, status: str, now: int, *, publish: bool = True) -> None:
+        record.status = status
+        record.status_timestamp = now
+        if publish:
+            self._updates[record.user].append(views.order_update(record))
+        self._dirty_accounts.add((record.user, self.markets[record.coin].spec.dex))
+
+    def _fill(
+        self,
+        user: str,
+        market: Market,
+        is_buy: bool,
+        px: Decimal,
+        sz: Decimal,
+        record: OrderRecord,
+        *,
+        crossed: bool,
+        now: int,
+        tx_hash: str,
+    ) -> None:
+        account = self.accounts.users[user]
+        fee_bps = self.config.taker_fee_bps if crossed else self.config.maker_fee_bps
+        fee = usd(px * sz * fee_bps / 10_000)
+        start = account.position(market.spec.name).szi
+        direction = fill_direction(start, is_buy, sz)
+        closed = account.apply_fill(market.spec.dex, market.spec.name, is_buy, px, sz, fee)
+        tid = self.next_tid
+        self.next_tid += 1
+        fill = FillRecord(
+            coin=market.spec.name,
+            px=px,
+            sz=sz,
+            is_buy=is_buy,
+            time=now,
+            start_position=start,
+            dir=direction,
+            closed_pnl=closed,
+            hash=tx_hash,
+            oid=record.oid,
+            crossed=crossed,
+            fee=fee,
+            tid=tid,
+            cloid=record.cloid,
+        )
+        account.fills.append(fill)
+        self._fills[user].append(fill.to_wire())
+        market.day_volume += px * sz
+        market.open_interest = sum(
+            (
+                abs(a.positions[market.spec.name].szi)
+                for a in self.accounts.users.values()
+                if market.spec.name in a.positions
+            ),
+            Decimal(0),
+        )
+        self._dirty_accounts.add((user, market.spec.dex))
+
+    def _remove_resting(self, record: OrderRecord) -> None:
+        market = self.markets[record.coin]
+        market.resting[:] = [o for o in market.resting if o.oid != record.oid]
+        self._dirty_books.add(record.coin)
+
+    def _cancel(self, user: str, asset: int, oid: int, now: int) -> Any:
+        record = self.orders.get(oid)
+        if record is None or record.user != user or record.asset != asset or record.status != "open":
+            return {"error": f"Order was never placed, already canceled, or filled. asset={asset}"}
+        self._remove_resting(record)
+        self._set_status(record, "canceled", now)
+        return "success"
+
+    def _cancel_cloid(self, user: str, asset: int, cloid: str, now: int) -> Any:
+        oid = self.cloids.get((user, cloid))
+        if oid is None:
+            return {"error": f"Order was never placed, already canceled, or filled. asset={asset}"}
+        return self._cancel(user, asset, oid, now)
+
+    def _schedule_cancel(self, user: str, when: int | None, now: int) -> Reply:
+        account = self.accounts.users[user]
+        if when is not None:
+            required = self.config.schedule_cancel_min_volume
+            if account.volume < required:
+                traded = to_wire(usd(account.volume).quantize(Decimal("0.01")))
+                return _err(
+                    "Cannot set scheduled cancel time until enough volume traded. "
+                    f"Required: ${to_wire(required)}. Traded: ${traded}."
+                )
+            if when < now + SCHEDULE_CANCEL_MIN_LEAD_MS:
+                return _err("Scheduled cancel time too early, must be at least 5 seconds from now.")
+        account.scheduled_cancel_ms = when
+        self.on_schedule_change()
+        return _ok("default")
+
+    # -- time-driven changes ---------------------------------------------------------------------
+
+    def next_scheduled_cancel_ms(self) -> int | None:
+        times = [
+            a.scheduled_cancel_ms for a in self.accounts.users.values() if a.scheduled_cancel_ms is not None
+        ]
+        return min(times) if times else None
+
+    def run_scheduled_cancels(self) -> None:
+        """Cancel every open order of accounts whose scheduled cancel time has come."""
+        now = self.clock.now_ms()
+        for account in self.accounts.users.values():
+            if account.scheduled_cancel_ms is None or account.scheduled_cancel_ms > now:
+                continue
+            account.scheduled_cancel_ms = None
+            for record in self.open_orders(account.address):
+                self._remove_resting(record)
+                self._set_status(record, "scheduledCancel", now)
+        self.flush()
+
+    def tick(self) -> None:
+        """One oracle update on every market; resting orders the new book crosses get filled."""
+        now = self.clock.now_ms()
+        for market in self.markets.values():
+            market.step()
+            for order in crossed_resting(market):
+                record = self.orders[order.oid]
+                tx_hash = "0x" + keccak(f"{self.config.seed}:maker:{order.oid}:{now}".encode()).hex()
+                self._fill(
+                    order.user,
+                    market,
+                    order.is_buy,
+                    order.limit_px,
+                    order.sz,
+                    record,
+                    crossed=False,
+                    now=now,
+                    tx_hash=tx_hash,
+                )
+                record.sz = Decimal(0)
+                order.sz = Decimal(0)
+                self._set_status(record, "filled", now)
+            market.resting[:] = [o for o in market.resting if o.sz > 0]
+            self._dirty_books.add(market.spec.name)
+            self.hub.publish(
+                ("activeAssetCtx", market.spec.name),
+                {"channel": "activeAssetCtx", "data": views.ctx_data(market)},
+            )
+        self.flush()
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Publish every event queued since the last flush."""
+        now = self.clock.now_ms()
+        for user, updates in self._updates.items():
+            if updates:
+                self.hub.publish(("orderUpdates", user), {"channel": "orderUpdates", "data": updates})
+        self._updates.clear()
+        for user, fills in self._fills.items():
+            if fills:
+                self.hub.publish(
+                    ("userFills", user), {"channel": "userFills", "data": {"user": user, "fills": fills}}
+                )
+        self._fills.clear()
+        for user, dex in sorted(self._dirty_accounts):
+            key: SubKey = ("clearinghouseState", user, dex)
+            if self.hub.wanted(key):
+                state = views.clearinghouse_state(
+                    self.accounts.users.get(user), dex, self.markets_of(dex), self.config.leverage, now
+                )
+                self.hub.publish(
+                    key,
+                    {
+                        "channel": "clearinghouseState",
+                        "data": {"dex": dex, "user": user, "clearinghouseState": state},
+                    },
+                )
+            key = ("openOrders", user, dex)
+            if self.hub.wanted(key):
+                orders = [views.order_wire(r) for r in self.open_orders(user, dex)]
+                self.hub.publish(
+                    key, {"channel": "openOrders", "data": {"dex": dex, "user": user, "orders": orders}}
+                )
+        self._dirty_accounts.clear()
+        for coin in sorted(self._dirty_books):
+            market = self.markets[coin]
+            bbo = views.bbo_key(market)
+            if self._last_bbo.get(coin) != bbo:
+                self._last_bbo[coin] = bbo
+                self.hub.publish(("bbo", coin), {"channel": "bbo", "data": views.bbo_data(market, now)})
+            self.hub.publish(("l2Book", coin), {"channel": "l2Book", "data": views.l2_data(market, now)})
+        self._dirty_books.clear()

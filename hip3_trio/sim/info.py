@@ -1,0 +1,96 @@
+"""Info requests answered over ``post`` (type "info"): metadata, account state, orders, fills, books.
+
+Replies have the venue's shape ``{"type": <request type>, "data": ...}``. A request the venue could not
+deserialise gets the transport-level error string instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import views
+from .exchange import DESERIALIZE_ERROR, Exchange, Reply
+from .numbers import to_wire
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_CLOID = re.compile(r"^0x[0-9a-fA-F]{32}$")
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def _user(payload: dict[str, Any]) -> str:
+    user = payload.get("user")
+    if not isinstance(user, str) or not _ADDRESS.match(user):
+        raise _BadRequest("user")
+    return user.lower()
+
+
+def _dex(ex: Exchange, payload: dict[str, Any]) -> str:
+    dex = payload.get("dex") or ""
+    if not isinstance(dex, str) or dex not in ex.dex_names():
+        raise _BadRequest("dex")
+    return dex
+
+
+def handle_info(ex: Exchange, payload: object) -> Reply:
+    """Answer one info request; returns ("info", {"type", "data"}) or ("error", message)."""
+    if not isinstance(payload, dict):
+        return "error", DESERIALIZE_ERROR
+    kind = payload.get("type")
+    try:
+        data = _answer(ex, kind, payload)
+    except _BadRequest:
+        return "error", DESERIALIZE_ERROR
+    return "info", {"type": kind, "data": data}
+
+
+def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
+    now = ex.clock.now_ms()
+    if kind == "perpDexs":
+        return views.perp_dexs(ex.dexes)
+    if kind == "meta":
+        dex = _dex(ex, payload)
+        return views.meta([s for s in ex.specs if s.dex == dex])
+    if kind == "metaAndAssetCtxs":
+        dex = _dex(ex, payload)
+        markets = ex.markets_of(dex)
+        return [views.meta([m.spec for m in markets]), [views.asset_ctx(m) for m in markets]]
+    if kind == "allMids":
+        dex = _dex(ex, payload)
+        return {m.spec.name: to_wire(mid) for m in ex.markets_of(dex) if (mid := m.mid()) is not None}
+    if kind == "l2Book":
+        coin = payload.get("coin")
+        if not isinstance(coin, str) or coin not in ex.markets:
+            raise _BadRequest("coin")
+        return views.l2_data(ex.markets[coin], now)
+    if kind == "clearinghouseState":
+        user, dex = _user(payload), _dex(ex, payload)
+        empty = ex.faults.take("empty_clearinghouse_once")
+        return views.clearinghouse_state(
+            ex.accounts.users.get(user), dex, ex.markets_of(dex), ex.config.leverage, now, empty=empty
+        )
+    if kind in ("openOrders", "frontendOpenOrders"):
+        user, dex = _user(payload), _dex(ex, payload)
+        return [views.order_wire(r) for r in ex.open_orders(user, dex)]
+    if kind == "orderStatus":
+        user = _user(payload)
+        ref = payload.get("oid")
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            record = ex.orders.get(ref)
+        elif isinstance(ref, str) and _CLOID.match(ref):
+            oid = ex.cloids.get((user, ref.lower()))
+            record = ex.orders.get(oid) if oid is not None else None
+        else:
+            raise _BadRequest("oid")
+        if record is not None and record.user != user:
+            record = None
+        return views.order_status(record)
+    if kind == "userFills":
+        user = _user(payload)
+        account = ex.accounts.users.get(user)
+        fills = account.fills[-ex.config.fills_snapshot_limit :] if account else []
+        return [f.to_wire() for f in reversed(fills)]
+    raise _BadRequest("type")

@@ -1,0 +1,243 @@
+"""Market metadata (perp dexs, universes, asset ids) and per-market price state.
+
+Metadata follows HIP-3: ``perpDexs`` is ``[null, xyz, abc]``; a HIP-3 universe carries prefixed names
+("xyz:COIN"); asset id = ``100000 + dex_index * 10000 + index_in_meta`` (the main dex uses the bare
+index). The markets have different ``szDecimals`` so a client that maps ids or decimals wrongly
+sends a visibly wrong order.
+
+Each market runs a seeded oracle random walk (one step per oracle update), a mark that follows the
+book but moves at most 1 % per update, and a synthetic book around a centre that usually sits on the
+oracle but sometimes dislocates from it for a few updates — the signal an oracle-dislocation taker
+trades. Every market has its own ``random.Random`` seeded from the run seed and the coin, so trading
+activity never perturbs the price path.
+"""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import attrs
+
+from .config import MarketModel
+from .numbers import is_valid_size, round_price, round_size, tick_of
+
+
+@attrs.frozen
+class AssetSpec:
+    """One perp as ``meta`` describes it, plus the sim's starting price."""
+
+    name: str
+    asset: int
+    sz_decimals: int
+    max_leverage: int
+    dex: str
+    start_px: Decimal
+
+
+@attrs.frozen
+class DexSpec:
+    """One entry of ``perpDexs`` (the main dex is the null entry at index 0)."""
+
+    name: str
+    full_name: str
+    deployer: str
+    # (coin without prefix, szDecimals, maxLeverage, start price)
+    assets: tuple[tuple[str, int, int, str], ...]
+
+
+MAIN_DEX = DexSpec(
+    name="",
+    full_name="",
+    deployer="",
+    assets=(("BTC", 5, 40, "100000"), ("ETH", 4, 25, "3500")),
+)
+XYZ_DEX = DexSpec(
+    name="xyz",
+    full_name="XYZ Markets",
+    deployer="0x88806a71d74ad0a510b350545c9ae490912f0888",
+    assets=(("COIN", 2, 10, "250"), ("NVDA", 3, 10, "180"), ("GOLD", 4, 20, "2400")),
+)
+ABC_DEX = DexSpec(
+    name="abc",
+    full_name="ABC Perps",
+    deployer="0x0abc0000000000000000000000000000000000ab",
+    assets=(("TSLA", 2, 10, "300"), ("EUR", 1, 20, "1.08")),
+)
+DEFAULT_DEXES: tuple[DexSpec, ...] = (MAIN_DEX, XYZ_DEX, ABC_DEX)
+
+
+def asset_id(dex_index: int, index_in_meta: int) -> int:
+    """The venue's asset id rule."""
+    if dex_index == 0:
+        return index_in_meta
+    return 100_000 + dex_index * 10_000 + index_in_meta
+
+
+def build_specs(dexes: tuple[DexSpec, ...]) -> list[AssetSpec]:
+    """Every asset of every dex, with prefixed names and ids from the rule."""
+    specs: list[AssetSpec] = []
+    for dex_index, dex in enumerate(dexes):
+        for index, (coin, sz_decimals, max_leverage, start) in enumerate(dex.assets):
+            name = f"{dex.name}:{coin}" if dex.name else coin
+            specs.append(
+                AssetSpec(
+                    name=name,
+                    asset=asset_id(dex_index, index),
+                    sz_decimals=sz_decimals,
+                    max_leverage=max_leverage,
+                    dex=dex.name,
+                    start_px=Decimal(start),
+                )
+            )
+    return specs
+
+
+@attrs.define
+class Level:
+    """Synthetic liquidity at one price."""
+
+    px: Decimal
+    sz: Decimal
+
+
+@attrs.define
+class RestingOrder:
+    """A user's order on the book (GTC or ALO remainder)."""
+
+    oid: int
+    user: str
+    coin: str
+    asset: int
+    is_buy: bool
+    limit_px: Decimal
+    sz: Decimal
+    orig_sz: Decimal
+    timestamp: int
+    tif: str
+    reduce_only: bool
+    cloid: str | None = None
+
+
+def _d(value: float) -> Decimal:
+    return Decimal(repr(value))
+
+
+@attrs.define
+class Market:
+    """Price state and book of one perp."""
+
+    spec: AssetSpec
+    model: MarketModel
+    rng: random.Random
+    oracle: Decimal
+    mark: Decimal
+    prev_day_px: Decimal
+    dislocation_bps: float = 0.0
+    dislocation_left: int = 0
+    bids: list[Level] = attrs.Factory(list)
+    asks: list[Level] = attrs.Factory(list)
+    resting: list[RestingOrder] = attrs.Factory(list)
+    day_volume: Decimal = Decimal(0)
+    open_interest: Decimal = Decimal(0)
+
+    @classmethod
+    def create(cls, spec: AssetSpec, model: MarketModel, seed: int) -> Market:
+        market = cls(
+            spec=spec,
+            model=model,
+            rng=random.Random(f"hip3-trio-sim:{seed}:{spec.name}"),
+            oracle=spec.start_px,
+            mark=spec.start_px,
+            prev_day_px=spec.start_px,
+        )
+        market.rebuild_book()
+        return market
+
+    # -- state changes (synchronous) -------------------------------------------------------------
+
+    def step(self) -> None:
+        """One oracle update: move the oracle, maybe start or end a dislocation, rebuild the book."""
+        move = self.rng.gauss(0.0, self.model.oracle_vol_bps / 10_000)
+        raw = self.oracle * (1 + _d(move))
+        self.oracle = round_price(raw, self.spec.sz_decimals, up=move > 0)
+        if self.dislocation_left > 0:
+            self.dislocation_left -= 1
+            if self.dislocation_left == 0:
+                self.dislocation_bps = 0.0
+        elif self.rng.random() < self.model.dislocation_rate:
+            sign = 1.0 if self.rng.random() < 0.5 else -1.0
+            self.dislocation_bps = sign * self.model.dislocation_bps * self.rng.uniform(0.5, 1.5)
+            self.dislocation_left = self.model.dislocation_updates
+        self.rebuild_book()
+
+    def rebuild_book(self) -> None:
+        """Replace the synthetic liquidity around the (possibly dislocated) centre; update the mark."""
+        szd = self.spec.sz_decimals
+        centre = self.oracle * (1 + _d(self.dislocation_bps / 10_000))
+        half = _d(self.model.half_spread_bps / 10_000)
+        best_bid = round_price(centre * (1 - half), szd, up=False)
+        best_ask = round_price(centre * (1 + half), szd, up=True)
+        if best_ask <= best_bid:
+            best_ask = best_bid + tick_of(best_bid, szd)
+        spacing = _d(self.model.level_spacing_bps / 10_000)
+        self.bids = []
+        self.asks = []
+        bid, ask = best_bid, best_ask
+        low, high = self.model.level_notional_usd
+        for i in range(self.model.book_levels):
+            if i:
+                nxt = round_price(bid * (1 - spacing), szd, up=False)
+                bid = min(nxt, bid - tick_of(bid, szd))
+                nxt = round_price(ask * (1 + spacing), szd, up=True)
+                ask = max(nxt, ask + tick_of(ask, szd))
+            if bid > 0:
+                self.bids.append(Level(bid, self._level_size(bid, low, high)))
+            self.asks.append(Level(ask, self._level_size(ask, low, high)))
+        self._update_mark()
+
+    def _level_size(self, px: Decimal, low: float, high: float) -> Decimal:
+        notional = _d(self.rng.uniform(low, high))
+        lot = Decimal(1).scaleb(-self.spec.sz_decimals)
+        return max(round_size(notional / px, self.spec.sz_decimals), lot)
+
+    def _update_mark(self) -> None:
+        bid, ask = self.best_bid(), self.best_ask()
+        candidates = sorted(x for x in (self.oracle, bid, ask) if x is not None)
+        target = candidates[len(candidates) // 2]
+        cap = self.mark * Decimal("0.01")
+        target = min(max(target, self.mark - cap), self.mark + cap)
+        self.mark = round_price(target, self.spec.sz_decimals, up=False)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def best_bid(self) -> Decimal | None:
+        prices = [lvl.px for lvl in self.bids[:1]] + [o.limit_px for o in self.resting if o.is_buy]
+        return max(prices) if prices else None
+
+    def best_ask(self) -> Decimal | None:
+        prices = [lvl.px for lvl in self.asks[:1]] + [o.limit_px for o in self.resting if not o.is_buy]
+        return min(prices) if prices else None
+
+    def mid(self) -> Decimal | None:
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is None or ask is None:
+            return None
+        return (bid + ask) / 2
+
+    def l2_levels(self, is_buy: bool, depth: int = 20) -> list[tuple[Decimal, Decimal, int]]:
+        """Aggregated (px, sz, n) levels of one side, best first: synthetic plus user orders."""
+        agg: dict[Decimal, tuple[Decimal, int]] = {}
+        for lvl in self.bids if is_buy else self.asks:
+            if lvl.sz > 0:
+                sz, n = agg.get(lvl.px, (Decimal(0), 0))
+                agg[lvl.px] = (sz + lvl.sz, n + 1)
+        for order in self.resting:
+            if order.is_buy == is_buy:
+                sz, n = agg.get(order.limit_px, (Decimal(0), 0))
+                agg[order.limit_px] = (sz + order.sz, n + 1)
+        prices = sorted(agg, reverse=is_buy)[:depth]
+        return [(px, agg[px][0], agg[px][1]) for px in prices]
+
+    def valid_lot(self, size: Decimal) -> bool:
+        return is_valid_size(size, self.spec.sz_decimals)

@@ -1,0 +1,214 @@
+"""The simulator as a running peer: background time, connections over any Trio stream, TCP listener.
+
+``Simulator`` owns the exchange state, the fault switches and two background tasks (``run``): the
+oracle ticker and a timer for scheduled cancels and ``close_at_ms``. ``serve_stream`` speaks the venue
+protocol over any ``trio.abc.Stream`` — a TCP stream or one end of
+``trio.testing.memory_stream_pair()`` — so tests run the real protocol under the autojump clock.
+``serve_tcp`` listens on 127.0.0.1 and hands each accepted stream to ``serve_stream``.
+``open_simulator`` does all of it in one ``async with`` for in-process use (``--env sim``).
+
+The TCP path uses ``trio.serve_tcp`` + ``trio_websocket.wrap_server_stream`` rather than
+``trio_websocket.serve_websocket`` so both paths share one code path and the simulator keeps the raw
+stream, which it needs to drop a connection without a close frame (the abrupt-close fault).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from functools import partial
+
+import attrs
+import trio
+import trio.testing
+from eth_account import Account
+from eth_utils.crypto import keccak
+from trio_websocket import ConnectionClosed, HandshakeError, wrap_server_stream
+
+from .clock import SimClock
+from .config import SimConfig
+from .connection import Connection
+from .exchange import Exchange
+from .faults import Faults
+from .streams import Hub
+
+
+def seeded_key(seed: int) -> str:
+    """A throwaway private key derived from the seed, so a seeded run is reproducible end to end."""
+    return "0x" + keccak(f"hip3-trio-sim account {seed}".encode()).hex()
+
+
+@attrs.define(eq=False)
+class Simulator:
+    """A local Hyperliquid-like exchange."""
+
+    config: SimConfig
+    faults: Faults
+    clock: SimClock
+    hub: Hub
+    exchange: Exchange
+    connections: set[Connection] = attrs.Factory(set)
+    url: str | None = None
+    account: str | None = None
+    account_key: str | None = None
+    _poke: trio.Event = attrs.Factory(trio.Event)
+
+    @classmethod
+    def create(cls, config: SimConfig | None = None, faults: Faults | None = None) -> Simulator:
+        config = config or SimConfig()
+        faults = faults or Faults()
+        clock = SimClock(base_epoch_ms=config.base_epoch_ms, skew_ms=lambda: faults.clock_skew_ms)
+        hub = Hub()
+        exchange = Exchange.create(config, clock, faults, hub)
+        sim = cls(config=config, faults=faults, clock=clock, hub=hub, exchange=exchange)
+        faults.listener = sim._wake_timers
+        exchange.on_schedule_change = sim._wake_timers
+        return sim
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def add_account(self, address: str, balance: Decimal | None = None) -> str:
+        """Fund ``address`` (every dex gets ``balance`` or the configured initial balance)."""
+        account = self.exchange.accounts.add_user(address, balance)
+        if self.account is None:
+            self.account = account.address
+        return account.address
+
+    def approve_agent(self, agent: str, master: str) -> None:
+        """Approve an API wallet for ``master`` (funding the master if it is new)."""
+        self.exchange.accounts.approve_agent(agent, master)
+        if self.account is None:
+            self.account = master.lower()
+
+    def add_vault(self, vault: str, leader: str) -> None:
+        """Register a vault / sub-account that ``leader`` (or its agent) trades via ``vaultAddress``."""
+        self.exchange.accounts.add_vault(vault, leader)
+
+    def create_funded_account(self) -> tuple[str, str]:
+        """A funded account with a seed-derived throwaway key; becomes the default account."""
+        key = seeded_key(self.config.seed)
+        address = str(Account.from_key(key).address).lower()
+        self.exchange.accounts.add_user(address)
+        self.account, self.account_key = address, key
+        return address, key
+
+    # -- background time -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Drive the markets and timers until cancelled."""
+        self.clock.now_ms()  # fix the clock origin: venue time starts now
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._ticker)
+            nursery.start_soon(self._timers)
+            task_status.started()
+
+    async def _ticker(self) -> None:
+        interval = self.config.market.oracle_interval_s
+        next_at = trio.current_time() + interval
+        while True:
+            await trio.sleep_until(next_at)
+            self.exchange.tick()
+            next_at += interval
+
+    def _wake_timers(self) -> None:
+        self._poke.set()
+
+    async def _timers(self) -> None:
+        """Fire scheduled cancels and ``faults.close_at_ms`` at their venue times."""
+        while True:
+            self._poke = trio.Event()
+            wake = [
+                t
+                for t in (self.exchange.next_scheduled_cancel_ms(), self.faults.close_at_ms)
+                if t is not None
+            ]
+            deadline = self.clock.trio_time_at(min(wake)) + 0.0005 if wake else math.inf
+            with trio.move_on_at(deadline):
+                await self._poke.wait()
+            now = self.clock.now_ms()
+            close_at = self.faults.close_at_ms
+            if close_at is not None and close_at <= now:
+                self.faults.close_at_ms = None
+                self.close_all(self.faults.close_code)
+            due = self.exchange.next_scheduled_cancel_ms()
+            if due is not None and due <= now:
+                self.exchange.run_scheduled_cancels()
+
+    def close_all(self, code: int | None = None) -> None:
+        """Close every open connection (``None`` = drop without a close frame)."""
+        for conn in list(self.connections):
+            conn.request_close(code)
+
+    # -- connections -----------------------------------------------------------------------------
+
+    async def serve_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one WebSocket client over ``stream``; returns when the connection ends."""
+        async with trio.open_nursery() as nursery:  # its cancel scope is the connection's lifetime
+            try:
+                request = await wrap_server_stream(nursery, stream)
+                ws = await request.accept()
+            except (ConnectionClosed, HandshakeError, trio.BrokenResourceError, trio.ClosedResourceError):
+                await trio.aclose_forcefully(stream)
+                nursery.cancel_scope.cancel()
+                return
+            conn = Connection(sim=self, ws=ws, stream=stream)
+            self.connections.add(conn)
+            try:
+                await conn.run()
+            finally:
+                self.connections.discard(conn)
+                nursery.cancel_scope.cancel()
+
+    def connect_memory(self, nursery: trio.Nursery) -> trio.abc.Stream:
+        """Serve a new in-memory connection in ``nursery``; return the client's end of the stream."""
+        client, server = trio.testing.memory_stream_pair()
+        nursery.start_soon(self.serve_stream, server)
+        return client
+
+    async def serve_tcp(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0 = any free port); report and store ``ws://host:port/ws``."""
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, self.serve_stream, port, host=host))
+            bound = listeners[0].socket.getsockname()[1]
+            self.url = f"ws://{host}:{bound}/ws"
+            task_status.started(self.url)
+
+
+@asynccontextmanager
+async def open_simulator(
+    config: SimConfig | None = None,
+    *,
+    faults: Faults | None = None,
+    accounts: Iterable[str] = (),
+    agents: Iterable[tuple[str, str]] = (),
+    listen: bool = True,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[Simulator]:
+    """Run a simulator for the duration of the block.
+
+    With no ``accounts`` or ``agents`` a funded account with a throwaway key is created
+    (``sim.account`` / ``sim.account_key``). With ``listen`` the simulator serves TCP and ``sim.url`` is
+    set; without it, connect through ``sim.connect_memory(nursery)``.
+    """
+    sim = Simulator.create(config, faults)
+    for address in accounts:
+        sim.add_account(address)
+    for agent, master in agents:
+        sim.approve_agent(agent, master)
+    if sim.account is None:
+        sim.create_funded_account()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        if listen:
+            await nursery.start(sim.serve_tcp, host, port)
+        yield sim
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,51 @@
+"""Connection limits: posts in flight, messages per minute, idle close."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio_websocket
+from trio.testing import MockClock
+
+from hip3_trio.sim.server import Simulator
+
+from .client import connect
+
+
+async def test_inflight_posts_are_limited(autojump_clock: MockClock, sim: Simulator) -> None:
+    sim.faults.reply_delay_s = 1.0
+    async with connect(sim) as c:
+        ids = [await c.send_post("info", {"type": "perpDexs"}) for _ in range(101)]
+        refused = await c.wait_for("post", id=ids[-1])
+        assert refused["data"]["response"] == {"type": "error", "payload": "429 Too Many Requests"}
+        assert trio.current_time() < 1.0
+        replies = [await c.wait_for("post", id=i) for i in ids[:-1]]
+        assert all(r["data"]["response"]["type"] == "info" for r in replies)
+        assert trio.current_time() == pytest.approx(1.0, abs=0.01)
+        # Room again once the replies went out.
+        assert (await c.post("info", {"type": "perpDexs"}))["type"] == "info"
+
+
+async def test_messages_per_minute(autojump_clock: MockClock, sim: Simulator) -> None:
+    sim.config.max_messages_per_minute = 20
+    async with connect(sim) as c:
+        ids = [await c.send_post("info", {"type": "perpDexs"}) for _ in range(21)]
+        last = await c.wait_for("post", id=ids[-1])
+        assert last["data"]["response"] == {"type": "error", "payload": "429 Too Many Requests"}
+        await c.send({"method": "ping"})
+        assert (await c.wait_for("pong")) == {"channel": "pong"}  # pings still answered
+        await trio.sleep(59)
+        await c.send({"method": "ping"})  # keeps the connection alive; pings are never refused
+        await trio.sleep(2)  # the burst has left the one-minute window
+        assert (await c.post("info", {"type": "perpDexs"}))["type"] == "info"
+
+
+async def test_idle_connection_is_closed_after_60s(autojump_clock: MockClock, sim: Simulator) -> None:
+    async with connect(sim) as c:
+        await trio.sleep(59)
+        await c.send({"method": "ping"})
+        assert (await c.wait_for("pong")) == {"channel": "pong"}
+        with pytest.raises(trio_websocket.ConnectionClosed):
+            while True:
+                await c.frame()
+        assert trio.current_time() == pytest.approx(119.0, abs=0.01)
