@@ -1,0 +1,892 @@
+"""The position book: our orders by cloid and our positions by market, kept honest by exchange evidence.
+
+Orders move through `OrderState` (`queued → sent → resting / filled / rejected / canceled`, or `unknown`
+until exchange evidence resolves it). A market is *pending* exactly while one of its orders is not
+terminal — derived from the orders on every query, never a separate set that could drift, so every
+terminal transition releases the mark exactly once by construction, and terminal is absorbing.
+
+Positions change only through fills, deduplicated by `tid` in a bounded memory (oldest evicted, never
+cleared wholesale). `userFills` snapshots are never applied: their tids are remembered so they can never
+be applied later, and they only resolve unknown orders. A post reply's `filled {totalSz, avgPx}` settles
+an order before its fills arrive; until they do, the difference counts as exposure for the gates (so a
+fast reply cannot open a second position), and if it persists past a grace period reconciliation is
+requested. `reconcile()` replaces the positions with the exchange's truth in one assignment.
+
+Everything is synchronous and takes `now` (the engine's monotonic seconds) from the caller; outputs go to
+the shared `Outbox`. Prices and sizes are `Decimal`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import attrs
+
+from hip3_trio.position.records import (
+    ClosedTrade,
+    OrderRejected,
+    OrderState,
+    OrderTransition,
+    Outbox,
+    PositionCorrected,
+    ReconcileRequested,
+    SlippageMeasured,
+    TradeClosed,
+    UnknownOrderEscalated,
+)
+from hip3_trio.wire.actions import Cloid, OrderWire
+from hip3_trio.wire.messages import (
+    AssetPosition,
+    Fill,
+    Filled,
+    OrderUpdate,
+    OrderUpdates,
+    Resting,
+    StatusKind,
+    UserFills,
+    WsOrder,
+)
+
+__all__ = [
+    "BookConfig",
+    "Position",
+    "PositionBook",
+    "ReconcileDeferred",
+    "Reconciled",
+    "TrackedOrder",
+    "apply_fill",
+]
+
+log = logging.getLogger(__name__)
+
+ZERO: Final = Decimal(0)
+BPS: Final = Decimal(10_000)
+
+
+@attrs.frozen(kw_only=True)
+class BookConfig:
+    """Memory bounds and deadlines. `tid_memory`: recent fill ids kept for deduplication;
+    `order_memory`: orders kept (terminal ones are evicted oldest first beyond it);
+    `unknown_deadline_s`: how long an unknown order may wait for evidence before it is escalated;
+    `mismatch_grace_s`: how long a reply's fill total may differ from the fills seen."""
+
+    tid_memory: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
+    order_memory: int = attrs.field(default=2000, validator=attrs.validators.gt(0))
+    unknown_deadline_s: float = 60.0
+    mismatch_grace_s: float = 5.0
+
+
+@attrs.frozen(kw_only=True)
+class TrackedOrder:
+    """One of our orders as the book knows it. Sizes are absolute; `is_buy` gives the direction.
+
+    `filled_sz` sums the distinct live fills attributed to it (the ones that moved a position);
+    `snapshot_sz` the snapshot fills, which never move a position; `reply_total`/`reply_avg_px` come
+    from the post reply; `exchange_remaining` is the venue's remaining size and `executed_sz` its
+    `origSz - sz` (order updates, order status, open orders). `confirmed` means a reconciliation
+    already covers its fills in the positions.
+    """
+
+    cloid: Cloid
+    market: str
+    is_buy: bool
+    limit_px: Decimal
+    size: Decimal
+    reduce_only: bool
+    state: OrderState
+    created_at: float
+    changed_at: float
+    oid: int | None = None
+    filled_sz: Decimal = ZERO
+    snapshot_sz: Decimal = ZERO
+    exchange_remaining: Decimal | None = None
+    executed_sz: Decimal = ZERO
+    reply_total: Decimal | None = None
+    reply_avg_px: Decimal | None = None
+    settled_at: float | None = None
+    confirmed: bool = False
+    mismatch_reported: bool = False
+    expected_edge_bps: Decimal | None = None
+    signal_px: Decimal | None = None
+    reason: str = ""
+    detail: str = ""
+
+    @property
+    def sign(self) -> Decimal:
+        return Decimal(1) if self.is_buy else Decimal(-1)
+
+    @property
+    def open_size(self) -> Decimal:
+        """Size that may still fill: 0 once terminal, else what neither fills nor the venue ruled out."""
+        if self.state.is_terminal:
+            return ZERO
+        left = self.size - self.filled_sz - self.snapshot_sz
+        if self.exchange_remaining is not None:
+            left = min(left, self.exchange_remaining)
+        return max(left, ZERO)
+
+    @property
+    def unconfirmed_fill(self) -> Decimal:
+        """Size known to have filled (post reply, order update, snapshot fills) that no position shows
+        yet, until the live fills arrive or a reconciliation covers it. The streams are not ordered
+        relative to each other, so whichever evidence comes first already counts as exposure."""
+        if self.confirmed:
+            return ZERO
+        announced = max(self.reply_total or ZERO, self.executed_sz, self.filled_sz + self.snapshot_sz)
+        return announced - self.filled_sz
+
+
+@attrs.frozen(kw_only=True)
+class Position:
+    """A signed position and the running account of its round trip.
+
+    `entry_time` (monotonic s) is when it opened from flat — what the time stop measures. The
+    `entry_*`/`exit_*` sums give the round trip's average entry and exit prices; `expected_edge_bps`,
+    `signal_px` and `entry_cloid` come from the order whose fill opened it. `corrected` marks a position
+    that reconciliation had to change, whose trade record is therefore approximate.
+    """
+
+    market: str
+    size: Decimal
+    avg_entry_px: Decimal
+    entry_time: float
+    opened_ms: int | None = None
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+    entry_qty: Decimal = ZERO
+    entry_value: Decimal = ZERO
+    exit_qty: Decimal = ZERO
+    exit_value: Decimal = ZERO
+    expected_edge_bps: Decimal | None = None
+    signal_px: Decimal | None = None
+    entry_cloid: Cloid | None = None
+    corrected: bool = False
+
+
+def _open(
+    market: str,
+    signed_sz: Decimal,
+    px: Decimal,
+    fee: Decimal,
+    now: float,
+    time_ms: int,
+    origin: TrackedOrder | None,
+) -> Position:
+    qty = abs(signed_sz)
+    return Position(
+        market=market,
+        size=signed_sz,
+        avg_entry_px=px,
+        entry_time=now,
+        opened_ms=time_ms,
+        fees=fee,
+        entry_qty=qty,
+        entry_value=px * qty,
+        expected_edge_bps=origin.expected_edge_bps if origin is not None else None,
+        signal_px=origin.signal_px if origin is not None else None,
+        entry_cloid=origin.cloid if origin is not None else None,
+    )
+
+
+def _slippage_bps(pos: Position, entry_px: Decimal) -> Decimal | None:
+    """Average entry against the signal's price, in bps; positive = worse than the signal."""
+    if pos.signal_px is None:
+        return None
+    adverse = entry_px - pos.signal_px if pos.size > 0 else pos.signal_px - entry_px
+    return adverse / pos.signal_px * BPS
+
+
+def apply_fill(
+    pos: Position | None,
+    *,
+    market: str,
+    signed_sz: Decimal,
+    px: Decimal,
+    fee: Decimal,
+    now: float,
+    time_ms: int,
+    order: TrackedOrder | None = None,
+) -> tuple[Position | None, ClosedTrade | None]:
+    """The position after one fill (of `order`, when it is ours), and the round trip it closed (if it
+    went flat or flipped).
+
+    Adding to a position averages the entry price; reducing realises `(px - entry) × qty` in the
+    position's direction; a fill through zero closes the trade and opens the remainder at `px` (the fee
+    is split pro rata between the two). The order that opens a position is its origin: its signal's
+    expected edge and price go into the trade record.
+    """
+    qty = abs(signed_sz)
+    if pos is None or pos.size == 0:
+        return _open(market, signed_sz, px, fee, now, time_ms, order), None
+    if (pos.size > 0) == (signed_sz > 0):
+        new_size = pos.size + signed_sz
+        avg = (pos.avg_entry_px * abs(pos.size) + px * qty) / abs(new_size)
+        grown = attrs.evolve(
+            pos,
+            size=new_size,
+            avg_entry_px=avg,
+            fees=pos.fees + fee,
+            entry_qty=pos.entry_qty + qty,
+            entry_value=pos.entry_value + px * qty,
+        )
+        return grown, None
+    closing = min(qty, abs(pos.size))
+    direction = Decimal(1) if pos.size > 0 else Decimal(-1)
+    close_fee = fee if closing == qty else fee * closing / qty
+    reduced = attrs.evolve(
+        pos,
+        size=pos.size - direction * closing,
+        realized_pnl=pos.realized_pnl + (px - pos.avg_entry_px) * closing * direction,
+        fees=pos.fees + close_fee,
+        exit_qty=pos.exit_qty + closing,
+        exit_value=pos.exit_value + px * closing,
+    )
+    if reduced.size != 0:
+        return reduced, None
+    entry_px = reduced.entry_value / reduced.entry_qty if reduced.entry_qty else reduced.avg_entry_px
+    trade = ClosedTrade(
+        market=market,
+        is_long=direction > 0,
+        size=reduced.entry_qty,
+        entry_px=entry_px,
+        exit_px=reduced.exit_value / reduced.exit_qty,
+        pnl=reduced.realized_pnl,
+        fees=reduced.fees,
+        opened_at=reduced.entry_time,
+        closed_at=now,
+        opened_ms=reduced.opened_ms,
+        closed_ms=time_ms,
+        expected_edge_bps=reduced.expected_edge_bps,
+        slippage_bps=_slippage_bps(pos, entry_px),
+        entry_cloid=reduced.entry_cloid,
+        exit_cloid=order.cloid if order is not None else None,
+        exit_reason=order.reason if order is not None else None,
+        corrected=reduced.corrected,
+    )
+    rest = qty - closing
+    if rest == 0:
+        return None, trade
+    return _open(market, -direction * rest, px, fee - close_fee, now, time_ms, order), trade
+
+
+@attrs.frozen
+class Reconciled:
+    """A reconciliation was applied: the corrections it made and the unknown orders it resolved."""
+
+    corrections: tuple[PositionCorrected, ...]
+    resolved: tuple[Cloid, ...]
+    unresolved: tuple[Cloid, ...]
+
+
+@attrs.frozen
+class ReconcileDeferred:
+    """A reconciliation was refused (nothing changed); ask again. `reason` says why."""
+
+    reason: str
+
+
+@attrs.frozen
+class _Seen:
+    """A remembered fill id; `signed_sz` is set only if the fill moved a position (for reconcile)."""
+
+    market: str
+    time_ms: int
+    signed_sz: Decimal | None
+
+
+class PositionBook:
+    """Orders by cloid and positions by market, for the configured `markets` only.
+
+    Fills and positions of other coins (another dex, a manual trade elsewhere) are ignored: this engine
+    only owns its own markets.
+    """
+
+    def __init__(
+        self, markets: Collection[str], outbox: Outbox | None = None, config: BookConfig | None = None
+    ) -> None:
+        self.markets = frozenset(markets)
+        self.outbox = outbox if outbox is not None else Outbox()
+        self.config = config if config is not None else BookConfig()
+        self._orders: dict[Cloid, TrackedOrder] = {}
+        self._by_oid: dict[int, Cloid] = {}
+        self._positions: dict[str, Position] = {}
+        self._seen: OrderedDict[int, _Seen] = OrderedDict()
+        self._included_through_ms: dict[str, int] = {}
+        self._empty_answers = 0
+        self._unknown_statuses_logged: set[str] = set()
+
+    # --- queries -----------------------------------------------------------------------------------
+
+    def order(self, cloid: Cloid) -> TrackedOrder | None:
+        return self._orders.get(cloid)
+
+    def orders(self, market: str | None = None) -> tuple[TrackedOrder, ...]:
+        """Tracked orders (optionally of one market), oldest first."""
+        return tuple(o for o in self._orders.values() if market is None or o.market == market)
+
+    def live_orders(self, market: str | None = None) -> tuple[TrackedOrder, ...]:
+        """Non-terminal orders (optionally of one market): the ones that hold a pending mark."""
+        return tuple(o for o in self._live(market))
+
+    def position(self, market: str) -> Position | None:
+        return self._positions.get(market)
+
+    @property
+    def positions(self) -> Mapping[str, Position]:
+        """Open positions by market (a copy)."""
+        return dict(self._positions)
+
+    def size(self, market: str) -> Decimal:
+        """The signed position from fills (0 when flat)."""
+        pos = self._positions.get(market)
+        return pos.size if pos is not None else ZERO
+
+    def expected_size(self, market: str) -> Decimal:
+        """The position once the fills that replies already announced have arrived."""
+        pending_fills = sum(
+            (o.sign * o.unconfirmed_fill for o in self._orders.values() if o.market == market), ZERO
+        )
+        return self.size(market) + pending_fills
+
+    def has_position(self, market: str) -> bool:
+        """True if a position is open, or a reply announced fills that have not arrived yet."""
+        return self.size(market) != 0 or self.expected_size(market) != 0
+
+    def pending(self, market: str) -> bool:
+        """True while any order of `market` is not terminal (queued, sent, resting or unknown)."""
+        return any(True for _ in self._live(market))
+
+    def pending_markets(self) -> frozenset[str]:
+        return frozenset(o.market for o in self._live(None))
+
+    def live_flatten(self, market: str) -> TrackedOrder | None:
+        """The reduce-only order of `market` that is queued, sent or resting, if any.
+
+        An unknown reduce-only order does not count: another reduce-only order can never increase the
+        position, so the time stop may retry while the unknown one is being reconciled.
+        """
+        for o in self._live(market):
+            if o.reduce_only and o.state is not OrderState.UNKNOWN:
+                return o
+        return None
+
+    def unknown_orders(self) -> tuple[TrackedOrder, ...]:
+        return tuple(o for o in self._orders.values() if o.state is OrderState.UNKNOWN)
+
+    def exposure(self, market: str) -> Decimal:
+        """Absolute size at risk: the larger of the position and the expected position, plus what live
+        new (non-reduce-only) orders may still add. Reduce-only orders never add exposure."""
+        held = max(abs(self.size(market)), abs(self.expected_size(market)))
+        adding = sum((o.open_size for o in self._live(market) if not o.reduce_only), ZERO)
+        return held + adding
+
+    def notional(self, market: str, mark: Decimal) -> Decimal:
+        """Exposure of `market` valued at `mark`."""
+        return self.exposure(market) * mark
+
+    def exposed_markets(self) -> frozenset[str]:
+        """Markets with a position, announced fills or live new orders."""
+        return frozenset(m for m in self.markets if self.exposure(m) != 0)
+
+    def total_notional(self, marks: Mapping[str, Decimal]) -> Decimal | None:
+        """Sum of `notional` over exposed markets, or None if any of them has no mark (fail closed)."""
+        total = ZERO
+        for market in self.exposed_markets():
+            mark = marks.get(market)
+            if mark is None:
+                return None
+            total += self.notional(market, mark)
+        return total
+
+    @property
+    def reconcile_wanted(self) -> bool:
+        """True while an order is unknown or a reply's fills are unconfirmed past the grace period."""
+        return any(
+            o.state is OrderState.UNKNOWN or (o.mismatch_reported and o.unconfirmed_fill > 0)
+            for o in self._orders.values()
+        )
+
+    # --- our side of the order lifecycle (called by the executor) ----------------------------------
+
+    def register(
+        self,
+        market: str,
+        order: OrderWire,
+        now: float,
+        *,
+        expected_edge_bps: Decimal | None = None,
+        signal_px: Decimal | None = None,
+        reason: str = "",
+    ) -> TrackedOrder:
+        """Track a new order as `queued`; from now on its market is pending. Silent: the submitter
+        journals the order once the scheduler accepted it (see `unregister` for the rollback)."""
+        if order.cloid is None:
+            raise ValueError("an order must carry a cloid to be tracked")
+        if order.cloid in self._orders:
+            raise ValueError(f"cloid {order.cloid} is already tracked")
+        if market not in self.markets:
+            raise ValueError(f"market {market!r} is not configured")
+        self._prune()
+        tracked = TrackedOrder(
+            cloid=order.cloid,
+            market=market,
+            is_buy=order.is_buy,
+            limit_px=order.limit_px,
+            size=order.sz,
+            reduce_only=order.reduce_only,
+            state=OrderState.QUEUED,
+            created_at=now,
+            changed_at=now,
+            expected_edge_bps=expected_edge_bps,
+            signal_px=signal_px,
+            reason=reason,
+        )
+        self._orders[tracked.cloid] = tracked
+        return tracked
+
+    def unregister(self, cloid: Cloid) -> None:
+        """Roll back a `register` whose order the scheduler refused: as if it had never existed."""
+        order = self._orders.get(cloid)
+        if order is None or order.state is not OrderState.QUEUED:
+            raise ValueError(f"only a queued order can be unregistered, not {order!r:.80}")
+        del self._orders[cloid]
+
+    def mark_sent(self, cloid: Cloid, now: float) -> None:
+        """`queued → sent`: its post may be on the wire."""
+        order = self._orders.get(cloid)
+        if order is not None and order.state is OrderState.QUEUED:
+            self._set_state(order, OrderState.SENT, now)
+        else:
+            log.warning("mark_sent for %s in state %s", cloid, order.state.value if order else "untracked")
+
+    def requeued(self, cloid: Cloid, now: float, detail: str) -> None:
+        """`sent → queued`: a reduce-only order whose post failed is back in the scheduler's queue."""
+        order = self._orders.get(cloid)
+        if order is not None and order.state in (OrderState.SENT, OrderState.QUEUED):
+            self._set_state(order, OrderState.QUEUED, now, detail)
+
+    def release_unsent(self, cloid: Cloid, now: float, detail: str) -> None:
+        """`queued/sent → canceled` for an order that certainly never reached the exchange."""
+        order = self._orders.get(cloid)
+        if order is not None:
+            self._set_state(order, OrderState.CANCELED, now, detail)
+
+    def mark_unknown(self, cloid: Cloid, now: float, detail: str) -> None:
+        """The order's fate is unknown (timeout, disconnect, unreadable status): reconcile it."""
+        order = self._orders.get(cloid)
+        if order is None or order.state is OrderState.UNKNOWN:
+            return
+        if self._set_state(order, OrderState.UNKNOWN, now, detail).state is OrderState.UNKNOWN:
+            self.outbox.emit(ReconcileRequested(reason=f"order {cloid} unknown: {detail}", at=now))
+
+    def on_reply_filled(self, cloid: Cloid, filled: Filled, now: float) -> None:
+        """The post reply says the order filled `total_sz` at `avg_px`: it is settled.
+
+        The fills will follow on `userFills`; until they match, the difference counts as exposure.
+        """
+        order = self._orders.get(cloid)
+        if order is None:
+            log.error("filled reply for untracked order %s: %s", cloid, filled)
+            return
+        order = self._note_oid(order, filled.oid)
+        changes: dict[str, Any] = {
+            "oid": filled.oid,
+            "reply_total": filled.total_sz,
+            "reply_avg_px": filled.avg_px,
+            "settled_at": now,
+        }
+        if order.state is OrderState.REJECTED:
+            log.error("order %s was rejected but its reply says filled %s", cloid, filled.total_sz)
+            self.outbox.emit(ReconcileRequested(reason=f"order {cloid} rejected and filled", at=now))
+        order = self._set_state(order, OrderState.FILLED, now, "post reply: filled", **changes)
+        if not order.reduce_only and order.signal_px is not None and filled.total_sz > 0:
+            adverse = filled.avg_px - order.signal_px if order.is_buy else order.signal_px - filled.avg_px
+            self.outbox.emit(SlippageMeasured(market=order.market, bps=adverse / order.signal_px * BPS))
+        self._check_overfill(order, now)
+
+    def on_reply_resting(self, cloid: Cloid, resting: Resting, now: float) -> None:
+        """The post reply says the order rests under `oid`."""
+        order = self._orders.get(cloid)
+        if order is None:
+            log.error("resting reply for untracked order %s", cloid)
+            return
+        order = self._note_oid(order, resting.oid)
+        self._set_state(order, OrderState.RESTING, now, "post reply: resting", oid=resting.oid)
+
+    def on_reply_error(self, cloid: Cloid, message: str, now: float) -> None:
+        """The exchange refused the order: rejected (an `OrderRejected` event goes to the risk monitor)."""
+        order = self._orders.get(cloid)
+        if order is not None:
+            self._set_state(order, OrderState.REJECTED, now, message)
+
+    # --- exchange streams --------------------------------------------------------------------------
+
+    def on_order_updates(self, msg: OrderUpdates, now: float) -> None:
+        """Apply `orderUpdates`: `sz` is the remaining size; an unknown status sends the order to
+        reconciliation (logged once per status) instead of guessing."""
+        for update in msg.updates:
+            order = self._find(update.order.cloid, update.order.oid)
+            if order is None:
+                log.debug("order update for an order we do not track: %s", update.order.oid)
+                continue
+            order = self._note_oid(order, update.order.oid)
+            self._apply_status(order, update, now, source="order update")
+
+    def on_user_fills(self, msg: UserFills, now: float) -> int:
+        """Apply new fills to positions; returns how many moved a position.
+
+        Duplicates (by tid) are skipped. A snapshot is never applied: its tids are remembered and its
+        fills only resolve unknown orders. Fills of unconfigured coins are remembered and ignored.
+        """
+        applied = 0
+        for fill in msg.fills:
+            if fill.tid in self._seen:
+                continue
+            watermark = self._included_through_ms.get(fill.coin)
+            covered = watermark is not None and fill.time <= watermark
+            reflected = covered or not msg.is_snapshot  # this fill is (or now goes) into a position
+            order = self._find(fill.cloid, fill.oid)
+            if order is not None:
+                order = self._attribute(order, fill, now, reflected=reflected)
+            if msg.is_snapshot or covered or fill.coin not in self.markets:
+                if covered and not msg.is_snapshot:
+                    log.info("fill %s at %d is already in the reconciled position", fill.tid, fill.time)
+                self._remember(fill.tid, _Seen(fill.coin, fill.time, None))
+            else:
+                self._apply_to_position(fill, order, now)
+                applied += 1
+        return applied
+
+    def reconcile(
+        self,
+        positions: Iterable[AssetPosition],
+        open_orders: Iterable[WsOrder],
+        order_statuses: Mapping[Cloid, OrderUpdate | None],
+        now: float,
+        *,
+        as_of_ms: int | None = None,
+    ) -> Reconciled | ReconcileDeferred:
+        """Replace positions with the exchange's truth in one step and resolve orders from its answers.
+
+        `positions`: `clearinghouseState(dex)` of every dex we trade; `open_orders`: `openOrders(dex)`;
+        `order_statuses`: `orderStatus` by cloid for the unknown orders (None = the exchange does not know
+        the order: it never executed). `as_of_ms` is the state's exchange time: fills up to it are in the
+        truth (applied ones are not re-added, late ones are not applied again), later ones are kept.
+
+        A first answer with no positions while we track some is refused: the exchange has been seen to
+        answer empty intermittently. The next empty answer confirms it. Continuing positions keep their
+        entry time; positions that appear start their clock now.
+        """
+        answer = {p.coin: p for p in positions if p.coin in self.markets and p.szi != 0}
+        if not answer and any(p.size != 0 for p in self._positions.values()):
+            self._empty_answers += 1
+            if self._empty_answers < 2:
+                log.warning("reconcile: empty positions answer while tracking some; waiting for a second")
+                return ReconcileDeferred("empty positions answer needs a confirming second answer")
+        self._empty_answers = 0
+        new_positions, corrections = self._reconciled_positions(answer, now, as_of_ms)
+        resolved, unresolved = self._reconcile_orders(open_orders, order_statuses, now)
+        for cloid, order in list(self._orders.items()):
+            if order.unconfirmed_fill:
+                self._orders[cloid] = attrs.evolve(order, confirmed=True)
+        self._positions = new_positions  # the one step: never clear-then-refill
+        if as_of_ms is not None:
+            for market in self.markets:
+                self._included_through_ms[market] = max(
+                    as_of_ms, self._included_through_ms.get(market, as_of_ms)
+                )
+        for correction in corrections:
+            log.warning("reconcile: %s %s → %s", correction.market, correction.old_size, correction.new_size)
+            self.outbox.emit(correction)
+        return Reconciled(tuple(corrections), tuple(resolved), tuple(unresolved))
+
+    def check(self, now: float) -> None:
+        """Periodic housekeeping (about every second): escalate unknown orders past the deadline and
+        request reconciliation for reply/fill mismatches that persisted past the grace period."""
+        cfg = self.config
+        for order in list(self._orders.values()):
+            if order.state is OrderState.UNKNOWN and now - order.changed_at >= cfg.unknown_deadline_s:
+                since = order.changed_at
+                log.error(
+                    "order %s on %s unknown for %.1f s: escalated", order.cloid, order.market, now - since
+                )
+                self._set_state(order, OrderState.ESCALATED, now, "unresolved past the deadline")
+                self.outbox.emit(
+                    UnknownOrderEscalated(cloid=order.cloid, market=order.market, unknown_since=since, at=now)
+                )
+            elif (
+                order.unconfirmed_fill
+                and not order.mismatch_reported
+                and order.settled_at is not None
+                and now - order.settled_at >= cfg.mismatch_grace_s
+            ):
+                self._report_mismatch(order, now, f"{order.unconfirmed_fill} announced filled, no fill seen")
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _live(self, market: str | None) -> Iterator[TrackedOrder]:
+        return (
+            o
+            for o in self._orders.values()
+            if not o.state.is_terminal and (market is None or o.market == market)
+        )
+
+    def _find(self, cloid: str | None, oid: int | None) -> TrackedOrder | None:
+        if cloid is not None:
+            try:
+                found = self._orders.get(Cloid(cloid))
+            except ValueError:
+                found = None
+            if found is not None:
+                return found
+        key = self._by_oid.get(oid) if oid is not None else None
+        return self._orders.get(key) if key is not None else None
+
+    def _note_oid(self, order: TrackedOrder, oid: int) -> TrackedOrder:
+        """Record the exchange's order id for `order`; returns the current version of the order."""
+        self._by_oid[oid] = order.cloid
+        current = self._orders[order.cloid]
+        if current.oid != oid:
+            current = attrs.evolve(current, oid=oid)
+            self._orders[order.cloid] = current
+        return current
+
+    def _set_state(
+        self, order: TrackedOrder, state: OrderState, now: float, detail: str = "", **changes: Any
+    ) -> TrackedOrder:
+        """The one place an order changes state. Terminal is absorbing — except that an escalated order
+        may still learn its real terminal fate (no mark changes: both are terminal). Changes that come
+        with a refused transition (oid, reply totals) are still recorded."""
+        old = order.state
+        allowed = not old.is_terminal or (old is OrderState.ESCALATED and state.is_terminal)
+        if not allowed or old is state:
+            if not allowed:
+                log.info("order %s stays %s (ignoring %s: %s)", order.cloid, old.value, state.value, detail)
+            updated = attrs.evolve(order, **changes) if changes else order
+            self._orders[order.cloid] = updated
+            return updated
+        updated = attrs.evolve(order, state=state, changed_at=now, detail=detail or order.detail, **changes)
+        self._orders[order.cloid] = updated
+        self.outbox.emit(
+            OrderTransition(
+                cloid=order.cloid,
+                market=order.market,
+                old=old,
+                new=state,
+                at=now,
+                detail=detail,
+                oid=updated.oid,
+                filled_sz=max(
+                    updated.reply_total or ZERO, updated.executed_sz, updated.filled_sz + updated.snapshot_sz
+                ),
+                avg_px=updated.reply_avg_px,
+            )
+        )
+        if state is OrderState.REJECTED:
+            self.outbox.emit(OrderRejected(market=order.market, message=detail))
+        return updated
+
+    def _apply_status(self, order: TrackedOrder, update: OrderUpdate, now: float, *, source: str) -> None:
+        kind = update.kind
+        if kind is StatusKind.UNKNOWN:
+            if update.status not in self._unknown_statuses_logged:
+                self._unknown_statuses_logged.add(update.status)
+                log.warning("unknown order status %r (order %s): reconciling", update.status, order.cloid)
+            self.mark_unknown(order.cloid, now, f"{source}: unknown status {update.status!r}")
+            return
+        remaining = ZERO if kind is StatusKind.FILLED else update.order.sz
+        executed = max(order.executed_sz, update.order.orig_sz - remaining)
+        changes: dict[str, Any] = {"exchange_remaining": remaining, "executed_sz": executed}
+        if executed > 0 and order.settled_at is None:
+            changes["settled_at"] = now
+        watermark = self._included_through_ms.get(order.market)
+        if watermark is not None and update.status_timestamp <= watermark:
+            changes["confirmed"] = True  # the reconciled position already holds what it executed
+        detail = f"{source}: {update.status}"
+        if kind in (StatusKind.OPEN, StatusKind.TRIGGERED):
+            self._set_state(order, OrderState.RESTING, now, detail, **changes)
+        elif kind is StatusKind.FILLED:
+            self._set_state(order, OrderState.FILLED, now, detail, **changes)
+        elif kind is StatusKind.CANCELED:
+            self._set_state(order, OrderState.CANCELED, now, detail, **changes)
+        else:
+            self._set_state(order, OrderState.REJECTED, now, update.status, **changes)
+
+    def _attribute(self, order: TrackedOrder, fill: Fill, now: float, *, reflected: bool) -> TrackedOrder:
+        """Count a new fill towards its order — as `filled_sz` if a position reflects it, else as
+        `snapshot_sz` (still exposure until reconciled).
+
+        A snapshot is complete for its period, so its fills resolve an unknown order as filled. A live
+        fill does not: it proves the order traded but not how much, and the rest of its fills may still
+        be on the way — the order stays unknown (its unfilled size still counted) until reconciliation.
+        """
+        current = self._note_oid(order, fill.oid)
+        if reflected:
+            order = attrs.evolve(current, filled_sz=current.filled_sz + fill.sz)
+        else:
+            settled = now if current.settled_at is None else current.settled_at
+            order = attrs.evolve(current, snapshot_sz=current.snapshot_sz + fill.sz, settled_at=settled)
+        self._orders[order.cloid] = order
+        resolves_unknown = not reflected and order.state in (OrderState.UNKNOWN, OrderState.ESCALATED)
+        late_for_escalated = reflected and order.state is OrderState.ESCALATED
+        all_filled = order.state is OrderState.RESTING and order.filled_sz + order.snapshot_sz >= order.size
+        if resolves_unknown or late_for_escalated or all_filled:
+            order = self._set_state(order, OrderState.FILLED, now, f"fill {fill.tid} seen")
+        self._check_overfill(order, now)
+        return order
+
+    def _check_overfill(self, order: TrackedOrder, now: float) -> None:
+        seen = order.filled_sz + order.snapshot_sz
+        if order.reply_total is not None and seen > order.reply_total and not order.confirmed:
+            self._report_mismatch(order, now, f"fills {seen} > reply {order.reply_total}")
+
+    def _report_mismatch(self, order: TrackedOrder, now: float, what: str) -> None:
+        if order.mismatch_reported:
+            return
+        log.warning("order %s on %s: %s", order.cloid, order.market, what)
+        self._orders[order.cloid] = attrs.evolve(self._orders[order.cloid], mismatch_reported=True)
+        self.outbox.emit(ReconcileRequested(reason=f"order {order.cloid}: {what}", at=now))
+
+    def _apply_to_position(self, fill: Fill, order: TrackedOrder | None, now: float) -> None:
+        signed = fill.sz if fill.is_buy else -fill.sz
+        pos, trade = apply_fill(
+            self._positions.get(fill.coin),
+            market=fill.coin,
+            signed_sz=signed,
+            px=fill.px,
+            fee=fill.fee,
+            now=now,
+            time_ms=fill.time,
+            order=order,
+        )
+        if pos is None:
+            self._positions.pop(fill.coin, None)
+        else:
+            self._positions[fill.coin] = pos
+        self._remember(fill.tid, _Seen(fill.coin, fill.time, signed))
+        if trade is not None:
+            self.outbox.emit(trade)
+            self.outbox.emit(TradeClosed(market=trade.market, pnl=trade.net_pnl))
+
+    def _remember(self, tid: int, seen: _Seen) -> None:
+        self._seen[tid] = seen
+        while len(self._seen) > self.config.tid_memory:
+            self._seen.popitem(last=False)
+
+    def _applied_after(self, market: str, as_of_ms: int | None) -> Decimal:
+        """Signed size of fills already applied to `market` that are newer than the exchange's state."""
+        if as_of_ms is None:
+            return ZERO
+        return sum(
+            (
+                s.signed_sz
+                for s in self._seen.values()
+                if s.market == market and s.signed_sz is not None and s.time_ms > as_of_ms
+            ),
+            ZERO,
+        )
+
+    def _reconciled_positions(
+        self, answer: Mapping[str, AssetPosition], now: float, as_of_ms: int | None
+    ) -> tuple[dict[str, Position], list[PositionCorrected]]:
+        new_positions: dict[str, Position] = {}
+        corrections: list[PositionCorrected] = []
+        for market in sorted(self.markets):
+            old = self._positions.get(market)
+            old_size = old.size if old is not None else ZERO
+            truth = answer.get(market)
+            size = (truth.szi if truth is not None else ZERO) + self._applied_after(market, as_of_ms)
+            if size == old_size:
+                if old is not None:
+                    new_positions[market] = old
+                continue
+            corrections.append(PositionCorrected(market=market, old_size=old_size, new_size=size, at=now))
+            if size == 0:
+                continue
+            entry_px = _entry_px(truth, old)
+            if old is not None and old.size != 0 and (old.size > 0) == (size > 0):
+                new_positions[market] = attrs.evolve(old, size=size, avg_entry_px=entry_px, corrected=True)
+            else:
+                new_positions[market] = Position(
+                    market=market,
+                    size=size,
+                    avg_entry_px=entry_px,
+                    entry_time=now,
+                    entry_qty=abs(size),
+                    entry_value=abs(size) * entry_px,
+                    corrected=True,
+                )
+        return new_positions, corrections
+
+    def _reconcile_orders(
+        self, open_orders: Iterable[WsOrder], statuses: Mapping[Cloid, OrderUpdate | None], now: float
+    ) -> tuple[list[Cloid], list[Cloid]]:
+        open_list = list(open_orders)
+        open_oids = {o.oid: o for o in open_list}
+        open_cloids = {o.cloid: o for o in open_list if o.cloid is not None}
+        resolved: list[Cloid] = []
+        unresolved: list[Cloid] = []
+        for order in list(self._orders.values()):
+            if order.state not in (OrderState.UNKNOWN, OrderState.RESTING, OrderState.ESCALATED):
+                continue
+            was_unknown = order.state is OrderState.UNKNOWN
+            listed = open_cloids.get(order.cloid.raw) or (open_oids.get(order.oid) if order.oid else None)
+            if order.cloid in statuses:
+                status = statuses[order.cloid]
+                if status is None:
+                    self._set_state(order, OrderState.RECONCILED, now, "reconcile: unknown to the exchange")
+                else:
+                    self._apply_status(
+                        self._note_oid(order, status.order.oid), status, now, source="reconcile"
+                    )
+            elif listed is not None:
+                self._set_state(
+                    self._note_oid(order, listed.oid),
+                    OrderState.RESTING,
+                    now,
+                    "reconcile: open",
+                    exchange_remaining=listed.sz,
+                )
+            elif order.state is OrderState.RESTING:
+                self._set_state(order, OrderState.RECONCILED, now, "reconcile: no longer open")
+            if was_unknown:
+                (unresolved if self._orders[order.cloid].state is OrderState.UNKNOWN else resolved).append(
+                    order.cloid
+                )
+        return resolved, unresolved
+
+    def _prune(self) -> None:
+        """Make room for one more order: forget the oldest settled terminal orders once `order_memory`
+        is reached (down to 3/4 of it, so the scan is amortised). Only `register` grows the table, so
+        only it prunes — no order disappears in the middle of another transition. Escalated orders and
+        orders with unconfirmed fills are never forgotten."""
+        limit = self.config.order_memory
+        if len(self._orders) < limit:
+            return
+        target = limit * 3 // 4
+        for cloid, order in list(self._orders.items()):
+            if len(self._orders) <= target:
+                break
+            if (
+                order.state.is_terminal
+                and order.state is not OrderState.ESCALATED
+                and not order.unconfirmed_fill
+            ):
+                del self._orders[cloid]
+                if order.oid is not None and self._by_oid.get(order.oid) == cloid:
+                    del self._by_oid[order.oid]
+
+
+def _entry_px(truth: AssetPosition | None, old: Position | None) -> Decimal:
+    """The exchange's entry price, else its value / size, else what we had."""
+    if truth is not None and truth.entry_px is not None:
+        return truth.entry_px
+    if truth is not None and truth.position_value is not None and truth.szi != 0:
+        return abs(truth.position_value / truth.szi)
+    if old is not None:
+        return old.avg_entry_px
+    return ZERO

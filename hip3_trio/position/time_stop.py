@@ -1,0 +1,146 @@
+"""Time stop and flatten: no position is held longer than `hold_s`, and flatten-all uses the same path.
+
+Every check (about once a second) looks at each open position. One that is older than `hold_s` — or
+any position at all once the executor is stopped (hard stop, shutdown: flatten-all) — gets a reduce-only
+IOC for its full size, priced `flatten_slippage_bps` through the mark and rounded aggressively, so it
+crosses the book. The size is clamped to the live position and floored to the lot (never rounded up), and
+is what remains once fills already announced by post replies are counted.
+
+At most one flatten is live per market: while one is queued, sent or resting, the check waits. A
+flatten that is rejected or fills only partly is no longer live, so the next check sends the remainder.
+If a market is still not flat `flatten_fail_after_s` after its first flatten, a `FlattenFailed` event goes
+to the risk monitor — again each further deadline — and retries continue.
+
+`check(now)` is synchronous; `run_time_stop` is the small periodic task around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Final, NoReturn
+
+import attrs
+import trio
+
+from hip3_trio.execution.executor import Executor, Submitted
+from hip3_trio.position.book import PositionBook
+from hip3_trio.position.records import FlattenFailed, Output
+from hip3_trio.wire.numbers import InvalidNumber, clamp_reduce_only_size
+
+__all__ = ["TimeStop", "TimeStopConfig", "run_time_stop"]
+
+log = logging.getLogger(__name__)
+
+BPS: Final = Decimal(10_000)
+
+
+@attrs.frozen(kw_only=True)
+class TimeStopConfig:
+    """How long a position may be held, how far through the mark a flatten is priced, how long a
+    market may stay unflattened before it counts as a failure, and how often the loop checks.
+    Names as in `config.TimeStopConfig`."""
+
+    hold_s: float = 30.0
+    flatten_slippage_bps: Decimal = Decimal(50)
+    flatten_fail_after_s: float = 60.0
+    check_interval_s: float = 1.0
+
+
+class TimeStop:
+    """Flattens aged positions (all positions once the executor is stopped) through the executor."""
+
+    def __init__(
+        self,
+        *,
+        book: PositionBook,
+        executor: Executor,
+        marks: Mapping[str, Decimal],
+        config: TimeStopConfig | None = None,
+    ) -> None:
+        self.book = book
+        self.executor = executor
+        self.marks = marks
+        self.config = config if config is not None else TimeStopConfig()
+        self._flattening_since: dict[str, float] = {}
+        self._failed_at: dict[str, float] = {}
+        self._flatten_all = False
+
+    def flatten_all(self, now: float) -> list[Submitted]:
+        """Flatten every position from now on, whatever its age (hard stop, shutdown)."""
+        self._flatten_all = True
+        return self.check(now)
+
+    def flattening(self, market: str) -> float | None:
+        """When the current flatten of `market` started, or None."""
+        return self._flattening_since.get(market)
+
+    def check(self, now: float) -> list[Submitted]:
+        """One pass: book housekeeping, then a flatten for every due position without a live one."""
+        self.book.check(now)
+        everything = self._flatten_all or self.executor.stopped
+        sent: list[Submitted] = []
+        for market in sorted(self.book.markets):
+            pos = self.book.position(market)
+            if pos is None or pos.size == 0:
+                self._flattening_since.pop(market, None)
+                self._failed_at.pop(market, None)
+                continue
+            if not everything and now - pos.entry_time < self.config.hold_s:
+                continue
+            since = self._flattening_since.setdefault(market, now)
+            self._check_deadline(market, since, now)
+            if self.book.live_flatten(market) is not None:
+                continue
+            result = self._flatten(market, pos.size, now, "flatten_all" if everything else "time_stop")
+            if result is not None:
+                sent.append(result)
+        return sent
+
+    def _flatten(self, market: str, size: Decimal, now: float, reason: str) -> Submitted | None:
+        expected = self.book.expected_size(market)
+        if expected == 0 or (expected > 0) != (size > 0):
+            return None  # replies already announced the fills that flatten it; wait for them
+        mark = self.marks.get(market)
+        if mark is None:
+            log.error("cannot flatten %s: no mark price", market)
+            return None
+        is_buy = size < 0
+        try:
+            qty = clamp_reduce_only_size(abs(expected), abs(size), self.executor.specs[market].sz_decimals)
+        except InvalidNumber as exc:
+            log.error("cannot flatten %s of %s: %s", size, market, exc)
+            return None
+        offset = mark * self.config.flatten_slippage_bps / BPS
+        px = mark + offset if is_buy else mark - offset
+        result = self.executor.submit_reduce_only(
+            market, is_buy=is_buy, size=qty, limit_px=px, now=now, reason=reason
+        )
+        if not isinstance(result, Submitted):
+            log.error("flatten of %s refused: %s", market, result)
+            return None
+        log.info("flatten %s: %s %s @ %s", market, "buy" if is_buy else "sell", qty, result.order.limit_px)
+        return result
+
+    def _check_deadline(self, market: str, since: float, now: float) -> None:
+        last = self._failed_at.get(market, since)
+        if now - last >= self.config.flatten_fail_after_s:
+            self._failed_at[market] = now
+            detail = f"not flat {now - since:.0f} s after the first flatten (size {self.book.size(market)})"
+            log.error("flatten failed on %s: %s", market, detail)
+            self.book.outbox.emit(FlattenFailed(market=market, detail=detail))
+
+
+async def run_time_stop(
+    time_stop: TimeStop,
+    *,
+    forward: Callable[[Sequence[Output]], object] | None = None,
+    clock: Callable[[], float] = trio.current_time,
+) -> NoReturn:
+    """Run `check` every `check_interval_s`; `forward` receives the outbox after each check."""
+    while True:
+        time_stop.check(clock())
+        if forward is not None:
+            forward(time_stop.book.outbox.drain())
+        await trio.sleep(time_stop.config.check_interval_s)

@@ -1,0 +1,184 @@
+"""Time stop and flatten: aged positions get a reduce-only IOC through the mark; one live flatten per
+market; rejected or partial flattens are retried for the remainder; FlattenFailed after the deadline;
+flatten-all for every position."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+import trio
+import trio.testing
+
+from hip3_trio.position.records import FlattenFailed, Output, UnknownOrderEscalated
+from hip3_trio.position.time_stop import TimeStop, TimeStopConfig, run_time_stop
+from hip3_trio.wire.actions import LimitOrderType, OrderWire
+from hip3_trio.wire.messages import Filled
+from tests.test_executor import Rig
+from tests.test_position_book import SPECS, A, B, C, D, asset_position, fill, of_type, user_fills
+
+
+def setup(**config: object) -> tuple[Rig, TimeStop]:
+    rig = Rig()
+    stop = TimeStop(
+        book=rig.book,
+        executor=rig.executor,
+        marks=rig.marks,
+        config=TimeStopConfig(**config),  # type: ignore[arg-type]
+    )
+    return rig, stop
+
+
+def queued_markets(rig: Rig) -> list[str]:
+    return [i.market for i in rig.scheduler.reduce_only]
+
+
+def only_order(rig: Rig, market: str) -> OrderWire:
+    (order,) = [i.order for i in rig.scheduler.reduce_only if i.market == market]
+    return order
+
+
+def test_a_position_is_flattened_once_it_is_older_than_the_hold_time() -> None:
+    rig, stop = setup(hold_s=30.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2", px="10")), 100.0)
+    assert stop.check(129.9) == []
+    (sent,) = stop.check(130.0)
+    order = sent.order
+    assert order == OrderWire(
+        asset=SPECS[A].asset,
+        is_buy=False,
+        limit_px=D("9.95"),
+        sz=D(2),
+        reduce_only=True,
+        order_type=LimitOrderType("Ioc"),
+        cloid=order.cloid,
+    )
+    assert only_order(rig, A) == order
+
+
+def test_flatten_prices_are_mark_through_by_the_slippage_and_rounded_aggressively() -> None:
+    rig, stop = setup(hold_s=0.0, flatten_slippage_bps=Decimal(50))
+    rig.marks[A] = D("10.0009")  # long → sell at 9.9508955 → floored to 9.9508
+    rig.marks[B] = D("20.0001")  # short → buy at 20.1001005 → raised to 20.101
+    rig.book.on_user_fills(user_fills(fill(A, sz="1"), fill(B, sz="1", is_buy=False)), 0.0)
+    stop.check(0.0)
+    assert only_order(rig, A).limit_px == D("9.9508") and not only_order(rig, A).is_buy
+    assert only_order(rig, B).limit_px == D("20.101") and only_order(rig, B).is_buy
+
+
+def test_the_size_is_clamped_to_the_position_and_never_rounded_up() -> None:
+    rig, stop = setup(hold_s=0.0)
+    rig.book.reconcile([asset_position(A, "1.239"), asset_position(C, "-0.006")], [], {}, 0.0)
+    stop.check(0.0)
+    assert only_order(rig, A).sz == D("1.23")
+    assert queued_markets(rig) == [A]  # below one lot: nothing to send
+
+
+def test_one_live_flatten_per_market() -> None:
+    rig, stop = setup(hold_s=0.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    assert len(stop.check(1.0)) == 1
+    assert stop.check(2.0) == []
+    rig.send()  # sent: still live
+    assert stop.check(3.0) == []
+    assert len(rig.book.live_orders(A)) == 1
+
+
+def test_a_rejected_flatten_is_retried_on_the_next_check() -> None:
+    rig, stop = setup(hold_s=0.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    (first,) = stop.check(1.0)
+    rig.book.on_reply_error(first.cloid, "Order could not immediately match against any resting orders.", 1.5)
+    (again,) = stop.check(2.0)
+    assert again.order.sz == 2 and again.cloid != first.cloid
+
+
+def test_a_partial_flatten_is_retried_for_the_remainder() -> None:
+    rig, stop = setup(hold_s=0.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    (first,) = stop.check(1.0)
+    rig.book.on_reply_filled(first.cloid, Filled(D("1.5"), D("9.95"), 5), 1.5)
+    (rest,) = stop.check(2.0)  # the reply's fills have not arrived: what remains is 0.5
+    assert rest.order.sz == D("0.5")
+    rig.book.on_user_fills(user_fills(fill(A, sz="1.5", is_buy=False, oid=5)), 2.5)
+    assert rig.book.size(A) == D("0.5")
+    assert stop.check(3.0) == []  # the remainder's flatten is still live
+
+
+def test_a_flatten_announced_filled_waits_for_its_fills() -> None:
+    rig, stop = setup(hold_s=0.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    (first,) = stop.check(1.0)
+    rig.book.on_reply_filled(first.cloid, Filled(D(2), D("9.95"), 5), 1.5)
+    assert stop.check(2.0) == []
+    rig.book.on_user_fills(user_fills(fill(A, sz="2", is_buy=False, oid=5)), 2.5)
+    assert rig.book.position(A) is None
+    stop.check(3.0)
+    assert stop.flattening(A) is None
+
+
+def test_flatten_failed_after_the_deadline_and_retries_continue() -> None:
+    rig, stop = setup(hold_s=30.0, flatten_fail_after_s=60.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    for second in range(30, 211):
+        for sent in stop.check(float(second)):
+            rig.book.on_reply_error(sent.cloid, "Order could not immediately match", float(second))
+    failures = of_type(rig.book.outbox.drain(), FlattenFailed)
+    assert [f.market for f in failures] == [A, A, A]  # at 90, 150 and 210 s
+    assert stop.flattening(A) == 30.0
+    assert len(stop.check(211.0)) == 1  # and it keeps trying
+
+
+def test_flatten_all_flattens_young_positions_through_the_same_path() -> None:
+    rig, stop = setup(hold_s=30.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2"), fill(B, sz="1", is_buy=False)), 0.0)
+    sent = stop.flatten_all(1.0)
+    assert sorted(s.market for s in sent) == [A, B]
+    assert all(s.order.reduce_only for s in sent)
+
+
+def test_a_stopped_executor_makes_every_check_flatten_everything() -> None:
+    rig, stop = setup(hold_s=30.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    rig.flags.latched = True  # the persisted hard stop, e.g. after a restart
+    assert [s.market for s in stop.check(1.0)] == [A]
+
+
+def test_no_mark_no_flatten_but_the_deadline_still_runs() -> None:
+    rig, stop = setup(hold_s=0.0, flatten_fail_after_s=60.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    del rig.marks[A]
+    assert stop.check(1.0) == [] and stop.check(61.0) == []
+    assert len(of_type(rig.book.outbox.drain(), FlattenFailed)) == 1
+    rig.marks[A] = D(10)
+    assert len(stop.check(62.0)) == 1
+
+
+def test_check_runs_the_book_housekeeping() -> None:
+    rig, stop = setup()
+    cloid = rig.submit().cloid
+    rig.book.mark_unknown(cloid, 0.0, "timeout")
+    stop.check(60.0)
+    assert of_type(rig.book.outbox.drain(), UnknownOrderEscalated)
+
+
+async def test_the_loop_checks_every_second_and_forwards_the_outbox(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rig, stop = setup(hold_s=30.0, check_interval_s=1.0)
+    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
+    forwarded: list[Output] = []
+
+    def forward(items: Sequence[Output]) -> None:
+        forwarded.extend(items)
+
+    with trio.move_on_after(29.5):
+        await run_time_stop(stop, forward=forward)
+    assert queued_markets(rig) == []
+    with trio.move_on_after(1.0):  # checks at 29.5 s (nothing yet) and 30.5 s is past the window
+        await run_time_stop(stop, forward=forward)
+    assert queued_markets(rig) == []
+    with trio.move_on_after(0.5):  # the check at 30.5 s flattens
+        await run_time_stop(stop, forward=forward)
+    assert queued_markets(rig) == [A]
+    assert forwarded and len(rig.book.outbox) == 0
