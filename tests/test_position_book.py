@@ -451,6 +451,16 @@ def test_a_persisting_reply_fill_mismatch_requests_reconciliation_once() -> None
     assert not book.reconcile_wanted
 
 
+def test_a_reconcile_does_not_cover_a_reply_that_just_came_in() -> None:
+    book = new_book(mismatch_grace_s=5.0)
+    cloid = registered(book, sz="2")
+    book.on_reply_filled(cloid, Filled(D(2), D(10), oid=3), 10.0)
+    book.reconcile([], [], {}, 11.0, as_of_ms=500)  # may predate the execution
+    assert book.expected_size(A) == 2
+    book.on_user_fills(user_fills(fill(sz="2", cloid=cloid, time=600)), 12.0)
+    assert book.size(A) == 2 and book.expected_size(A) == 2
+
+
 def test_fills_beyond_the_reply_total_request_reconciliation_at_once() -> None:
     book = new_book()
     cloid = registered(book, sz="2")
@@ -482,7 +492,7 @@ def test_a_snapshot_resolves_unknown_orders_by_cloid_and_by_oid() -> None:
     assert book.positions == {}
     # Their size is still exposure until reconciliation puts it into a position.
     assert book.has_position(A) and book.expected_size(B) == 1
-    book.reconcile([asset_position(A, "1"), asset_position(B, "1")], [], {}, 3.0)
+    book.reconcile([asset_position(A, "1"), asset_position(B, "1")], [], {}, 3.0, as_of_ms=10)
     assert book.size(A) == 1 and book.expected_size(A) == 1
 
 
@@ -499,6 +509,34 @@ def test_order_update_sz_is_the_remaining_size() -> None:
     assert book.exposure(A) == 2
     book.on_order_updates(updates(status("filled", oid=41)), 2.0)  # found by oid
     assert state(book, cloid) is OrderState.FILLED
+
+
+def test_a_filled_update_before_the_fills_counts_as_exposure() -> None:
+    book = new_book()
+    cloid = registered(book, sz="3")
+    book.on_order_updates(updates(status("canceled", cloid=cloid, orig="3", sz="1")), 1.0)  # IOC: 2 traded
+    assert state(book, cloid) is OrderState.CANCELED and not book.pending(A)
+    assert book.has_position(A) and book.expected_size(A) == 2
+    book.on_user_fills(user_fills(fill(sz="2", cloid=cloid)), 2.0)
+    assert book.size(A) == 2 and book.exposure(A) == 2
+
+
+def test_an_update_older_than_the_reconciled_state_is_already_in_it() -> None:
+    book = new_book()
+    cloid = registered(book, sz="2")
+    book.mark_unknown(cloid, 1.0, "timeout")
+    book.reconcile([asset_position(A, "2")], [], {}, 2.0, as_of_ms=500)  # status not answered
+    book.on_order_updates(updates(status("filled", cloid=cloid, orig="2", stamp=400)), 3.0)
+    assert book.expected_size(A) == 2 and book.exposure(A) == 2  # not 4: the fill is in the position
+
+
+def test_a_live_fill_does_not_resolve_an_unknown_order() -> None:
+    book = new_book()
+    cloid = registered(book, sz="2")
+    book.mark_unknown(cloid, 1.0, "timeout")
+    book.on_user_fills(user_fills(fill(sz="0.5", cloid=cloid)), 2.0)
+    assert state(book, cloid) is OrderState.UNKNOWN  # more of it may still be on the way
+    assert book.size(A) == D("0.5") and book.exposure(A) == 2
 
 
 def test_specific_statuses_map_through_their_family() -> None:

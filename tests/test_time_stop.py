@@ -14,7 +14,7 @@ from hip3_trio.position.records import FlattenFailed, Output, UnknownOrderEscala
 from hip3_trio.position.time_stop import TimeStop, TimeStopConfig, run_time_stop
 from hip3_trio.wire.actions import LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
-from tests.test_executor import Rig
+from tests.test_executor import Rig, signal
 from tests.test_position_book import SPECS, A, B, C, D, asset_position, fill, of_type, user_fills
 
 
@@ -54,6 +54,8 @@ def test_a_position_is_flattened_once_it_is_older_than_the_hold_time() -> None:
         cloid=order.cloid,
     )
     assert only_order(rig, A) == order
+    tracked = rig.book.order(sent.cloid)
+    assert tracked is not None and tracked.reason == "time_stop"
 
 
 def test_flatten_prices_are_mark_through_by_the_slippage_and_rounded_aggressively() -> None:
@@ -135,13 +137,19 @@ def test_flatten_all_flattens_young_positions_through_the_same_path() -> None:
     sent = stop.flatten_all(1.0)
     assert sorted(s.market for s in sent) == [A, B]
     assert all(s.order.reduce_only for s in sent)
+    assert {o.reason for o in rig.book.live_orders()} == {"flatten_all"}
 
 
-def test_a_stopped_executor_makes_every_check_flatten_everything() -> None:
+def test_a_latched_hard_stop_drops_queued_entries_and_flattens_everything() -> None:
     rig, stop = setup(hold_s=30.0)
     rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
-    rig.flags.latched = True  # the persisted hard stop, e.g. after a restart
+    entry = rig.submit(signal(B, price="20")).cloid
+    rig.flags.latched = True  # latched by the risk monitor, or loaded latched after a restart
     assert [s.market for s in stop.check(1.0)] == [A]
+    assert rig.scheduler.new_orders == () and not rig.book.pending(B)
+    tracked = rig.book.order(entry)
+    assert tracked is not None and tracked.detail == "dropped by hard stop: hard stop latched"
+    assert not rig.executor.enforce_latch(2.0)  # once
 
 
 def test_no_mark_no_flatten_but_the_deadline_still_runs() -> None:

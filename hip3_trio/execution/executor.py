@@ -396,6 +396,15 @@ class Executor:
         self.outbox.emit(FlattenAllRequested(reason=reason, at=now))
         return dropped
 
+    def enforce_latch(self, now: float) -> bool:
+        """Run `hard_stop` once if the persisted latch holds but `hard_stop` has not run yet (the risk
+        monitor latched it, or it was loaded latched at start-up). Called every second by the time stop,
+        so queued new orders are dropped even if nobody called `hard_stop`. True if it ran now."""
+        if self._stop_reason is not None or not self.latch.latched:
+            return False
+        self.hard_stop("hard stop latched", now)
+        return True
+
     # --- post lifecycle ----------------------------------------------------------------------------
 
     def on_batch_sent(self, batch: Batch, now: float) -> None:

@@ -87,8 +87,9 @@ class TrackedOrder:
     `filled_sz` sums the distinct live fills attributed to it (the ones that moved a position);
     `snapshot_sz` the snapshot fills, which never move a position; `reply_total`/`reply_avg_px` come
     from the post reply; `exchange_remaining` is the venue's remaining size and `executed_sz` its
-    `origSz - sz` (order updates, order status, open orders). `confirmed` means a reconciliation
-    already covers its fills in the positions.
+    `origSz - sz` (order updates, order status, open orders); `evidence_ms` the latest exchange time of
+    that timestamped evidence (snapshot fills, statuses). `confirmed` means a reconciliation already
+    covers its fills in the positions.
     """
 
     cloid: Cloid
@@ -105,6 +106,7 @@ class TrackedOrder:
     snapshot_sz: Decimal = ZERO
     exchange_remaining: Decimal | None = None
     executed_sz: Decimal = ZERO
+    evidence_ms: int | None = None
     reply_total: Decimal | None = None
     reply_avg_px: Decimal | None = None
     settled_at: float | None = None
@@ -591,7 +593,7 @@ class PositionBook:
         new_positions, corrections = self._reconciled_positions(answer, now, as_of_ms)
         resolved, unresolved = self._reconcile_orders(open_orders, order_statuses, now)
         for cloid, order in list(self._orders.items()):
-            if order.unconfirmed_fill:
+            if order.unconfirmed_fill and self._covered(order, now, as_of_ms):
                 self._orders[cloid] = attrs.evolve(order, confirmed=True)
         self._positions = new_positions  # the one step: never clear-then-refill
         if as_of_ms is not None:
@@ -603,6 +605,15 @@ class PositionBook:
             log.warning("reconcile: %s %s → %s", correction.market, correction.old_size, correction.new_size)
             self.outbox.emit(correction)
         return Reconciled(tuple(corrections), tuple(resolved), tuple(unresolved))
+
+    def _covered(self, order: TrackedOrder, now: float, as_of_ms: int | None) -> bool:
+        """Does the reconciled state hold what `order` is known to have filled? Yes if that evidence is
+        timestamped at or before the state, or if a reply announced it longer than the grace period ago
+        (its fills were lost, e.g. on a disconnect). A reply that just came in may describe an execution
+        the state does not hold yet: it stays exposure until its fills arrive or the next reconcile."""
+        if as_of_ms is not None and order.evidence_ms is not None and order.evidence_ms <= as_of_ms:
+            return True
+        return order.settled_at is not None and now - order.settled_at >= self.config.mismatch_grace_s
 
     def check(self, now: float) -> None:
         """Periodic housekeeping (about every second): escalate unknown orders past the deadline and
@@ -701,8 +712,10 @@ class PositionBook:
         remaining = ZERO if kind is StatusKind.FILLED else update.order.sz
         executed = max(order.executed_sz, update.order.orig_sz - remaining)
         changes: dict[str, Any] = {"exchange_remaining": remaining, "executed_sz": executed}
-        if executed > 0 and order.settled_at is None:
-            changes["settled_at"] = now
+        if executed > 0:
+            changes["evidence_ms"] = max(update.status_timestamp, order.evidence_ms or 0)
+            if order.settled_at is None:
+                changes["settled_at"] = now
         watermark = self._included_through_ms.get(order.market)
         if watermark is not None and update.status_timestamp <= watermark:
             changes["confirmed"] = True  # the reconciled position already holds what it executed
@@ -728,8 +741,12 @@ class PositionBook:
         if reflected:
             order = attrs.evolve(current, filled_sz=current.filled_sz + fill.sz)
         else:
-            settled = now if current.settled_at is None else current.settled_at
-            order = attrs.evolve(current, snapshot_sz=current.snapshot_sz + fill.sz, settled_at=settled)
+            order = attrs.evolve(
+                current,
+                snapshot_sz=current.snapshot_sz + fill.sz,
+                settled_at=now if current.settled_at is None else current.settled_at,
+                evidence_ms=max(fill.time, current.evidence_ms or 0),
+            )
         self._orders[order.cloid] = order
         resolves_unknown = not reflected and order.state in (OrderState.UNKNOWN, OrderState.ESCALATED)
         late_for_escalated = reflected and order.state is OrderState.ESCALATED

@@ -77,8 +77,10 @@ class TimeStop:
         return self._flattening_since.get(market)
 
     def check(self, now: float) -> list[Submitted]:
-        """One pass: book housekeeping, then a flatten for every due position without a live one."""
+        """One pass: book housekeeping, the hard-stop latch, then a flatten for every due position that
+        has no live one."""
         self.book.check(now)
+        self.executor.enforce_latch(now)
         everything = self._flatten_all or self.executor.stopped
         sent: list[Submitted] = []
         for market in sorted(self.book.markets):
