@@ -79,11 +79,11 @@ class DryRunHost:
 
     def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
         self.stats.frames[type(msg).__name__] += 1
-        if self.detector is None:
+        if self.detector is None or self.markets is None:
             return
         now_ms = self.clock_ms()
         result: Signal | Skip | None = None
-        if isinstance(msg, m.Bbo) and msg.coin in self.detector_config_markets():
+        if isinstance(msg, m.Bbo) and msg.coin in self.markets:
             bid, ask = msg.bid, msg.ask
             top = BookTop(
                 msg.coin,
@@ -94,7 +94,7 @@ class DryRunHost:
                 msg.time,
             )
             result = self.detector.on_book(top, now_ms)
-        elif isinstance(msg, m.ActiveAssetCtx) and msg.coin in self.detector_config_markets():
+        elif isinstance(msg, m.ActiveAssetCtx) and msg.coin in self.markets:
             oracle = OracleCtx(msg.coin, msg.ctx.oracle_px, msg.ctx.mark_px, now_ms)
             result = self.detector.on_oracle(oracle, now_ms)
         elif isinstance(msg, m.ChannelError):
@@ -112,10 +112,6 @@ class DryRunHost:
             )
         elif isinstance(result, Skip):
             self.stats.skips[result.name] += 1
-
-    def detector_config_markets(self) -> Markets:
-        assert self.markets is not None
-        return self.markets
 
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         log.error("dry run resolved a post it never sent: %s", entry.post_id)
@@ -211,7 +207,7 @@ def summary(stats: EngineStats) -> str:
     ]
     if stats.last_signal is not None:
         s = stats.last_signal
-        edge = Decimal(s.expected_edge_bps).quantize(Decimal("0.1"))
+        edge = s.expected_edge_bps.quantize(Decimal("0.1"))
         lines.append(
             f"  last signal {s.market} {'buy' if s.is_buy else 'sell'} {s.size} @ {s.price} ({edge} bps)"
         )

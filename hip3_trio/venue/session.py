@@ -124,7 +124,6 @@ class SessionConfig:
 class _ControlPost:
     """An info request or a noop, awaiting its reply outside the batch post table."""
 
-    sent_at: float
     done: trio.Event = attrs.field(factory=trio.Event)
     result: m.PostResult | None = None
     invalidates: PostEntry[m.PostResult] | None = None
@@ -203,10 +202,12 @@ class Session:
         """Send an info request as a post and return its `data`; raises InfoError if refused/unanswered."""
         post_id, control = self._new_control()
         frame = {"method": "post", "id": post_id, "request": {"type": "info", "payload": request}}
-        await self._send(json.dumps(frame, separators=(",", ":")))
-        with trio.move_on_after(self.config.info_timeout):
-            await control.done.wait()
-        self._control.pop(post_id, None)
+        try:
+            await self._send(json.dumps(frame, separators=(",", ":")))
+            with trio.move_on_after(self.config.info_timeout):
+                await control.done.wait()
+        finally:
+            self._control.pop(post_id, None)  # answered, timed out or cancelled: no longer inflight
         result = control.result
         if isinstance(result, m.InfoResult):
             return result.data
@@ -226,7 +227,7 @@ class Session:
     def _new_control(self, invalidates: PostEntry[m.PostResult] | None = None) -> tuple[int, _ControlPost]:
         post_id = self._next_control_id
         self._next_control_id += 1
-        control = _ControlPost(sent_at=trio.current_time(), invalidates=invalidates)
+        control = _ControlPost(invalidates=invalidates)
         self._control[post_id] = control
         return post_id, control
 
