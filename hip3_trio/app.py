@@ -1,35 +1,56 @@
-"""The engine's task tree, as far as it is wired today: connection → session → market data → detector.
+"""The engine's task tree and its orderly stop.
 
-`run_engine` connects (reconnecting with backoff), and on every connect the session's sync loads the
-venue's metadata (perpDexs + meta per dex → asset ids and lots; an unknown configured coin stops the
-engine with a clear error), subscribes `bbo` + `activeAssetCtx` for each market, and from then on every
-book and oracle update goes through the detector. Signals are counted and logged — the order path
-(executor, position book, time stop, risk monitor, journal) is wired in the live-engine issue; until
-then every run is a dry run and says so.
+    engine (root nursery)
+    ├── journal        record channel → SQLite (outlives everything else: it flushes last)
+    └── trading nursery
+        ├── connection     reconnect loop → one Session per connection (reader, heartbeat, sender,
+        │                  post timer, sync) with the `Engine` as its host
+        ├── time stop      every second: time stop, hard-stop latch, book housekeeping
+        ├── status         one line every few seconds
+        └── signals        SIGTERM / SIGINT → the orderly stop (CLI runs only)
+
+Market data → detector → executor and user events → position book run inside the session's reader
+step rather than in tasks of their own (see docs/architecture.md, "Departures"): they are synchronous
+and take microseconds, and a channel between them would be a buffer that must either block the reader
+or drop events that may not be lost.
+
+The orderly stop (duration reached, SIGTERM, SIGINT): no new orders; flatten every position if
+configured; wait — with the connection still up — until replies are in and positions are flat, at most
+the exit deadline; then cancel the trading nursery (the session's one recovery path runs), persist
+the nonce mark, close the journal channel (the journal task writes what is queued and returns) and
+print the summary.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
+import signal
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from decimal import Decimal
-from typing import Any
 
-import attrs
 import trio
 import trio_websocket
 
-from hip3_trio.execution.batch import Batch
-from hip3_trio.execution.posts import PostEntry
-from hip3_trio.strategy.detector import BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
-from hip3_trio.venue.markets import Markets, MarketSpec, parse_meta, parse_perp_dexs
-from hip3_trio.venue.session import Connect, Session, SessionConfig, WsLike, run_connection
-from hip3_trio.wire import messages as m
+from hip3_trio.config import Config
+from hip3_trio.engine import Engine, EngineSettings, EngineStats
+from hip3_trio.execution.batch import SchedulerConfig
+from hip3_trio.execution.executor import ExecutorConfig
+from hip3_trio.journal import Journal, JournalStats, Record, run_journal
+from hip3_trio.position import time_stop
+from hip3_trio.risk.monitor import RiskConfig
+from hip3_trio.strategy.detector import DetectorConfig
+from hip3_trio.venue.session import Backoff, Connect, Session, SessionConfig, WsLike, run_connection
 
-__all__ = ["DryRunHost", "EngineStats", "load_markets", "run_engine", "summary", "websocket_connector"]
+__all__ = [
+    "engine_settings",
+    "run_engine",
+    "session_settings",
+    "wall_ms",
+    "websocket_connector",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,132 +62,94 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def load_markets(session: Session, wanted: Sequence[str]) -> Markets:
-    """perpDexs + meta(dex) for the dexes of `wanted` → the configured markets with their asset ids."""
-    dex_index = parse_perp_dexs(await session.info({"type": "perpDexs"}))
-    specs: list[MarketSpec] = []
-    for dex in dict.fromkeys(coin.partition(":")[0] if ":" in coin else "" for coin in wanted):
-        if dex not in dex_index:
-            raise ValueError(f"dex {dex!r} is not listed by the venue's perpDexs")
-        request: dict[str, Any] = {"type": "meta"} | ({"dex": dex} if dex else {})
-        specs += parse_meta(await session.info(request), dex=dex, dex_index=dex_index[dex])
-    return Markets.select(specs, wanted)
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
-@attrs.define
-class EngineStats:
-    """Counters for the status line and the final summary."""
-
-    connects: int = 0
-    disconnects: int = 0
-    frames: Counter[str] = attrs.Factory(Counter)
-    signals: Counter[str] = attrs.Factory(Counter)
-    skips: Counter[str] = attrs.Factory(Counter)
-    last_signal: Signal | None = None
-
-
-@attrs.define
-class DryRunHost:
-    """A session host that watches markets and runs the detector, and never sends an order."""
-
-    wanted: Sequence[str]
-    detector_config: DetectorConfig
-    stats: EngineStats = attrs.Factory(EngineStats)
-    markets: Markets | None = None
-    detector: Detector | None = None
-    ready: trio.Event = attrs.Factory(trio.Event)
-    clock_ms: Callable[[], int] = wall_ms
-
-    def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
-        self.stats.frames[type(msg).__name__] += 1
-        if self.detector is None or self.markets is None:
-            return
-        now_ms = self.clock_ms()
-        result: Signal | Skip | None = None
-        if isinstance(msg, m.Bbo) and msg.coin in self.markets:
-            bid, ask = msg.bid, msg.ask
-            top = BookTop(
-                msg.coin,
-                bid.px if bid else None,
-                bid.sz if bid else None,
-                ask.px if ask else None,
-                ask.sz if ask else None,
-                msg.time,
-            )
-            result = self.detector.on_book(top, now_ms)
-        elif isinstance(msg, m.ActiveAssetCtx) and msg.coin in self.markets:
-            oracle = OracleCtx(msg.coin, msg.ctx.oracle_px, msg.ctx.mark_px, now_ms)
-            result = self.detector.on_oracle(oracle, now_ms)
-        elif isinstance(msg, m.ChannelError):
-            log.warning("venue error: %s", msg.message)
-        if isinstance(result, Signal):
-            self.stats.signals[result.market] += 1
-            self.stats.last_signal = result
-            log.info(
-                "signal %s %s %s @ %s edge %.1f bps (dry run: not sent)",
-                result.market,
-                "buy" if result.is_buy else "sell",
-                result.size,
-                result.price,
-                result.expected_edge_bps,
-            )
-        elif isinstance(result, Skip):
-            self.stats.skips[result.name] += 1
-
-    def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
-        log.error("dry run resolved a post it never sent: %s", entry.post_id)
-
-    def next_batch(self, inflight: int) -> Batch | None:
-        return None
-
-    def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
-        raise RuntimeError("a dry run signs nothing")
-
-    def next_nonce(self) -> int:
-        raise RuntimeError("a dry run uses no nonces")
-
-    def on_noop_outcome(
-        self, session: Session, original: PostEntry[m.PostResult], result: m.PostResult
-    ) -> None:
-        log.error("dry run got a noop outcome it never asked for")
-
-    def on_session_end(self, session: Session, drained: Sequence[PostEntry[m.PostResult]]) -> None:
-        self.stats.disconnects += 1
-
-    async def sync(self, session: Session) -> None:
-        self.stats.connects += 1
-        markets = await load_markets(session, self.wanted)
-        if self.markets is not None and markets != self.markets:
-            raise ValueError("the venue's asset ids changed between connections; refusing to continue")
-        self.markets = markets
-        if self.detector is None:
-            self.detector = Detector(
-                self.detector_config, {c: s.sz_decimals for c, s in markets.by_coin.items()}
-            )
-        for coin in markets:
-            await session.subscribe({"type": "bbo", "coin": coin})
-            await session.subscribe({"type": "activeAssetCtx", "coin": coin})
-        log.info(
-            "synced: %s",
-            ", ".join(
-                f"{c} (asset {s.asset}, szDecimals {s.sz_decimals})" for c, s in markets.by_coin.items()
-            ),
-        )
-        self.ready.set()
-
-
-def status_line(stats: EngineStats, elapsed: float) -> str:
-    """One concise line: uptime, connection count, frames, signals."""
-    frames = sum(stats.frames.values())
-    signals = sum(stats.signals.values())
-    return (
-        f"[{elapsed:6.0f}s] connects={stats.connects} disconnects={stats.disconnects} frames={frames} "
-        f"bbo={stats.frames['Bbo']} ctx={stats.frames['ActiveAssetCtx']} signals={signals} (dry run)"
+def engine_settings(
+    config: Config, *, user: str, dry_run: bool, is_mainnet: bool, cloid_prefix: int
+) -> EngineSettings:
+    """Map the config file's sections onto the engine's parts (renames, seconds → milliseconds)."""
+    d, lim, ts, risk, batch = config.detector, config.limits, config.time_stop, config.risk, config.batch
+    return EngineSettings(
+        markets=tuple(mc.coin for mc in config.markets),
+        user=user,
+        vault_address=config.vault_address,
+        is_mainnet=is_mainnet,
+        dry_run=dry_run,
+        detector=DetectorConfig(
+            taker_fee_bps=d.taker_fee_bps,
+            slippage_bps=d.slippage_bps,
+            min_edge_bps=d.min_edge_bps,
+            min_edge_bps_by_market={
+                mc.coin: mc.min_edge_bps for mc in config.markets if mc.min_edge_bps is not None
+            },
+            alpha=d.alpha,
+            max_notional_usd=d.max_notional_usd,
+            liquidity_floor_usd=d.liquidity_floor_usd,
+            liquidity_full_usd=d.liquidity_full_usd,
+            max_oracle_age_ms=_ms(d.stale_oracle_s),
+            max_book_age_ms=_ms(d.stale_book_s),
+            cooldown_ms=_ms(d.cooldown_s),
+            min_notional_usd=d.min_notional_usd,
+        ),
+        executor=ExecutorConfig(
+            max_position_per_market_usd=lim.max_position_per_market_usd,
+            max_position_total_usd=lim.max_position_total_usd,
+            order_rate_per_s=lim.order_rate_per_s,
+            order_burst=lim.order_burst,
+            min_notional_usd=d.min_notional_usd,
+            cloid_prefix=cloid_prefix,
+        ),
+        scheduler=SchedulerConfig(
+            cancel_capacity=batch.cancel_capacity,
+            reduce_only_capacity=batch.reduce_only_capacity,
+            new_order_capacity=batch.new_order_capacity,
+            max_batch=batch.max_batch,
+            inflight_limit=batch.inflight_limit,
+            inflight_watermark=batch.inflight_watermark,
+        ),
+        time_stop=time_stop.TimeStopConfig(
+            hold_s=ts.hold_s,
+            flatten_slippage_bps=ts.flatten_slippage_bps,
+            flatten_fail_after_s=ts.flatten_fail_after_s,
+        ),
+        risk=RiskConfig(
+            max_cumulative_loss_usd=risk.max_loss_usd,
+            max_consecutive_losses=risk.max_consecutive_losses,
+            max_flatten_failures=risk.max_flatten_failures,
+            max_rejects_per_window=risk.max_rejects_per_hour,
+            max_slippage_bps=risk.slippage_bps_limit,
+            slippage_streak=risk.slippage_strikes,
+        ),
+        flatten_on_exit=ts.flatten_on_exit,
+        exit_deadline_s=ts.exit_deadline_s,
+        sync_timeout_s=config.connection.info_timeout_s * 1.5,
     )
 
 
+def session_settings(config: Config) -> tuple[SessionConfig, Backoff]:
+    """The session's timing and the reconnect backoff from the config's batch and connection sections."""
+    conn, batch = config.connection, config.batch
+    session = SessionConfig(
+        ping_after_idle=conn.ping_after_idle_s,
+        pong_timeout=conn.pong_timeout_s,
+        md_stall=conn.md_stall_s,
+        post_timeout=batch.post_timeout_s,
+        info_timeout=conn.info_timeout_s,
+        batch_interval=batch.interval_ms / 1000,
+        inflight_limit=batch.inflight_limit,
+    )
+    backoff = Backoff(base=conn.backoff_initial_s, cap=conn.backoff_max_s, healthy_after=conn.healthy_after_s)
+    return session, backoff
+
+
 def websocket_connector(url: str) -> Connect:
-    """A connect function for the supervisor: one trio-websocket connection to `url` per call."""
+    """A connect function for the supervisor: one trio-websocket connection to `url` per call.
+
+    trio-websocket opens its TCP stream through `trio.open_tcp_stream`, which sets TCP_NODELAY on
+    every socket it creates, so small post frames are not held back by Nagle's algorithm.
+    """
 
     @asynccontextmanager
     async def connect() -> AsyncIterator[WsLike]:
@@ -176,39 +159,89 @@ def websocket_connector(url: str) -> Connect:
     return connect
 
 
+async def _time_stop_loop(engine: Engine) -> None:
+    interval = engine.time_stop.config.check_interval_s
+    while True:
+        engine.run_time_stop_check(trio.current_time())
+        await trio.sleep(interval)
+
+
+async def _status_loop(engine: Engine, every: float, out: Callable[[str], None], started: float) -> None:
+    while True:
+        await trio.sleep(every)
+        out(engine.status_line(trio.current_time() - started))
+
+
+async def _watch_signals(request_stop: Callable[[str], None]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        async for signum in received:
+            request_stop(signal.Signals(signum).name)
+
+
 async def run_engine(
+    engine: Engine,
     connect: Connect,
-    host: DryRunHost,
     *,
-    duration: float | None,
+    journal: Journal,
+    journal_receive: trio.MemoryReceiveChannel[Record],
+    duration: float | None = None,
     status_every: float = 5.0,
     session_config: SessionConfig | None = None,
+    backoff: Backoff | None = None,
+    rng: random.Random | None = None,
+    handle_signals: bool = False,
+    stop: trio.Event | None = None,
     out: Callable[[str], None] = print,
 ) -> EngineStats:
-    """Run the engine over `connect` until `duration` elapses (or forever), printing status lines."""
+    """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
+
+    Returns the engine's stats after the journal has been flushed.
+    """
     started = trio.current_time()
-    with trio.move_on_after(duration if duration is not None else float("inf")):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_connection, connect, lambda ws: Session(ws, host, session_config))
-            while True:
-                await trio.sleep(status_every)
-                out(status_line(host.stats, trio.current_time() - started))
-    return host.stats
+    stop = stop if stop is not None else trio.Event()
+    reasons: list[str] = []
 
+    def request_stop(reason: str) -> None:
+        if reasons:
+            log.warning("%s: already stopping (%s)", reason, reasons[0])
+            return
+        reasons.append(reason)
+        stop.set()
 
-def summary(stats: EngineStats) -> str:
-    """The final summary printed on exit."""
-    lines = [
-        "summary (dry run: no orders were sent)",
-        f"  connects {stats.connects}, disconnects {stats.disconnects}",
-        f"  frames {dict(stats.frames)}",
-        f"  signals by market {dict(stats.signals) or '{}'}",
-        f"  top skip reasons {dict(stats.skips.most_common(4))}",
-    ]
-    if stats.last_signal is not None:
-        s = stats.last_signal
-        edge = s.expected_edge_bps.quantize(Decimal("0.1"))
-        lines.append(
-            f"  last signal {s.market} {'buy' if s.is_buy else 'sell'} {s.size} @ {s.price} ({edge} bps)"
-        )
-    return "\n".join(lines)
+    journal_stats = JournalStats()
+    async with trio.open_nursery() as root:
+        root.start_soon(lambda: run_journal(journal_receive, journal, stats=journal_stats))
+        try:
+            async with trio.open_nursery() as trading:
+                trading.start_soon(
+                    lambda: run_connection(
+                        connect, lambda ws: Session(ws, engine, session_config), backoff=backoff, rng=rng
+                    )
+                )
+                trading.start_soon(_time_stop_loop, engine)
+                trading.start_soon(_status_loop, engine, status_every, out, started)
+                if handle_signals:
+                    trading.start_soon(_watch_signals, request_stop)
+                with trio.move_on_after(duration if duration is not None else math.inf):
+                    await stop.wait()
+                engine.begin_shutdown(
+                    reasons[0] if reasons else ("stop requested" if stop.is_set() else "duration reached")
+                )
+                with trio.move_on_after(engine.settings.exit_deadline_s) as waited:
+                    await engine.wait_settled()
+                if waited.cancelled_caught:
+                    log.error(
+                        "exit deadline (%.0f s) passed before everything settled: %s",
+                        engine.settings.exit_deadline_s,
+                        engine.status_line(trio.current_time() - started),
+                    )
+                trading.cancel_scope.cancel()
+        finally:
+            engine.save_state()
+            engine.journal.close()
+    out(engine.summary())
+    out(
+        f"  journal written {journal_stats.written}, failed {journal_stats.failed}, "
+        f"lost on exit {journal_stats.lost_on_exit}"
+    )
+    return engine.stats

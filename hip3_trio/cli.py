@@ -1,8 +1,15 @@
-"""Command line: `python -m hip3_trio --env {sim,testnet,mainnet} [--duration S] [--ws-url URL]`.
+"""Command line.
+
+    python -m hip3_trio [--env {sim,testnet,mainnet}] [--config FILE] [--state-dir DIR] [--duration S]
+                        [--dry-run] [--ws-url URL] [--log-format {text,json}]
+    python -m hip3_trio hardstop {status,clear} ...
+    python -m hip3_trio report ...
 
 `--env sim` (the default, the safe choice) starts the built-in simulator in-process on 127.0.0.1 and
-needs no key and no config. The order path is not wired yet, so every run is a dry run: the engine
-connects, maps the markets, streams book and oracle through the detector and reports what it would do.
+needs no key and no config: it trades the simulator's funded account with its throwaway key.
+`--env testnet|mainnet` needs a config file with the account address and markets, and the key from
+`HIP3_PRIVATE_KEY` or the config's `key_file` (mode 0600); mainnet also needs `allow_mainnet = true`.
+`--dry-run` runs everything but never sends an order (signals are journaled as not acted on).
 """
 
 from __future__ import annotations
@@ -11,40 +18,61 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
 
+import attrs
 import trio
 
-from hip3_trio.app import DryRunHost, run_engine, summary, websocket_connector
-from hip3_trio.strategy.detector import DetectorConfig
+from hip3_trio.app import engine_settings, run_engine, session_settings, wall_ms, websocket_connector
+from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_state_dir
+from hip3_trio.engine import Engine
+from hip3_trio.execution.nonce import NonceManager, NonceStateError, load_high_water, save_high_water
+from hip3_trio.journal import Journal, JournalSink
+from hip3_trio.risk.hard_stop import HardStop
+from hip3_trio.wire.keys import KeyConfigError
+from hip3_trio.wire.signing import Signer
 
 URLS = {
     "testnet": "wss://api.hyperliquid-testnet.xyz/ws",
     "mainnet": "wss://api.hyperliquid.xyz/ws",
 }
-DEFAULT_MARKETS = ("xyz:COIN", "xyz:NVDA")
+NONCE_FILENAME = "nonce.json"
+SUBCOMMANDS = ("hardstop", "report")
+
+log = logging.getLogger("hip3_trio")
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line (for svlogd and log shippers)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "t": record.created,
-                "level": record.levelname,
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
+        doc = {"t": round(record.created, 3), "level": record.levelname, "logger": record.name}
+        doc["msg"] = record.getMessage()
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m hip3_trio", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hip3_trio",
+        description="Run the engine (subcommands: hardstop, report — see `python -m hip3_trio report -h`).",
+    )
     parser.add_argument("--env", choices=("sim", "testnet", "mainnet"), default="sim")
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="journal, hard-stop latch, nonce mark (default: "
+        "paths.state_dir, else $HIP3_STATE_DIR, else ./hip3-state)",
+    )
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint")
-    parser.add_argument("--market", action="append", default=None, help="a market to watch (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="never send an order")
+    parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint (any env)")
+    parser.add_argument("--market", action="append", default=None, help="a market to trade (repeatable)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
     parser.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -52,11 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         parser.error(f"--duration must be positive, got {args.duration}")
-    if args.env == "mainnet":
-        parser.error(
-            "mainnet needs an explicit opt-in (allow_mainnet = true in the config), "
-            "which lands with the live engine"
-        )
+    if args.status_every <= 0:
+        parser.error(f"--status-every must be positive, got {args.status_every}")
     return args
 
 
@@ -67,32 +92,113 @@ def setup_logging(fmt: str, level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-async def amain(args: argparse.Namespace) -> int:
-    markets = tuple(args.market or DEFAULT_MARKETS)
-    host = DryRunHost(wanted=markets, detector_config=DetectorConfig())
-    print(
-        f"hip3-trio: env={args.env} markets={','.join(markets)} — dry run (the order path is not wired yet)"
-    )
+def load_run_config(args: argparse.Namespace) -> Config:
+    """The config for this run: the file (or defaults), with --market overriding its markets."""
+    config = load_config(args.config, args.env)
+    if args.market:
+        config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in args.market))
+    return config
+
+
+@asynccontextmanager
+async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[tuple[str, str, Signer | None]]:
+    """(url, user, signer) for the run; for --env sim, with the in-process simulator running."""
     if args.env == "sim" and args.ws_url is None:
         from hip3_trio.sim import SimConfig, open_simulator
 
         async with open_simulator(SimConfig(seed=args.seed)) as sim:
-            assert sim.url is not None, "open_simulator(listen=True) always sets the url"
-            print(f"simulator listening on {sim.url}")
-            connect = websocket_connector(sim.url)
-            stats = await run_engine(connect, host, duration=args.duration, status_every=args.status_every)
-    else:
-        url = args.ws_url or URLS[args.env]
-        connect = websocket_connector(url)
-        stats = await run_engine(connect, host, duration=args.duration, status_every=args.status_every)
-    print(summary(stats))
+            assert sim.url is not None and sim.account is not None and sim.account_key is not None
+            print(f"simulator listening on {sim.url}, account {sim.account}", flush=True)
+            yield sim.url, sim.account, Signer.from_key(sim.account_key)
+        return
+    url = args.ws_url or config.connection.ws_url or URLS.get(args.env)
+    if url is None:
+        raise ConfigError(["--ws-url: --env sim with an external endpoint needs the url"], "command line")
+    user = config.vault_address or config.account_address
+    if user is None:
+        raise ConfigError([f"account_address: required for --env {args.env}"], "command line")
+    signer = None
+    if not args.dry_run or config.key_file is not None:
+        signer = Signer.load(key_file=config.key_file, expected_address=config.signer_address)
+    yield url, user, signer
+
+
+async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    config = load_run_config(args)
+    state_dir = resolve_state_dir(config, args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    nonce_path = state_dir / NONCE_FILENAME
+    hard_stop = HardStop.load(state_dir, wall_ms())
+    if hard_stop.latched:
+        record = hard_stop.record
+        log.critical(
+            "hard stop is latched (%s): watching and flattening only; clear with "
+            "`python -m hip3_trio hardstop clear --yes`",
+            record.reason if record else "unreadable latch file",
+        )
+    nonces = NonceManager(wall_ms, high_water=load_high_water(nonce_path))
+    session_config, backoff = session_settings(config)
+    async with _venue(args, config) as (url, user, signer):
+        settings = engine_settings(
+            config,
+            user=user,
+            dry_run=args.dry_run,
+            is_mainnet=args.env == "mainnet",
+            cloid_prefix=wall_ms(),
+        )
+        out(
+            f"hip3-trio: env={args.env} markets={','.join(settings.markets)} user={user} "
+            f"state={state_dir}{' DRY RUN' if args.dry_run else ''}"
+        )
+        sink, receive = JournalSink.open(clock_ms=wall_ms)
+        with Journal.open(state_dir) as journal:
+            engine = Engine(
+                settings,
+                signer=signer,
+                nonces=nonces,
+                hard_stop=hard_stop,
+                journal=sink,
+                save_nonce=lambda high_water: save_high_water(nonce_path, high_water),
+            )
+            await run_engine(
+                engine,
+                websocket_connector(url),
+                journal=journal,
+                journal_receive=receive,
+                duration=args.duration,
+                status_every=args.status_every,
+                session_config=session_config,
+                backoff=backoff,
+                handle_signals=True,
+                out=out,
+            )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return _subcommand(argv[0], argv[1:])
     args = parse_args(argv)
     setup_logging(args.log_format, args.log_level)
+    status = logging.getLogger("hip3_trio.status")
+    out: Callable[[str], None] = (
+        (lambda line: print(line, flush=True)) if args.log_format == "text" else status.info
+    )
     try:
-        return trio.run(amain, args)
+        return trio.run(amain, args, out)
+    except (ConfigError, KeyConfigError, NonceStateError) as exc:
+        print(f"hip3-trio: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        return 0
+        return 130
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    if name == "hardstop":
+        from hip3_trio.ops import hardstop_cmd
+
+        return hardstop_cmd.main(argv)
+    from hip3_trio.ops import report
+
+    return report.main(argv)

@@ -1,80 +1,75 @@
-"""The dry-run engine against the simulator over memory streams, under the autojump clock."""
+"""The command line and the config → engine mapping."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
-import trio
-import trio.testing
-from trio_websocket import wrap_client_stream
 
-from hip3_trio.app import DryRunHost, run_engine, summary
-from hip3_trio.cli import parse_args
-from hip3_trio.sim import SimConfig, open_simulator
-from hip3_trio.strategy.detector import DetectorConfig
-from hip3_trio.venue.session import SessionConfig, WsLike
-
-BASE_MS = 1_700_000_000_000
+from hip3_trio.app import engine_settings, session_settings
+from hip3_trio.cli import main, parse_args
+from hip3_trio.config import parse_config
 
 
-async def run_dry(wanted: tuple[str, ...], duration: float) -> tuple[DryRunHost, list[tuple[float, str]]]:
-    config = SimConfig(seed=7, base_epoch_ms=BASE_MS)
-    async with open_simulator(config, listen=False) as sim, trio.open_nursery() as nursery:
-
-        @asynccontextmanager
-        async def connect() -> AsyncIterator[WsLike]:
-            stream = sim.connect_memory(nursery)
-            ws = await wrap_client_stream(nursery, stream, "sim", "/ws")  # type: ignore[arg-type]
-            try:
-                yield ws
-            finally:
-                await ws.aclose()
-
-        host = DryRunHost(
-            wanted=wanted,
-            detector_config=DetectorConfig(),
-            clock_ms=lambda: BASE_MS + int(trio.current_time() * 1000),
-        )
-        lines: list[tuple[float, str]] = []
-        start = trio.current_time()
-        await run_engine(
-            connect,
-            host,
-            duration=duration,
-            status_every=5,
-            session_config=SessionConfig(md_stall=1000),
-            out=lambda line: lines.append((trio.current_time() - start, line)),
-        )
-        nursery.cancel_scope.cancel()
-    return host, lines
-
-
-async def test_dry_run_maps_markets_streams_data_and_reports(autojump_clock: trio.testing.MockClock) -> None:
-    host, lines = await run_dry(("xyz:COIN", "xyz:NVDA"), duration=60)
-    assert host.markets is not None
-    assert {c: (s.asset, s.sz_decimals) for c, s in host.markets.by_coin.items()} == {
-        "xyz:COIN": (110000, 2),
-        "xyz:NVDA": (110001, 3),
-    }
-    assert host.stats.connects == 1
-    assert host.stats.frames["SubscriptionAck"] == 4
-    assert host.stats.frames["Bbo"] > 0 and host.stats.frames["ActiveAssetCtx"] > 0
-    assert [round(t) for t, _ in lines] == list(range(5, 60, 5))
-    assert "dry run" in summary(host.stats)
-
-
-async def test_unknown_configured_market_stops_the_engine_with_a_clear_error(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    with pytest.RaisesGroup(pytest.RaisesExc(ValueError, match="xyz:NOPE"), flatten_subgroups=True):
-        await run_dry(("xyz:COIN", "xyz:NOPE"), duration=30)
-
-
-def test_cli_defaults_to_sim_and_refuses_mainnet() -> None:
-    assert parse_args([]).env == "sim"
-    with pytest.raises(SystemExit):
-        parse_args(["--env", "mainnet"])
+def test_cli_defaults_to_sim_and_validates_numbers() -> None:
+    args = parse_args([])
+    assert args.env == "sim" and args.dry_run is False and args.state_dir is None
     with pytest.raises(SystemExit):
         parse_args(["--duration", "0"])
+
+
+def test_mainnet_without_opt_in_is_a_clear_start_up_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('account_address = "0x' + "ab" * 20 + '"\nmarkets = [{coin = "xyz:COIN"}]\n')
+    assert main(["--env", "mainnet", "--config", str(config), "--state-dir", str(tmp_path)]) == 2
+    assert "allow_mainnet" in capsys.readouterr().err
+
+
+def test_testnet_without_a_key_is_a_clear_start_up_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HIP3_PRIVATE_KEY", raising=False)
+    config = tmp_path / "c.toml"
+    config.write_text('account_address = "0x' + "ab" * 20 + '"\nmarkets = [{coin = "xyz:COIN"}]\n')
+    code = main(["--env", "testnet", "--config", str(config), "--state-dir", str(tmp_path / "s")])
+    assert code == 2
+    assert "HIP3_PRIVATE_KEY" in capsys.readouterr().err
+
+
+def test_config_sections_map_onto_the_engine_with_units_converted() -> None:
+    config = parse_config(
+        """
+        markets = [{coin = "xyz:COIN", min_edge_bps = 7}, {coin = "xyz:NVDA"}]
+        [detector]
+        stale_book_s = 1.5
+        cooldown_s = 4
+        max_notional_usd = 15
+        [limits]
+        max_position_per_market_usd = 20
+        max_position_total_usd = 30
+        [time_stop]
+        hold_s = 12
+        flatten_on_exit = false
+        [risk]
+        max_loss_usd = 5
+        [batch]
+        interval_ms = 250
+        post_timeout_s = 3
+        """,
+        "sim",
+    )
+    s = engine_settings(config, user="0x" + "1" * 40, dry_run=True, is_mainnet=False, cloid_prefix=9)
+    assert s.markets == ("xyz:COIN", "xyz:NVDA")
+    assert s.detector.max_book_age_ms == 1500 and s.detector.cooldown_ms == 4000
+    assert s.detector.min_edge_bps_by_market == {"xyz:COIN": Decimal(7)}
+    assert s.executor.max_position_per_market_usd == Decimal(20)
+    assert s.executor.max_position_total_usd == Decimal(30)
+    assert s.executor.cloid_prefix == 9
+    assert s.time_stop.hold_s == 12 and s.flatten_on_exit is False
+    assert s.risk.max_cumulative_loss_usd == Decimal(5)
+    session, backoff = session_settings(config)
+    assert session.batch_interval == 0.25 and session.post_timeout == 3
+    assert backoff.base == 1.0 and backoff.cap == 60.0

@@ -288,11 +288,18 @@ class Executor:
         self.budget = TokenBucket(self.config.order_burst, 1.0 / self.config.order_rate_per_s, now)
         self._counter = 0
         self._stop_reason: str | None = None
+        self._flatten_on_stop = True
 
     @property
     def stopped(self) -> bool:
         """True once `hard_stop` ran or the persisted latch holds: no new positions."""
         return self._stop_reason is not None or self.latch.latched
+
+    @property
+    def flatten_everything(self) -> bool:
+        """True when every position must go, whatever its age: a hard stop (or the latch), or a
+        shutdown with flatten on exit. A shutdown without flatten stops entries but keeps positions."""
+        return (self._stop_reason is not None and self._flatten_on_stop) or self.latch.latched
 
     # --- submissions -------------------------------------------------------------------------------
 
@@ -384,8 +391,18 @@ class Executor:
         """Stop trading: refuse new signals, drop queued new orders (releasing their markets), cancel
         resting new orders, and request flatten-all (the time stop flattens while `stopped`)."""
         if self._stop_reason is None:
-            self._stop_reason = reason
             log.critical("executor hard stop: %s", reason)
+        return self.stop_new_orders(reason, now, flatten=True)
+
+    def stop_new_orders(self, reason: str, now: float, *, flatten: bool) -> tuple[OrderItem, ...]:
+        """Refuse new signals from now on, drop queued new orders and cancel resting ones; with
+        `flatten`, also request flatten-all. `hard_stop` is this with flatten; an orderly shutdown
+        with `flatten_on_exit = false` is this without."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self._flatten_on_stop = flatten
+        elif flatten:
+            self._flatten_on_stop = True
         dropped = self.scheduler.drop_new_orders()
         for item in dropped:
             if item.cloid is not None:
@@ -393,7 +410,8 @@ class Executor:
         for order in self.book.live_orders():
             if order.state is OrderState.RESTING and not order.reduce_only:
                 self.submit_cancel(order.market, order.cloid)
-        self.outbox.emit(FlattenAllRequested(reason=reason, at=now))
+        if flatten:
+            self.outbox.emit(FlattenAllRequested(reason=reason, at=now))
         return dropped
 
     def enforce_latch(self, now: float) -> bool:

@@ -485,6 +485,13 @@ class PositionBook:
         if self._set_state(order, OrderState.UNKNOWN, now, detail).state is OrderState.UNKNOWN:
             self.outbox.emit(ReconcileRequested(reason=f"order {cloid} unknown: {detail}", at=now))
 
+    def resolve_never_executed(self, cloid: Cloid, now: float, detail: str) -> None:
+        """`unknown → canceled` on proof the order can never execute (its nonce was invalidated by an
+        accepted noop). An order that left `unknown` meanwhile (an update or a fill) is left alone."""
+        order = self._orders.get(cloid)
+        if order is not None and order.state is OrderState.UNKNOWN:
+            self._set_state(order, OrderState.CANCELED, now, detail)
+
     def on_reply_filled(self, cloid: Cloid, filled: Filled, now: float) -> None:
         """The post reply says the order filled `total_sz` at `avg_px`: it is settled.
 
@@ -676,7 +683,7 @@ class PositionBook:
         allowed = not old.is_terminal or (old is OrderState.ESCALATED and state.is_terminal)
         if not allowed or old is state:
             if not allowed:
-                log.info("order %s stays %s (ignoring %s: %s)", order.cloid, old.value, state.value, detail)
+                log.debug("order %s stays %s (ignoring %s: %s)", order.cloid, old.value, state.value, detail)
             updated = attrs.evolve(order, **changes) if changes else order
             self._orders[order.cloid] = updated
             return updated

@@ -51,6 +51,16 @@ class Readiness:
         return self._bbo >= self.markets and self._ctx >= self.markets
 
     @property
+    def orders_acked(self) -> bool:
+        """The `orderUpdates` subscription was acknowledged on this connection."""
+        return self._orders_acked
+
+    @property
+    def fills_snapshot(self) -> bool:
+        """The `userFills` snapshot arrived on this connection."""
+        return self._fills_snapshot
+
+    @property
     def ready(self) -> bool:
         """All four conditions hold on this connection (what the NotReady gate reads)."""
         return self.md_ready and self._orders_acked and self._fills_snapshot and self._reconciled

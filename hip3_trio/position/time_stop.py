@@ -81,7 +81,7 @@ class TimeStop:
         has no live one."""
         self.book.check(now)
         self.executor.enforce_latch(now)
-        everything = self._flatten_all or self.executor.stopped
+        everything = self._flatten_all or self.executor.flatten_everything
         sent: list[Submitted] = []
         for market in sorted(self.book.markets):
             pos = self.book.position(market)

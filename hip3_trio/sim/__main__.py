@@ -39,6 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     faults.add_argument("--close-at-ms", type=int, default=None, help="venue epoch-ms at which to drop all")
     faults.add_argument("--close-code", type=int, default=None, help="send this close code (default: drop)")
     faults.add_argument("--reply-delay", type=float, default=0.0, help="seconds")
+    faults.add_argument("--lose-posts", type=int, default=0, help="action posts never executed nor answered")
     faults.add_argument("--drop-replies", type=int, default=0)
     faults.add_argument("--duplicate-replies", type=int, default=0)
     faults.add_argument("--garbage-frames", type=int, default=0)
@@ -66,6 +67,7 @@ def build(args: argparse.Namespace) -> Simulator:
         close_at_ms=args.close_at_ms,
         close_code=args.close_code,
         reply_delay_s=args.reply_delay,
+        lose_posts=args.lose_posts,
         drop_replies=args.drop_replies,
         duplicate_replies=args.duplicate_replies,
         garbage_frames=args.garbage_frames,

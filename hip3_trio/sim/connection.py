@@ -272,6 +272,8 @@ class Connection:
         if self.inflight >= self.sim.config.max_inflight_posts:
             self._reply(post_id, "error", TOO_MANY, count_inflight=False)
             return
+        if body["type"] == "action" and self.sim.faults.take("lose_posts"):
+            return  # lost in transit: the venue never saw it
         ex = self.sim.exchange
         try:
             if body["type"] == "info":

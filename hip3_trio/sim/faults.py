@@ -38,6 +38,8 @@ class Faults:
     close_code: int | None = None
     # Delay every post reply by this many seconds (the action executes at once; only the reply waits).
     reply_delay_s: float = 0.0
+    # Lose the next N action posts in transit: never executed, never answered (info posts unaffected).
+    lose_posts: int = 0
     # Execute the next N posts but never answer them.
     drop_replies: int = 0
     # Answer the next N posts twice.

@@ -237,6 +237,22 @@ class Detector:
     _books: dict[str, BookTop] = attrs.field(factory=dict, init=False)
     _oracles: dict[str, OracleCtx] = attrs.field(factory=dict, init=False)
     _last_signal_ms: dict[tuple[str, bool], int] = attrs.field(factory=dict, init=False)
+    _live_ms: int | None = attrs.field(default=None, init=False)
+
+    def on_stream_alive(self, now_ms: int) -> None:
+        """The market-data stream delivered a frame at `now_ms`: every stored book is current as of then.
+
+        The venue pushes `bbo` only when the best bid/ask changes, so a quiet book sends nothing for
+        seconds while still being exactly right — and an oracle move against an unchanged book is the
+        very dislocation this strategy trades. A book's age is therefore measured from the later of its
+        own timestamp and the last sign of life of the stream it arrives on.
+        """
+        self._live_ms = now_ms
+
+    def on_stream_lost(self) -> None:
+        """The connection ended: forget its books (a new connection brings fresh ones)."""
+        self._live_ms = None
+        self._books.clear()
 
     def on_book(self, book: BookTop, now_ms: int) -> Signal | Skip:
         """Record a new best bid/ask and evaluate it against the latest oracle of that market."""
@@ -261,7 +277,9 @@ class Detector:
             return Skip.UNKNOWN_MARKET
         if now_ms - oracle.time_ms > cfg.max_oracle_age_ms:
             return Skip.STALE_ORACLE
-        if now_ms - book.time_ms > cfg.max_book_age_ms:
+        live_ms = self._live_ms
+        book_ms = book.time_ms if live_ms is None or live_ms < book.time_ms else live_ms
+        if now_ms - book_ms > cfg.max_book_age_ms:
             return Skip.STALE_BOOK
         if book.bid_px is None or book.bid_sz is None or book.ask_px is None or book.ask_sz is None:
             return Skip.ONE_SIDED

@@ -82,6 +82,9 @@ class SessionHost(Protocol):
     def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
         """A decoded frame other than a post reply (market data, user events, acks, errors)."""
 
+    def on_batch_sent(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        """A batch post was just marked `sent` (it may be on the wire from now on)."""
+
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         """A batch post reached its outcome: reply, timeout, disconnect, not sent or send error."""
 
@@ -341,6 +344,7 @@ class Session:
         # `sent` means "may be on the wire": marked before the await, so a send that fails or is
         # cancelled half-way is an unknown outcome (reconciled), never a silent "not sent".
         self.posts.mark_sent(entry.post_id, trio.current_time())
+        self.host.on_batch_sent(self, entry)
         self._posted.unpark_all()
         await self._send(text)
 

@@ -92,6 +92,22 @@ async def test_never_answered_post_may_have_executed(
         assert (await c.info({"type": "perpDexs"}))[0] is None  # only one reply was dropped
 
 
+async def test_lost_post_never_executes_and_its_nonce_stays_free(
+    autojump_clock: MockClock, sim: Simulator, wallet: LocalAccount
+) -> None:
+    sim.faults.lose_posts = 1
+    async with connect(sim) as c:
+        order = order_action(110000, True, _ask(sim), 1.0)
+        lost = await c.send_post("action", signed(wallet, order, BASE_MS))
+        with trio.move_on_after(10):
+            await c.wait_for("post", id=lost)
+            raise AssertionError("the lost post was answered")
+        assert "xyz:COIN" not in sim.exchange.accounts.users[wallet.address.lower()].positions
+        noop = await c.send_post("action", signed(wallet, {"type": "noop"}, BASE_MS))
+        reply = await c.wait_for("post", id=noop)
+    assert reply["data"]["response"]["payload"] == {"status": "ok", "response": {"type": "default"}}
+
+
 async def test_duplicate_reply(autojump_clock: MockClock, sim: Simulator) -> None:
     sim.faults.duplicate_replies = 1
     async with connect(sim) as c:

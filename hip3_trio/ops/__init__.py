@@ -1,0 +1,10 @@
+"""Operator tools that run beside the engine, never inside it (issue 7, "Operations").
+
+- `hip3_trio.ops.report`: ``python -m hip3_trio report`` — reads the journal read-only and prints the
+  micro test's figures per market and overall, with the go/no-go verdict (optionally a PNG plot).
+- `hip3_trio.ops.hardstop_cmd`: ``python -m hip3_trio hardstop status|clear`` — shows the persisted
+  hard-stop latch and lets an operator clear it, journaling who cleared it and when.
+
+Each module exposes ``main(argv, *, out=print) -> int`` and parses its own arguments, so the top-level
+CLI only dispatches the remaining argv to it.
+"""

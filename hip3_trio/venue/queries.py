@@ -1,0 +1,97 @@
+"""The info requests the engine makes over the session: market metadata and the exchange's account truth.
+
+Every answer is decoded strictly; a malformed one raises `InfoError` (like an unanswered request), so
+the session treats it as a failed sync and reconnects rather than acting on half-read state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import attrs
+
+from hip3_trio.venue.markets import Markets, MarketSpec, parse_meta, parse_perp_dexs
+from hip3_trio.venue.session import InfoError, Session
+from hip3_trio.wire import messages as m
+from hip3_trio.wire.actions import Cloid
+
+__all__ = ["AccountState", "decode_order_status", "fetch_account_state", "load_markets"]
+
+
+class UnknownMarketError(ValueError):
+    """A configured market (or its dex) is not listed by the venue: a start-up error, not a retry."""
+
+
+async def load_markets(session: Session, wanted: Sequence[str]) -> Markets:
+    """perpDexs + meta(dex) for the dexes of `wanted` → the configured markets with their asset ids."""
+    try:
+        dex_index = parse_perp_dexs(await session.info({"type": "perpDexs"}))
+        specs: list[MarketSpec] = []
+        for dex in dict.fromkeys(coin.partition(":")[0] if ":" in coin else "" for coin in wanted):
+            if dex not in dex_index:
+                raise UnknownMarketError(f"dex {dex!r} is not listed by the venue's perpDexs")
+            request: dict[str, Any] = {"type": "meta"} | ({"dex": dex} if dex else {})
+            specs += parse_meta(await session.info(request), dex=dex, dex_index=dex_index[dex])
+    except (m.ProtocolError, TypeError, KeyError) as exc:
+        raise InfoError(f"malformed market metadata: {exc}") from exc
+    try:
+        return Markets.select(specs, wanted)
+    except ValueError as exc:
+        raise UnknownMarketError(str(exc)) from exc
+
+
+def decode_order_status(answer: Any, *, user: str) -> m.OrderUpdate | None:
+    """An `orderStatus` answer → the order's latest update, or None when the venue does not know it."""
+    if not isinstance(answer, dict):
+        raise m.ProtocolError("orderStatus", f"answer must be an object, got {type(answer).__name__}")
+    status = answer.get("status")
+    if status == "unknownOid":
+        return None
+    if status != "order":
+        raise m.ProtocolError("orderStatus", f"unexpected status {status!r:.60}")
+    inner = answer.get("order")
+    if not isinstance(inner, dict) or not isinstance(inner.get("order"), dict):
+        raise m.ProtocolError("orderStatus", "order.order must be an object")
+    (order,) = m.decode_open_orders([inner["order"]], dex="", user=user, channel="orderStatus").orders
+    text, stamp = inner.get("status"), inner.get("statusTimestamp")
+    if not isinstance(text, str) or not isinstance(stamp, int) or isinstance(stamp, bool):
+        raise m.ProtocolError("orderStatus", "order.status must be a string and statusTimestamp an integer")
+    return m.OrderUpdate(order, text, stamp)
+
+
+@attrs.frozen
+class AccountState:
+    """What the venue says about our account on the dexes we trade, as of `as_of_ms`."""
+
+    positions: tuple[m.AssetPosition, ...]
+    open_orders: tuple[m.WsOrder, ...]
+    statuses: dict[Cloid, m.OrderUpdate | None]
+    as_of_ms: int | None
+
+
+async def fetch_account_state(
+    session: Session, *, user: str, dexes: Collection[str], unknown: Collection[Cloid]
+) -> AccountState:
+    """clearinghouseState and openOrders for every dex (HIP-3 positions are only listed with `dex`),
+    and orderStatus by cloid for each of `unknown`. `as_of_ms` is the oldest state's timestamp, so
+    nothing later than it is assumed to be in the answer."""
+    positions: list[m.AssetPosition] = []
+    orders: list[m.WsOrder] = []
+    stamps: list[int] = []
+    statuses: dict[Cloid, m.OrderUpdate | None] = {}
+    try:
+        for dex in sorted(dexes):
+            raw = await session.info({"type": "clearinghouseState", "user": user, "dex": dex})
+            state = m.decode_clearinghouse_state(raw, dex=dex, user=user)
+            positions += state.positions
+            if state.time is not None:
+                stamps.append(state.time)
+            raw = await session.info({"type": "openOrders", "user": user, "dex": dex})
+            orders += m.decode_open_orders(raw, dex=dex, user=user).orders
+        for cloid in unknown:
+            raw = await session.info({"type": "orderStatus", "user": user, "oid": cloid.raw})
+            statuses[cloid] = decode_order_status(raw, user=user)
+    except m.ProtocolError as exc:
+        raise InfoError(f"malformed account state: {exc}") from exc
+    return AccountState(tuple(positions), tuple(orders), statuses, min(stamps) if stamps else None)

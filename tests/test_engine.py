@@ -1,0 +1,211 @@
+"""The live engine end to end against the simulator (memory streams, autojump clock)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from hip3_trio.position.records import OrderState
+from hip3_trio.risk.hard_stop import HardStop
+from hip3_trio.risk.monitor import TradeClosed
+from tests.engine_rig import BASE_MS, Rig, run_rig
+
+
+def flat(rig: Rig) -> bool:
+    return all(p.size == 0 for p in rig.engine.book.positions.values())
+
+
+def has_position(rig: Rig) -> bool:
+    return any(p.size != 0 for p in rig.engine.book.positions.values())
+
+
+async def test_full_run_trades_a_round_trip_and_journals_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        await rig.wait_for(lambda: rig.engine.stats.trades >= 1)
+        rig.stop.set()
+
+    rig = await run_rig(tmp_path, scenario)
+    engine = rig.engine
+
+    # READY only after the acks, the fills snapshot and reconciliation; nothing was sent before it.
+    assert rig.ready_at, "never became ready"
+    first_action = rig.actions()[0]
+    assert first_action.at >= rig.ready_at[0]
+    infos = [
+        s.frame["request"]["payload"]["type"]
+        for s in rig.sent
+        if s.frame.get("method") == "post" and s.frame["request"]["type"] == "info"
+    ]
+    assert infos[:2] == ["perpDexs", "meta"]
+    assert {"clearinghouseState", "openOrders"} <= set(infos)
+    subscribed = [s.frame["subscription"]["type"] for s in rig.sent if s.frame.get("method") == "subscribe"]
+    assert subscribed == ["bbo", "activeAssetCtx", "bbo", "activeAssetCtx", "orderUpdates", "userFills"]
+
+    # Signals became IOC orders the simulator accepted (it verifies every signature); nonces increase.
+    entries = rig.orders(reduce_only=False)
+    assert entries and all(o["t"] == {"limit": {"tif": "Ioc"}} for o in entries)
+    nonces = [s.nonce for s in rig.actions()]
+    assert nonces == sorted(nonces) and len(set(nonces)) == len(nonces)
+    assert engine.stats.rejects == len(
+        [r for r in rig.query("SELECT final_state FROM orders") if r[0] == "rejected"]
+    )
+
+    # The time stop flattened after 30 s; the journal holds the round trip with its metrics.
+    (trade,) = rig.query(
+        "SELECT market, side, size, entry_px, exit_px, expected_edge_bps, realised_edge_bps, slippage_bps,"
+        " time_to_flat_ms, pnl, fees, exit_reason FROM trades"
+    )[:1]
+    _market, side, size, entry_px, exit_px, expected, realised, slippage, to_flat, pnl, fees, reason = trade
+    assert reason in ("time_stop", "flatten_all")
+    assert 30_000 <= to_flat <= 31_100
+    assert expected > 0 and slippage is not None and fees > 0
+    move = (exit_px - entry_px) if side == "buy" else (entry_px - exit_px)
+    assert realised == pytest.approx(move / entry_px * 1e4)
+    assert pnl == pytest.approx(move * size - fees)
+    fills = rig.query("SELECT COUNT(*) FROM fills")[0][0]
+    assert fills >= 2
+    # The orderly stop flattened whatever was still open and flushed the journal.
+    assert flat(rig)
+    assert engine.journal.dropped == 0
+    kinds = {r[0] for r in rig.query("SELECT kind FROM events")}
+    assert {"connect", "reconcile", "shutdown"} <= kinds
+    assert "summary" in rig.lines[-2]
+
+
+async def test_entry_order_is_journaled_with_intent_and_outcome(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        await rig.wait_for(lambda: rig.engine.stats.fills >= 1)
+        rig.stop.set()
+
+    rig = await run_rig(tmp_path, scenario)
+    rows = rig.query(
+        "SELECT cloid, side, reduce_only, reason, submitted_ms, acked_ms, final_state, filled_sz, avg_px"
+        " FROM orders WHERE reason = 'entry' AND final_state = 'filled'"
+    )
+    assert rows
+    cloid, side, reduce_only, _, submitted, acked, _, filled, avg_px = rows[0]
+    assert side in ("buy", "sell") and reduce_only == 0
+    assert BASE_MS < submitted <= acked
+    assert filled > 0 and avg_px > 0
+    signal = rig.query(f"SELECT acted, refused_reason FROM signals WHERE cloid = '{cloid}'")
+    assert signal == [(1, None)]
+
+
+async def test_stop_flattens_open_positions_within_the_exit_deadline(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    stopped_at: list[float] = []
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        await rig.wait_for(lambda: has_position(rig))
+        stopped_at.append(trio.current_time())
+        rig.stop.set()
+
+    rig = await run_rig(tmp_path, scenario)
+    assert flat(rig)
+    flattens = rig.query("SELECT reason, final_state FROM orders WHERE reduce_only = 1")
+    assert flattens and all(r == ("flatten_all", "filled") for r in flattens)
+    # No entry order was sent after the stop was requested.
+    assert rig.orders(reduce_only=False, after=stopped_at[0]) == []
+    assert rig.engine.settled()
+
+
+async def test_dry_run_journals_signals_and_sends_no_action(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        await rig.wait_for(lambda: rig.engine.stats.signals >= 2)
+        rig.stop.set()
+
+    rig = await run_rig(tmp_path, scenario, dry_run=True)
+    assert rig.actions() == []
+    assert rig.query("SELECT DISTINCT acted, refused_reason FROM signals") == [(0, "dry_run")]
+    assert "dry run" in rig.lines[-2]
+
+
+async def test_hard_stop_mid_run_flattens_stops_entries_and_persists_the_latch(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    stop_time: list[float] = []
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        await rig.wait_for(lambda: has_position(rig))
+        # The risk monitor's real path: a loss beyond the limit arrives as a risk event.
+        rig.engine.outbox.emit(TradeClosed(market="xyz:COIN", pnl=Decimal(-25)))
+        rig.engine.run_time_stop_check(trio.current_time())
+        stop_time.append(trio.current_time())
+        await rig.wait_for(lambda: flat(rig))
+        await trio.sleep(60)  # a minute of dislocations: none may become an order
+        rig.stop.set()
+
+    rig = await run_rig(tmp_path, scenario)
+    latch = HardStop.load(rig.state_dir, BASE_MS)
+    assert latch.latched and latch.record is not None and "loss" in latch.record.reason
+    assert rig.orders(reduce_only=False, after=stop_time[0]) == []
+    assert rig.engine.stats.signals_refused["HardStopped"] > 0
+    assert flat(rig)
+    # The monitor reports every trigger (journaled each time); the latch keeps the first reason.
+    assert rig.query("SELECT COUNT(*) FROM events WHERE kind = 'hard_stop'")[0][0] >= 1
+
+
+async def test_restart_with_a_latched_hard_stop_stays_stopped(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    def latch(_sim: object, state_dir: Path) -> None:
+        HardStop.load(state_dir, BASE_MS).trigger("test: latched before start", BASE_MS)
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        await trio.sleep(90)
+        rig.stop.set()
+
+    rig = await run_rig(tmp_path, scenario, prepare=latch)
+    assert rig.actions("order") == []
+    assert rig.engine.stats.signals > 0
+    assert set(rig.engine.stats.signals_refused) == {"HardStopped"}
+    assert any("HARD STOP" in line for line in rig.lines)
+
+
+async def test_unknown_configured_market_stops_the_engine_with_a_clear_error(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    import attrs
+
+    from hip3_trio.engine import EngineSettings
+
+    async def scenario(rig: Rig) -> None:
+        await trio.sleep_forever()
+
+    def settings(user: str) -> EngineSettings:
+        return EngineSettings(markets=("xyz:COIN", "xyz:NOPE"), user=user)
+
+    with pytest.RaisesGroup(pytest.RaisesExc(ValueError, match="xyz:NOPE"), flatten_subgroups=True):
+        await run_rig(
+            tmp_path,
+            scenario,
+            settings=attrs.evolve(settings("0x" + "0" * 40)),
+        )
+
+
+def test_order_states_have_a_journal_final_state() -> None:
+    # Every terminal state maps to a final state the journal accepts (the CHECK would refuse others).
+    assert {s for s in OrderState if s.is_terminal} == {
+        OrderState.FILLED,
+        OrderState.REJECTED,
+        OrderState.CANCELED,
+        OrderState.RECONCILED,
+        OrderState.ESCALATED,
+    }
