@@ -7,6 +7,7 @@
         │                  post timer, sync) with the `Engine` as its host
         ├── time stop      every second: time stop, hard-stop latch, book housekeeping
         ├── status         one line every few seconds
+        ├── metrics        Prometheus scrape endpoint on 127.0.0.1 (--metrics-port only)
         └── signals        SIGTERM / SIGINT → the orderly stop (CLI runs only)
 
 Market data → detector → executor and user events → position book run inside the session's reader
@@ -191,6 +192,7 @@ async def run_engine(
     rng: random.Random | None = None,
     handle_signals: bool = False,
     stop: trio.Event | None = None,
+    metrics_port: int | None = None,
     out: Callable[[str], None] = print,
 ) -> EngineStats:
     """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
@@ -222,6 +224,10 @@ async def run_engine(
                 trading.start_soon(_status_loop, engine, status_every, out, started)
                 if handle_signals:
                     trading.start_soon(_watch_signals, request_stop)
+                if metrics_port is not None:
+                    from hip3_trio.metrics import serve_metrics
+
+                    await trading.start(serve_metrics, engine, metrics_port)
                 with trio.move_on_after(duration if duration is not None else math.inf):
                     await stop.wait()
                 engine.begin_shutdown(

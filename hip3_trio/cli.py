@@ -75,11 +75,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--market", action="append", default=None, help="a market to trade (repeatable)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
     parser.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         parser.error(f"--duration must be positive, got {args.duration}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        parser.error(f"--metrics-port must be a TCP port, got {args.metrics_port}")
     if args.status_every <= 0:
         parser.error(f"--status-every must be positive, got {args.status_every}")
     return args
@@ -170,6 +175,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 session_config=session_config,
                 backoff=backoff,
                 handle_signals=True,
+                metrics_port=args.metrics_port,
                 out=out,
             )
     return 0

@@ -23,6 +23,7 @@ positions.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -34,7 +35,7 @@ import trio
 from hip3_trio.execution.batch import Batch, BatchScheduler, SchedulerConfig
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.nonce import NonceManager, TimeDrift
-from hip3_trio.execution.posts import PostEntry, Timeout
+from hip3_trio.execution.posts import PostEntry, Reply, Timeout
 from hip3_trio.journal import (
     EventRecord,
     FillRecord,
@@ -101,6 +102,39 @@ class EngineSettings:
     reconcile_retry_s: float = 1.0
 
 
+LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
+
+
+@attrs.define
+class LatencyHistogram:
+    """Post latencies in fixed buckets (seconds): bounded memory, read by the metrics endpoint."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS_S
+    counts: list[int] = attrs.Factory(lambda self: [0] * len(self.bounds), takes_self=True)
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+                return
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations ≤ bound) for every bucket, as Prometheus wants them."""
+        running, out = 0, []
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+def reject_reason(message: str) -> str:
+    """A low-cardinality label for a reject: the message up to its first number or sentence end."""
+    head = message.split(". ")[0].split(" asset=")[0]
+    return re.sub(r"\d+(\.\d+)?", "#", head)[:60] or "unknown"
+
+
 @attrs.define
 class EngineStats:
     """Counters for the status line and the final summary (derived state lives in its owners)."""
@@ -114,6 +148,8 @@ class EngineStats:
     orders: int = 0
     fills: int = 0
     rejects: int = 0
+    rejects_by_reason: Counter[str] = attrs.Factory(Counter)
+    post_latency: LatencyHistogram = attrs.Factory(LatencyHistogram)
     trades: int = 0
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
@@ -186,8 +222,13 @@ class Engine:
         """Our best estimate of the exchange's clock (local clock + the offset learned at sync)."""
         return self.nonces.approx_server_time_ms()
 
-    def _inflight(self) -> int:
+    @property
+    def inflight(self) -> int:
+        """Posts on the wire of the current connection (derived from its post table)."""
         return self.session.inflight if self.session is not None else 0
+
+    def _inflight(self) -> int:
+        return self.inflight
 
     def unrealized_pnl(self) -> Decimal:
         """Open positions marked to the latest mark price (markets without a mark count zero)."""
@@ -350,6 +391,8 @@ class Engine:
 
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         now = trio.current_time()
+        if isinstance(entry.outcome, Reply) and entry.sent_at is not None:
+            self.stats.post_latency.observe(now - entry.sent_at)
         self.executor.on_post_outcome(entry, now)
         if isinstance(entry.outcome, Timeout) and entry.batch.kind != "cancel":
             unknown = {
@@ -534,6 +577,7 @@ class Engine:
             reason = self.monitor.on_event(item, self.exchange_ms())  # type: ignore[arg-type]
             if isinstance(item, OrderRejected):
                 self.stats.rejects += 1
+                self.stats.rejects_by_reason[reject_reason(item.message)] += 1
                 self._record(
                     EventRecord(
                         time_ms=self.exchange_ms(),

@@ -56,6 +56,11 @@ class Readiness:
         return self._orders_acked
 
     @property
+    def reconciled(self) -> bool:
+        """Positions and orders were reconciled with the exchange on this connection."""
+        return self._reconciled
+
+    @property
     def fills_snapshot(self) -> bool:
         """The `userFills` snapshot arrived on this connection."""
         return self._fills_snapshot
