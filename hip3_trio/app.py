@@ -174,8 +174,13 @@ async def _status_loop(engine: Engine, every: float, out: Callable[[str], None],
 
 
 async def _watch_signals(request_stop: Callable[[str], None]) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+    """SIGTERM / SIGINT → the orderly stop. SIGHUP is received and ignored (logged): under a supervisor
+    it means "reload", which this engine has nothing to do for, and it must never kill it unflushed."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
         async for signum in received:
+            if signum == signal.SIGHUP:
+                log.warning("SIGHUP ignored (nothing to reload; SIGTERM stops the engine in order)")
+                continue
             request_stop(signal.Signals(signum).name)
 
 
@@ -193,6 +198,7 @@ async def run_engine(
     handle_signals: bool = False,
     stop: trio.Event | None = None,
     metrics_port: int | None = None,
+    session_class: type[Session] = Session,
     out: Callable[[str], None] = print,
 ) -> EngineStats:
     """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
@@ -217,7 +223,10 @@ async def run_engine(
             async with trio.open_nursery() as trading:
                 trading.start_soon(
                     lambda: run_connection(
-                        connect, lambda ws: Session(ws, engine, session_config), backoff=backoff, rng=rng
+                        connect,
+                        lambda ws: session_class(ws, engine, session_config, trace=engine.trace),
+                        backoff=backoff,
+                        rng=rng,
                     )
                 )
                 trading.start_soon(_time_stop_loop, engine)

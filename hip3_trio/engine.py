@@ -23,6 +23,7 @@ positions.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -70,6 +71,7 @@ from hip3_trio.strategy.detector import BPS, BookTop, Detector, DetectorConfig, 
 from hip3_trio.venue.markets import MarketSpec
 from hip3_trio.venue.queries import fetch_account_state, load_markets
 from hip3_trio.venue.session import ConnectionLost, Session
+from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
 from hip3_trio.wire.signing import Signer
@@ -100,6 +102,7 @@ class EngineSettings:
     exit_deadline_s: float = 10.0
     sync_timeout_s: float = 15.0
     reconcile_retry_s: float = 1.0
+    clock_recheck_s: float = 10.0
 
 
 LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
@@ -204,6 +207,7 @@ class Engine:
         self.monitor = RiskMonitor(settings.risk, hard_stop)
         self.detector: Detector | None = None
         self.session: Session | None = None
+        self.trace: LatencyTrace | None = None  # signal-to-wire instrumentation (benchmarks only)
         self.clock_blocked = False
         self.stopping = False
         self._generation = 0
@@ -240,10 +244,12 @@ class Engine:
         return total
 
     def settled(self) -> bool:
-        """Nothing in flight, queued or live — and, when flattening on exit, no open position."""
+        """Nothing in flight, queued or live — and, when flattening on exit, no open position, not even
+        one a reply announced whose fills are still on their way (the time stop flattens it once they
+        arrive; counting only applied fills would stop with the venue holding it)."""
         if self._inflight() or len(self.scheduler) or self.book.live_orders():
             return False
-        flat = all(p.size == 0 for p in self.book.positions.values())
+        flat = not any(self.book.has_position(market) for market in self.book.markets)
         return flat or not self.settings.flatten_on_exit
 
     # --- session host: market data and user events ---------------------------------------------------
@@ -314,6 +320,8 @@ class Engine:
         submitted: SubmitResult = self.executor.submit_signal(result, now)
         if submitted.accepted:
             cloid = getattr(submitted, "cloid", None)
+            if self.trace is not None and cloid is not None:
+                self.trace.order_queued(cloid)
             self._journal_signal(result, cloid=str(cloid) if cloid is not None else None)
             log.info("signal %s → order %s", _describe_signal(result), cloid)
         else:
@@ -490,11 +498,16 @@ class Engine:
             "synced (generation %d): %s; %s",
             generation,
             ", ".join(f"{c} asset {s.asset}" for c, s in markets.by_coin.items()),
-            "READY" if self.ready else "waiting for " + ", ".join(self.readiness.missing() or ["clock"]),
+            ("READY (hard stop latched: no new entries)" if self.hard_stop_latch.latched else "READY")
+            if self.ready
+            else "waiting for " + ", ".join(self.readiness.missing() or ["clock"]),
         )
         self._after(trio.current_time())
         while True:
-            await self._reconcile_wanted.wait()
+            # While the clock blocks trading nothing else may ask for a reconcile: re-check it anyway.
+            recheck = self.settings.clock_recheck_s if self.clock_blocked else math.inf
+            with trio.move_on_after(recheck):
+                await self._reconcile_wanted.wait()
             await trio.sleep(self.settings.reconcile_retry_s)  # let a burst of requests coalesce
             await self.reconcile(session)
 
@@ -507,8 +520,12 @@ class Engine:
                 session, user=self.settings.user, dexes={s.dex for s in self.specs.values()}, unknown=unknown
             )
             now = trio.current_time()
-            if state.as_of_ms is not None:
-                drift = self.nonces.sync_with_server(state.as_of_ms)
+            if state.clock is not None:
+                # The exchange's clock projected to now from its round trip, not the stamp itself: the
+                # queries after it (open orders, order statuses) would otherwise count as drift.
+                drift = self.nonces.sync_with_server(state.clock.server_now_ms(now))
+                if self.clock_blocked and not isinstance(drift, TimeDrift):
+                    log.warning("clock back within the drift limit (%s): trading unblocked", drift)
                 self.clock_blocked = isinstance(drift, TimeDrift)
             result = self.book.reconcile(
                 state.positions, state.open_orders, state.statuses, now, as_of_ms=state.as_of_ms

@@ -12,6 +12,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from decimal import ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,23 @@ from trio_websocket import wrap_client_stream
 
 from hip3_trio.app import run_engine
 from hip3_trio.engine import Engine, EngineSettings
+from hip3_trio.execution.executor import SubmitResult
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import Journal, JournalSink
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import MarketModel, SimConfig, Simulator, open_simulator
+from hip3_trio.strategy.detector import DetectorConfig, Signal
 from hip3_trio.venue.session import Backoff, SessionConfig, WsLike
 from hip3_trio.wire.signing import Signer
 
 BASE_MS = 1_700_000_000_000
 MARKETS = ("xyz:COIN", "xyz:NVDA")
+
+
+def quiet_settings(user: str, **changes: Any) -> EngineSettings:
+    """Engine settings whose detector never signals: the test submits every order itself."""
+    quiet = DetectorConfig(min_edge_bps=Decimal(10_000))
+    return EngineSettings(markets=MARKETS, user=user, detector=quiet, **changes)
 
 
 def sim_config(**market: Any) -> SimConfig:
@@ -57,6 +66,28 @@ class Sent:
         return request.get("payload", {}).get("nonce") if request.get("type") == "action" else None
 
 
+@attrs.frozen
+class Received:
+    """One frame the engine received (`frame` is None for a frame that is not a JSON object)."""
+
+    at: float
+    connection: int
+    text: str
+
+    @property
+    def frame(self) -> dict[str, Any] | None:
+        try:
+            frame = json.loads(self.text)
+        except ValueError:
+            return None
+        return frame if isinstance(frame, dict) else None
+
+    @property
+    def channel(self) -> str | None:
+        frame = self.frame
+        return frame.get("channel") if frame is not None else None
+
+
 @attrs.define
 class Rig:
     sim: Simulator
@@ -65,6 +96,7 @@ class Rig:
     state_dir: Path
     stop: trio.Event
     sent: list[Sent] = attrs.Factory(list)
+    received: list[Received] = attrs.Factory(list)
     lines: list[str] = attrs.Factory(list)
     connections: int = 0
     ready_at: list[float] = attrs.Factory(list)
@@ -92,6 +124,44 @@ class Rig:
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return self.journal.query(sql)
 
+    def entry_signal(self, market: str, *, is_buy: bool = True, usd: Decimal = Decimal(20)) -> Signal:
+        """A taker signal for `market` at the simulator's current touch, worth about `usd`."""
+        book = self.sim.exchange.markets[market]
+        touch = book.best_ask() if is_buy else book.best_bid()
+        assert touch is not None, f"{market} has no {'ask' if is_buy else 'bid'}"
+        now_ms = self.engine.exchange_ms()
+        return Signal(
+            market=market,
+            is_buy=is_buy,
+            price=touch,
+            size=(usd / touch).quantize(Decimal(1).scaleb(-book.spec.sz_decimals), rounding=ROUND_UP),
+            expected_edge_bps=Decimal(20),
+            oracle_px=book.oracle,
+            mark_px=book.mark,
+            best_px=touch,
+            mid_px=touch,
+            book_time_ms=now_ms,
+            oracle_time_ms=now_ms,
+            time_ms=now_ms,
+        )
+
+    def submit(self, signal: Signal) -> SubmitResult:
+        """Submit `signal` as the strategy would (the executor's gates apply) and wake the sender."""
+        result = self.engine.executor.submit_signal(signal, trio.current_time())
+        if self.engine.session is not None:
+            self.engine.session.wake_sender()
+        return result
+
+    def sim_positions(self) -> dict[str, Decimal]:
+        """The simulator's own account positions in the engine's markets (non-zero only)."""
+        assert self.sim.account is not None
+        account = self.sim.exchange.accounts.users[self.sim.account]
+        return {c: p.szi for c, p in account.positions.items() if c in self.engine.book.markets and p.szi}
+
+    def positions(self) -> dict[str, Decimal]:
+        """The engine's positions (non-zero only), comparable with `sim_positions`."""
+        return {c: p.size for c, p in self.engine.book.positions.items() if p.size}
+
 
 class _Recorder:
     """A WsLike that records what the engine sends."""
@@ -103,6 +173,8 @@ class _Recorder:
 
     async def get_message(self) -> str | bytes:
         message: str | bytes = await self._ws.get_message()
+        text = message if isinstance(message, str) else message.decode(errors="replace")
+        self._rig.received.append(Received(trio.current_time(), self._connection, text))
         return message
 
     async def send_message(self, message: str | bytes) -> None:
@@ -117,14 +189,17 @@ async def run_rig(
     tmp_path: Path,
     scenario: Callable[[Rig], Awaitable[None]],
     *,
-    settings: EngineSettings | None = None,
+    settings: EngineSettings | Callable[[str], EngineSettings] | None = None,
     config: SimConfig | None = None,
     session_config: SessionConfig | None = None,
     duration: float | None = None,
     dry_run: bool = False,
     prepare: Callable[[Simulator, Path], None] | None = None,
 ) -> Rig:
-    """Run the engine against a fresh simulator until `scenario` sets `rig.stop` (or `duration`)."""
+    """Run the engine against a fresh simulator until `scenario` sets `rig.stop` (or `duration`).
+
+    `settings` may be a function of the simulator's account address (see `quiet_settings`).
+    """
     config = config or sim_config()
     state_dir = tmp_path / "state"
     state_dir.mkdir(exist_ok=True)
@@ -136,6 +211,8 @@ async def run_rig(
         def clock_ms() -> int:
             return BASE_MS + round(trio.current_time() * 1000)
 
+        if callable(settings):
+            settings = settings(sim.account)
         engine_settings = settings or EngineSettings(markets=MARKETS, user=sim.account)
         if dry_run:
             engine_settings = attrs.evolve(engine_settings, dry_run=True)

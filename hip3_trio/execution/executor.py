@@ -552,7 +552,25 @@ class Executor:
     def _requeue(
         self, batch: Batch, now: float, detail: str, *, executed_maybe: bool
     ) -> tuple[OrderItem, ...]:
-        """Requeue the batch's reduce-only orders and cancels; returns its new orders (handed back)."""
+        """Requeue the batch's reduce-only orders and cancels; returns its new orders (handed back).
+
+        A reduce-only order the exchange already settled (its order update or fill arrived before the
+        post's reply was lost) is not requeued: its fate is known, and sending its cloid again would ask
+        the venue to execute a filled order twice."""
+        settled = {
+            item.cloid
+            for item in batch.order_items
+            if item.reduce_only
+            and item.cloid is not None
+            and (order := self.book.order(item.cloid)) is not None
+            and order.state.is_terminal
+        }
+        if settled:
+            kept = tuple(i for i in batch.order_items if i.cloid not in settled)
+            log.info("not requeueing settled reduce-only order(s): %s", ", ".join(map(str, settled)))
+            if not kept:
+                return ()
+            batch = Batch(batch.kind, kept)
         result = self.scheduler.requeue_front(batch)
         superseded = {i.cloid for i in result.superseded}
         for item in batch.order_items:

@@ -89,7 +89,8 @@ class TrackedOrder:
     from the post reply; `exchange_remaining` is the venue's remaining size and `executed_sz` its
     `origSz - sz` (order updates, order status, open orders); `evidence_ms` the latest exchange time of
     that timestamped evidence (snapshot fills, statuses). `confirmed` means a reconciliation already
-    covers its fills in the positions.
+    covers its fills in the positions. `sent_seq` numbers its latest send among the book's sends: a
+    reconciliation taken before it was sent cannot hold its executions.
     """
 
     cloid: Cloid
@@ -112,6 +113,7 @@ class TrackedOrder:
     settled_at: float | None = None
     confirmed: bool = False
     mismatch_reported: bool = False
+    sent_seq: int = 0
     expected_edge_bps: Decimal | None = None
     signal_px: Decimal | None = None
     reason: str = ""
@@ -318,6 +320,8 @@ class PositionBook:
         self._positions: dict[str, Position] = {}
         self._seen: OrderedDict[int, _Seen] = OrderedDict()
         self._included_through_ms: dict[str, int] = {}
+        self._sends = 0
+        self._sends_at_reconcile = 0
         self._empty_answers = 0
         self._unknown_statuses_logged: set[str] = set()
 
@@ -461,7 +465,8 @@ class PositionBook:
         """`queued → sent`: its post may be on the wire."""
         order = self._orders.get(cloid)
         if order is not None and order.state is OrderState.QUEUED:
-            self._set_state(order, OrderState.SENT, now)
+            self._sends += 1
+            self._set_state(order, OrderState.SENT, now, sent_seq=self._sends)
         else:
             log.warning("mark_sent for %s in state %s", cloid, order.state.value if order else "untracked")
 
@@ -555,10 +560,9 @@ class PositionBook:
         for fill in msg.fills:
             if fill.tid in self._seen:
                 continue
-            watermark = self._included_through_ms.get(fill.coin)
-            covered = watermark is not None and fill.time <= watermark
-            reflected = covered or not msg.is_snapshot  # this fill is (or now goes) into a position
             order = self._find(fill.cloid, fill.oid)
+            covered = self._in_reconciled_state(fill.coin, fill.time, order)
+            reflected = covered or not msg.is_snapshot  # this fill is (or now goes) into a position
             if order is not None:
                 order = self._attribute(order, fill, now, reflected=reflected)
             if msg.is_snapshot or covered or fill.coin not in self.markets:
@@ -604,6 +608,7 @@ class PositionBook:
                 self._orders[cloid] = attrs.evolve(order, confirmed=True)
         self._positions = new_positions  # the one step: never clear-then-refill
         if as_of_ms is not None:
+            self._sends_at_reconcile = self._sends
             for market in self.markets:
                 self._included_through_ms[market] = max(
                     as_of_ms, self._included_through_ms.get(market, as_of_ms)
@@ -612,6 +617,16 @@ class PositionBook:
             log.warning("reconcile: %s %s → %s", correction.market, correction.old_size, correction.new_size)
             self.outbox.emit(correction)
         return Reconciled(tuple(corrections), tuple(resolved), tuple(unresolved))
+
+    def _in_reconciled_state(self, market: str, time_ms: int, order: TrackedOrder | None) -> bool:
+        """Is an execution (of `order`, if ours) on `market` stamped `time_ms` already in the reconciled
+        positions? Yes if it is not later than the state — unless the order was sent after that
+        reconciliation: a state taken before an order left cannot hold its executions, not even one
+        stamped in the very millisecond of the state (a flatten sent the moment a re-sync ends)."""
+        watermark = self._included_through_ms.get(market)
+        if watermark is None or time_ms > watermark:
+            return False
+        return order is None or order.sent_seq <= self._sends_at_reconcile
 
     def _covered(self, order: TrackedOrder, now: float, as_of_ms: int | None) -> bool:
         """Does the reconciled state hold what `order` is known to have filled? Yes if that evidence is
@@ -723,8 +738,7 @@ class PositionBook:
             changes["evidence_ms"] = max(update.status_timestamp, order.evidence_ms or 0)
             if order.settled_at is None:
                 changes["settled_at"] = now
-        watermark = self._included_through_ms.get(order.market)
-        if watermark is not None and update.status_timestamp <= watermark:
+        if self._in_reconciled_state(order.market, update.status_timestamp, order):
             changes["confirmed"] = True  # the reconciled position already holds what it executed
         detail = f"{source}: {update.status}"
         if kind in (StatusKind.OPEN, StatusKind.TRIGGERED):

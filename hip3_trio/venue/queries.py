@@ -10,13 +10,14 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from hip3_trio.venue.markets import Markets, MarketSpec, parse_meta, parse_perp_dexs
 from hip3_trio.venue.session import InfoError, Session
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
 
-__all__ = ["AccountState", "decode_order_status", "fetch_account_state", "load_markets"]
+__all__ = ["AccountState", "ClockSample", "decode_order_status", "fetch_account_state", "load_markets"]
 
 
 class UnknownMarketError(ValueError):
@@ -61,6 +62,21 @@ def decode_order_status(answer: Any, *, user: str) -> m.OrderUpdate | None:
 
 
 @attrs.frozen
+class ClockSample:
+    """An exchange timestamp and the local time (`trio.current_time()`) it corresponds to: the midpoint
+    of the round trip that fetched it. The engine syncs its clock from this, never by comparing an
+    exchange time with the moment it gets round to processing it — by then the sequential queries
+    that followed (open orders, one orderStatus per unknown order) have aged the timestamp."""
+
+    server_ms: int
+    local_at: float
+
+    def server_now_ms(self, now: float) -> int:
+        """The exchange's clock at local time `now`, projected from this sample."""
+        return self.server_ms + round((now - self.local_at) * 1000)
+
+
+@attrs.frozen
 class AccountState:
     """What the venue says about our account on the dexes we trade, as of `as_of_ms`."""
 
@@ -68,6 +84,7 @@ class AccountState:
     open_orders: tuple[m.WsOrder, ...]
     statuses: dict[Cloid, m.OrderUpdate | None]
     as_of_ms: int | None
+    clock: ClockSample | None = None
 
 
 async def fetch_account_state(
@@ -80,13 +97,18 @@ async def fetch_account_state(
     orders: list[m.WsOrder] = []
     stamps: list[int] = []
     statuses: dict[Cloid, m.OrderUpdate | None] = {}
+    clock: ClockSample | None = None
     try:
         for dex in sorted(dexes):
+            asked = trio.current_time()
             raw = await session.info({"type": "clearinghouseState", "user": user, "dex": dex})
+            answered = trio.current_time()
             state = m.decode_clearinghouse_state(raw, dex=dex, user=user)
             positions += state.positions
             if state.time is not None:
                 stamps.append(state.time)
+                if clock is None:
+                    clock = ClockSample(state.time, (asked + answered) / 2)
             raw = await session.info({"type": "openOrders", "user": user, "dex": dex})
             orders += m.decode_open_orders(raw, dex=dex, user=user).orders
         for cloid in unknown:
@@ -94,4 +116,4 @@ async def fetch_account_state(
             statuses[cloid] = decode_order_status(raw, user=user)
     except m.ProtocolError as exc:
         raise InfoError(f"malformed account state: {exc}") from exc
-    return AccountState(tuple(positions), tuple(orders), statuses, min(stamps) if stamps else None)
+    return AccountState(tuple(positions), tuple(orders), statuses, min(stamps) if stamps else None, clock)

@@ -27,6 +27,7 @@ from trio_websocket import ConnectionClosed, HandshakeError
 
 from hip3_trio.execution.batch import Batch
 from hip3_trio.execution.posts import PostEntry, PostTable
+from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import action_to_wire
 
@@ -130,13 +131,22 @@ class _ControlPost:
     done: trio.Event = attrs.field(factory=trio.Event)
     result: m.PostResult | None = None
     invalidates: PostEntry[m.PostResult] | None = None
+    expires_at: float | None = None  # a noop's deadline (info requests time out in `info`)
 
 
 class Session:
     """One connection's tasks and per-connection state. Use `run()` once."""
 
-    def __init__(self, ws: WsLike, host: SessionHost, config: SessionConfig | None = None) -> None:
+    def __init__(
+        self,
+        ws: WsLike,
+        host: SessionHost,
+        config: SessionConfig | None = None,
+        *,
+        trace: LatencyTrace | None = None,
+    ) -> None:
         self.ws = ws
+        self.trace = trace
         self.host = host
         self.config = config or SessionConfig()
         self.posts: PostTable[m.PostResult] = PostTable(timeout=self.config.post_timeout)
@@ -255,6 +265,8 @@ class Session:
                 text = await self.ws.get_message()
             except Exception as exc:
                 raise ConnectionLost(f"receive failed: {exc!r}") from exc
+            if self.trace is not None:
+                self.trace.frame_arrived()
             self.frames_in += 1
             try:
                 msg = m.decode_frame(text)
@@ -346,24 +358,47 @@ class Session:
         self.posts.mark_sent(entry.post_id, trio.current_time())
         self.host.on_batch_sent(self, entry)
         self._posted.unpark_all()
+        if self.trace is not None:
+            self.trace.post_handed(batch)
         await self._send(text)
 
     async def _send_noop(self, original: PostEntry[m.PostResult]) -> None:
         payload = self.host.sign({"type": "noop"}, original.nonce)
-        post_id, _ = self._new_control(invalidates=original)
+        post_id, control = self._new_control(invalidates=original)
+        control.expires_at = trio.current_time() + self.config.post_timeout
+        self._posted.unpark_all()
         frame = {"method": "post", "id": post_id, "request": {"type": "action", "payload": payload}}
         await self._send(json.dumps(frame, separators=(",", ":")))
 
     async def _post_timer(self) -> None:
         while True:
-            due = self.posts.next_expiry()
+            noops = [c.expires_at for c in self._control.values() if c.expires_at is not None]
+            due = min([d for d in (self.posts.next_expiry(), *noops) if d is not None], default=None)
             if due is None:
                 await self._posted.park()
                 continue
             await trio.sleep_until(due)
-            for entry in self.posts.expire(trio.current_time()):
+            now = trio.current_time()
+            for entry in self.posts.expire(now):
                 self.host.on_post_resolved(self, entry)
+            self._retry_unanswered_noops(now)
             self.wake_sender()
+
+    def _retry_unanswered_noops(self, now: float) -> None:
+        """A noop lost like the post it invalidates would hold that post's orders unresolved (and its
+        inflight slot) for the rest of the connection: send it again, with the same nonce. A late
+        answer to the first is then a stray; whichever copy the venue takes decides."""
+        for post_id, control in list(self._control.items()):
+            original, due = control.invalidates, control.expires_at
+            if original is not None and due is not None and due <= now:
+                del self._control[post_id]
+                log.warning(
+                    "noop %d for nonce %d unanswered after %.1f s: sending it again",
+                    post_id,
+                    original.nonce,
+                    self.config.post_timeout,
+                )
+                self._pending_noops.append(original)
 
 
 # --- the connection supervisor ---------------------------------------------------------------------
