@@ -511,7 +511,7 @@ def _require(obj: dict[str, Any], key: str, kind: type[_T], channel: str, what: 
 # --- per-channel decoders ----------------------------------------------------------------------
 
 
-def _decode_bbo(data: Any) -> Bbo:
+def _decode_bbo_general(data: Any) -> Bbo:
     obj = _require_dict(data, "bbo", "data")
     coin = _require(obj, "coin", str, "bbo", "data")
     time = _require(obj, "time", int, "bbo", "data")
@@ -533,11 +533,119 @@ def _decode_l2book(data: Any) -> L2Book:
     return L2Book(coin, time, bids, asks)
 
 
-def _decode_active_asset_ctx(data: Any) -> ActiveAssetCtx:
+def _decode_active_asset_ctx_general(data: Any) -> ActiveAssetCtx:
     obj = _require_dict(data, "activeAssetCtx", "data")
     coin = _require(obj, "coin", str, "activeAssetCtx", "data")
     ctx = _structure(_require(obj, "ctx", dict, "activeAssetCtx", "data"), AssetCtx, "activeAssetCtx")
     return ActiveAssetCtx(coin, ctx)
+
+
+# --- fast path for the hot channels ------------------------------------------------------------
+#
+# `bbo` and `activeAssetCtx` are nearly every frame the engine reads. For them a fast path builds the
+# value directly, without cattrs, but only when the frame has exactly the expected shape (JSON's own
+# types, every leaf valid); on anything else it returns None and the general decoder above runs on the
+# same data, so every error (and every unusual-but-valid shape) keeps its one general behaviour and
+# message. The fast path therefore never raises and never decides anything the general path would not:
+# for every input it accepts, it returns a value equal to the general path's
+# (tests/test_messages_fastpath.py checks this property).
+
+_DECIMAL_CACHE: Final[dict[str, Decimal]] = {}
+_DECIMAL_CACHE_MAX: Final = 4096
+
+
+def _fast_decimal(value: Any) -> Decimal | None:
+    """`value` parsed by `from_wire` if it is a valid wire decimal string, else None.
+
+    Market data repeats the same strings (prices near the touch, the funding rate), so parsed values
+    are memoised: `Decimal` is immutable and `Decimal(text)` is exact whatever the context, so a cached
+    value is indistinguishable from a fresh one. Only valid strings are cached; the cache is emptied
+    when full, which bounds its memory (about 0.75 MiB at 4096 entries).
+    """
+    if type(value) is not str:
+        return None
+    dec = _DECIMAL_CACHE.get(value)
+    if dec is None:
+        try:
+            dec = from_wire(value)
+        except InvalidNumber:
+            return None
+        if len(_DECIMAL_CACHE) >= _DECIMAL_CACHE_MAX:
+            _DECIMAL_CACHE.clear()
+        _DECIMAL_CACHE[value] = dec
+    return dec
+
+
+def _fast_level(raw: Any) -> Level | None:
+    if type(raw) is not dict:
+        return None
+    px = _fast_decimal(raw.get("px"))
+    sz = _fast_decimal(raw.get("sz"))
+    n = raw.get("n")
+    if px is None or sz is None or type(n) is not int:
+        return None
+    return Level(px, sz, n)
+
+
+def _decode_bbo(data: Any) -> Bbo:
+    if type(data) is dict:
+        coin = data.get("coin")
+        time = data.get("time")
+        pair = data.get("bbo")
+        if type(coin) is str and type(time) is int and type(pair) is list and len(pair) == 2:
+            raw_bid, raw_ask = pair
+            bid = None if raw_bid is None else _fast_level(raw_bid)
+            ask = None if raw_ask is None else _fast_level(raw_ask)
+            if (bid is not None or raw_bid is None) and (ask is not None or raw_ask is None):
+                return Bbo(coin, time, bid, ask)
+    return _decode_bbo_general(data)
+
+
+# AssetCtx's optional decimal fields after oracle_px and mark_px, in declaration order (wire names).
+_CTX_OPTIONAL_DECIMALS: Final = ("midPx", "funding", "openInterest", "prevDayPx", "dayNtlVlm", "premium")
+
+
+def _fast_asset_ctx(raw: Any) -> AssetCtx | None:
+    if type(raw) is not dict:
+        return None
+    oracle_px = _fast_decimal(raw.get("oraclePx"))
+    mark_px = _fast_decimal(raw.get("markPx"))
+    if oracle_px is None or mark_px is None:
+        return None
+    optional: list[Decimal | None] = []
+    for key in _CTX_OPTIONAL_DECIMALS:
+        value = raw.get(key)  # absent and null both mean None, as in the general path
+        if value is not None:
+            value = _fast_decimal(value)
+            if value is None:
+                return None
+        optional.append(value)
+    raw_impact = raw.get("impactPxs")
+    impact_pxs: tuple[Decimal, ...] | None = None
+    if raw_impact is not None:
+        if type(raw_impact) is not list:
+            return None
+        pxs: list[Decimal] = []
+        for raw_px in raw_impact:
+            px = _fast_decimal(raw_px)
+            if px is None:
+                return None
+            pxs.append(px)
+        impact_pxs = tuple(pxs)
+    mid_px, funding, open_interest, prev_day_px, day_ntl_vlm, premium = optional
+    return AssetCtx(
+        oracle_px, mark_px, mid_px, funding, open_interest, prev_day_px, day_ntl_vlm, premium, impact_pxs
+    )
+
+
+def _decode_active_asset_ctx(data: Any) -> ActiveAssetCtx:
+    if type(data) is dict:
+        coin = data.get("coin")
+        if type(coin) is str:
+            ctx = _fast_asset_ctx(data.get("ctx"))
+            if ctx is not None:
+                return ActiveAssetCtx(coin, ctx)
+    return _decode_active_asset_ctx_general(data)
 
 
 def _decode_order_updates(data: Any) -> OrderUpdates:
@@ -692,6 +800,26 @@ _DECODERS: Final[dict[str, Callable[[Any], InboundMessage]]] = {
 }
 
 
+_RAW_DECODE: Final = json.JSONDecoder().raw_decode
+
+
+def _fast_object(text: str) -> dict[str, Any] | None:
+    """`json.loads(text)` for the usual frame, a JSON object with nothing around it; else None.
+
+    `json.loads` is `JSONDecoder().raw_decode` plus a whitespace scan on each side and the BOM and
+    trailing-data checks, which cost about 0.5 µs a frame; with no leading whitespace and nothing left
+    over they are no-ops. Anything else (including every error) returns None, and the caller's
+    `json.loads` decides, with its own messages.
+    """
+    if text[:1] != "{":
+        return None
+    try:
+        frame, end = _RAW_DECODE(text)
+    except (ValueError, RecursionError):
+        return None
+    return frame if end == len(text) else None
+
+
 def decode_frame(text: str | bytes) -> InboundMessage:
     """Decode one inbound frame; raises only `ProtocolError`."""
     if isinstance(text, bytes):
@@ -703,10 +831,12 @@ def decode_frame(text: str | bytes) -> InboundMessage:
         raise ProtocolError("<unparsed>", f"frame of {len(text)} characters exceeds {_MAX_FRAME_CHARS}")
     if text == GREETING:
         return Greeting(text)
-    try:
-        frame = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError("<unparsed>", f"not JSON ({exc}): {text[:60]!r}") from None
+    frame = _fast_object(text)
+    if frame is None:
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError("<unparsed>", f"not JSON ({exc}): {text[:60]!r}") from None
     if not isinstance(frame, dict):
         raise ProtocolError("<unparsed>", f"frame must be a JSON object, got {type(frame).__name__}")
     channel = frame.get("channel")
