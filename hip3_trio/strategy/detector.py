@@ -224,7 +224,7 @@ def signal_size(
     return round_size(raw, sz_decimals)
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)  # per-frame `_live_ms` writes: no hook
 class Detector:
     """Evaluates book/oracle pairs into signals; owns the latest inputs and the per-(market, side) cooldown.
 
