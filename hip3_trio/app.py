@@ -28,7 +28,6 @@ import logging
 import math
 import random
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -39,7 +38,7 @@ from hip3_trio.config import Config
 from hip3_trio.engine import Engine, EngineSettings, EngineStats
 from hip3_trio.execution.batch import SchedulerConfig
 from hip3_trio.execution.executor import ExecutorConfig
-from hip3_trio.journal import Journal, JournalStats, Record, run_journal
+from hip3_trio.journal import Journal, JournalStats, Record, WriteRunner, run_journal, write_in_thread
 from hip3_trio.position import time_stop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.strategy.detector import DetectorConfig
@@ -49,18 +48,12 @@ __all__ = [
     "engine_settings",
     "run_engine",
     "session_settings",
-    "wall_ms",
     "websocket_connector",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-
-
-def wall_ms() -> int:
-    """Epoch milliseconds: the clock exchange timestamps are compared against."""
-    return time.time_ns() // 1_000_000
 
 
 def _ms(seconds: float) -> int:
@@ -199,6 +192,7 @@ async def run_engine(
     stop: trio.Event | None = None,
     metrics_port: int | None = None,
     session_class: type[Session] = Session,
+    journal_write: WriteRunner = write_in_thread,
     out: Callable[[str], None] = print,
 ) -> EngineStats:
     """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
@@ -218,7 +212,9 @@ async def run_engine(
 
     journal_stats = JournalStats()
     async with trio.open_nursery() as root:
-        root.start_soon(lambda: run_journal(journal_receive, journal, stats=journal_stats))
+        root.start_soon(
+            lambda: run_journal(journal_receive, journal, stats=journal_stats, run_write=journal_write)
+        )
         try:
             async with trio.open_nursery() as trading:
                 trading.start_soon(

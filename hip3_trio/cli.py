@@ -25,10 +25,16 @@ from pathlib import Path
 import attrs
 import trio
 
-from hip3_trio.app import engine_settings, run_engine, session_settings, wall_ms, websocket_connector
+from hip3_trio.app import engine_settings, run_engine, session_settings, websocket_connector
 from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_state_dir
 from hip3_trio.engine import Engine
-from hip3_trio.execution.nonce import NonceManager, NonceStateError, load_high_water, save_high_water
+from hip3_trio.execution.nonce import (
+    NonceManager,
+    NonceStateError,
+    load_high_water,
+    save_high_water,
+    wall_clock_ms,
+)
 from hip3_trio.journal import Journal, JournalSink
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.wire.keys import KeyConfigError
@@ -133,7 +139,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
     state_dir = resolve_state_dir(config, args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     nonce_path = state_dir / NONCE_FILENAME
-    hard_stop = HardStop.load(state_dir, wall_ms())
+    hard_stop = HardStop.load(state_dir, wall_clock_ms())
     if hard_stop.latched:
         record = hard_stop.record
         log.critical(
@@ -141,7 +147,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
             "`python -m hip3_trio hardstop clear --yes`",
             record.reason if record else "unreadable latch file",
         )
-    nonces = NonceManager(wall_ms, high_water=load_high_water(nonce_path))
+    nonces = NonceManager(wall_clock_ms, high_water=load_high_water(nonce_path))
     session_config, backoff = session_settings(config)
     async with _venue(args, config) as (url, user, signer):
         settings = engine_settings(
@@ -149,13 +155,13 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
             user=user,
             dry_run=args.dry_run,
             is_mainnet=args.env == "mainnet",
-            cloid_prefix=wall_ms(),
+            cloid_prefix=wall_clock_ms(),
         )
         out(
             f"hip3-trio: env={args.env} markets={','.join(settings.markets)} user={user} "
             f"state={state_dir}{' DRY RUN' if args.dry_run else ''}"
         )
-        sink, receive = JournalSink.open(clock_ms=wall_ms)
+        sink, receive = JournalSink.open(clock_ms=wall_clock_ms)
         with Journal.open(state_dir) as journal:
             engine = Engine(
                 settings,

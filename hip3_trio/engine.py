@@ -159,7 +159,6 @@ class EngineStats:
     noops_accepted: int = 0
     noops_refused: int = 0
     reconciles: int = 0
-    hard_stops: list[str] = attrs.Factory(list)
 
 
 class Engine:
@@ -198,7 +197,7 @@ class Engine:
             latch=hard_stop,
             marks=self.marks,
             config=settings.executor,
-            inflight=self._inflight,
+            inflight=lambda: self.inflight,
             now=trio.current_time(),
         )
         self.time_stop = TimeStop(
@@ -231,9 +230,6 @@ class Engine:
         """Posts on the wire of the current connection (derived from its post table)."""
         return self.session.inflight if self.session is not None else 0
 
-    def _inflight(self) -> int:
-        return self.inflight
-
     def unrealized_pnl(self) -> Decimal:
         """Open positions marked to the latest mark price (markets without a mark count zero)."""
         total = ZERO
@@ -247,7 +243,7 @@ class Engine:
         """Nothing in flight, queued or live — and, when flattening on exit, no open position, not even
         one a reply announced whose fills are still on their way (the time stop flattens it once they
         arrive; counting only applied fills would stop with the venue holding it)."""
-        if self._inflight() or len(self.scheduler) or self.book.live_orders():
+        if self.inflight or len(self.scheduler) or self.book.live_orders():
             return False
         flat = not any(self.book.has_position(market) for market in self.book.markets)
         return flat or not self.settings.flatten_on_exit
@@ -282,16 +278,7 @@ class Engine:
             return
         now_ms = self.exchange_ms()
         self.detector.on_stream_alive(now_ms)
-        bid, ask = msg.bid, msg.ask
-        top = BookTop(
-            msg.coin,
-            bid.px if bid else None,
-            bid.sz if bid else None,
-            ask.px if ask else None,
-            ask.sz if ask else None,
-            msg.time,
-        )
-        self._on_detector(self.detector.on_book(top, now_ms), now)
+        self._on_detector(self.detector.on_book(book_top(msg), now_ms), now)
 
     def _on_asset_ctx(self, msg: m.ActiveAssetCtx, now: float) -> None:
         if msg.coin not in self.book.markets:
@@ -603,7 +590,6 @@ class Engine:
                     )
                 )
             if reason is not None:
-                self.stats.hard_stops.append(reason)
                 self._record(
                     EventRecord(time_ms=self.exchange_ms(), kind="hard_stop", detail={"reason": reason})
                 )
@@ -685,9 +671,7 @@ class Engine:
             return "filled" if full or order is None else "partial"
         if t.new is OrderState.REJECTED:
             return "rejected"
-        if t.new is OrderState.UNKNOWN:
-            return "unknown"
-        if t.new is OrderState.ESCALATED:
+        if t.new in (OrderState.UNKNOWN, OrderState.ESCALATED):
             return "unknown"
         if t.new in (OrderState.CANCELED, OrderState.RECONCILED):
             if filled:
@@ -730,7 +714,7 @@ class Engine:
         s = self.stats
         mode = " DRY-RUN" if self.settings.dry_run else ""
         return (
-            f"[{elapsed:6.0f}s]{mode} {state} inflight={self._inflight()} queued={len(self.scheduler)} "
+            f"[{elapsed:6.0f}s]{mode} {state} inflight={self.inflight} queued={len(self.scheduler)} "
             f"pos=[{positions}] pnl={s.realized_pnl:.2f}/{self.unrealized_pnl():.2f}u "
             f"signals={s.signals} orders={s.orders} fills={s.fills} rejects={s.rejects} trades={s.trades} "
             f"conn={s.connects}/{s.disconnects}"
@@ -760,6 +744,19 @@ class Engine:
             f"  journal records {self.journal.sent}, dropped {self.journal.dropped}",
         ]
         return "\n".join(lines)
+
+
+def book_top(msg: m.Bbo) -> BookTop:
+    """A `bbo` push as the detector's input (a missing side stays None)."""
+    bid, ask = msg.bid, msg.ask
+    return BookTop(
+        msg.coin,
+        bid.px if bid else None,
+        bid.sz if bid else None,
+        ask.px if ask else None,
+        ask.sz if ask else None,
+        msg.time,
+    )
 
 
 def _describe_signal(s: Signal) -> str:

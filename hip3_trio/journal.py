@@ -75,8 +75,7 @@ import json
 import logging
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +83,8 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import attrs
 import trio
+
+from hip3_trio.execution.nonce import wall_clock_ms
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -105,8 +106,10 @@ __all__ = [
     "Side",
     "SignalRecord",
     "TradeRecord",
+    "WriteRunner",
     "run_journal",
     "side_of",
+    "write_in_thread",
 ]
 
 log = logging.getLogger(__name__)
@@ -583,10 +586,6 @@ class Journal:
 # --- the producer side ------------------------------------------------------------------------------
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @attrs.define
 class JournalSink:
     """The producers' handle: `record` never blocks and never raises; a full journal drops and counts.
@@ -595,7 +594,7 @@ class JournalSink:
     """
 
     _send: trio.MemorySendChannel[Record]
-    clock_ms: Callable[[], int] = _wall_ms
+    clock_ms: Callable[[], int] = wall_clock_ms
     sent: int = 0
     dropped: int = 0
     dropped_by_type: dict[str, int] = attrs.field(factory=dict)
@@ -603,7 +602,7 @@ class JournalSink:
 
     @classmethod
     def open(
-        cls, capacity: int = DEFAULT_CAPACITY, clock_ms: Callable[[], int] = _wall_ms
+        cls, capacity: int = DEFAULT_CAPACITY, clock_ms: Callable[[], int] = wall_clock_ms
     ) -> tuple[JournalSink, trio.MemoryReceiveChannel[Record]]:
         """A sink and the channel `run_journal` drains, holding at most `capacity` records."""
         if capacity < 1:
@@ -677,13 +676,26 @@ def _drain_nowait(receive: trio.MemoryReceiveChannel[Record], into: list[Record]
             return
 
 
-async def _write_batch(journal: Journal, batch: list[Record], stats: JournalStats) -> None:
+WriteRunner: TypeAlias = Callable[[Callable[[list[Record]], int], list[Record]], Awaitable[int]]
+"""How `run_journal` runs `Journal.write`: in a worker thread (the default), or inline in tests that use
+Trio's autojump clock — a thread the clock cannot see would let virtual time jump ahead while the
+disk works, making the timeline depend on the disk's speed."""
+
+
+async def write_in_thread(write: Callable[[list[Record]], int], records: list[Record]) -> int:
+    """The default `WriteRunner`: a worker thread, which finishes even if the caller is cancelled."""
+    return await trio.to_thread.run_sync(write, records)
+
+
+async def _write_batch(
+    journal: Journal, batch: list[Record], stats: JournalStats, run_write: WriteRunner
+) -> None:
     """Write `batch` and empty it. If the batch fails, write its records one by one so a single bad
     record costs only itself (each failure is logged and counted, never raised: a broken journal must
     not take trading down — it shows in `JournalStats.failed`). Records still in `batch` when this is
     cancelled were not written."""
     try:
-        await trio.to_thread.run_sync(journal.write, list(batch))
+        await run_write(journal.write, list(batch))
     except Exception:
         log.exception("journal batch of %d records failed; retrying them one by one", len(batch))
     else:
@@ -694,7 +706,7 @@ async def _write_batch(journal: Journal, batch: list[Record], stats: JournalStat
     while batch:
         record = batch[0]
         try:
-            await trio.to_thread.run_sync(journal.write, [record])
+            await run_write(journal.write, [record])
         except Exception:
             stats.failed += 1
             log.exception("journal record failed and is lost: %r", record)
@@ -711,6 +723,7 @@ async def run_journal(
     max_batch: int = DEFAULT_MAX_BATCH,
     flush_deadline_s: float = DEFAULT_FLUSH_DEADLINE_S,
     stats: JournalStats | None = None,
+    run_write: WriteRunner = write_in_thread,
 ) -> JournalStats:
     """Drain `receive` into `journal` until the senders close it; each batch is what was queued.
 
@@ -733,14 +746,14 @@ async def run_journal(
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     break
             _drain_nowait(receive, pending, max_batch)
-            await _write_batch(journal, pending, stats)
+            await _write_batch(journal, pending, stats, run_write)
     finally:
         with trio.move_on_after(flush_deadline_s, shield=True):
             while True:
                 _drain_nowait(receive, pending, max_batch)
                 if not pending:
                     break
-                await _write_batch(journal, pending, stats)
+                await _write_batch(journal, pending, stats, run_write)
         lost = len(pending) + receive.statistics().current_buffer_used
         if lost:
             stats.lost_on_exit += lost

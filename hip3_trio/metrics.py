@@ -155,17 +155,5 @@ async def serve_metrics(
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
     log.info("metrics on http://%s:%d/metrics", host, bound)
-    await trio.serve_listeners(
-        partial(_handle, registry), listeners, task_status=_Started(task_status, bound)
-    )
-
-
-class _Started:
-    """Report the bound port (not the listeners) to whoever started the server."""
-
-    def __init__(self, task_status: trio.TaskStatus[int], port: int) -> None:
-        self._task_status = task_status
-        self._port = port
-
-    def started(self, value: object = None) -> None:
-        self._task_status.started(self._port)
+    task_status.started(bound)  # already listening: a connection made now waits in the backlog
+    await trio.serve_listeners(partial(_handle, registry), listeners)

@@ -65,6 +65,7 @@ from typing import Any
 
 import attrs
 
+from hip3_trio.engine import book_top
 from hip3_trio.sim.accounts import signed_wire
 from hip3_trio.strategy.detector import BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
 from hip3_trio.wire import messages as m
@@ -178,20 +179,12 @@ def build_feed(n_markets: int, n_frames: int, seed: int) -> tuple[list[str], lis
     return frames, nows, [mk.coin for mk in markets]
 
 
-# --- the pipeline (adaptation copied from Engine._on_bbo / Engine._on_asset_ctx) -----------------
+# --- the pipeline (the adaptation of Engine._on_bbo / Engine._on_asset_ctx) -----------------------
 
 
 def adapt(msg: m.InboundMessage, markets: frozenset[str], now_ms: int) -> BookTop | OracleCtx | None:
     if isinstance(msg, m.Bbo) and msg.coin in markets:
-        bid, ask = msg.bid, msg.ask
-        return BookTop(
-            msg.coin,
-            bid.px if bid else None,
-            bid.sz if bid else None,
-            ask.px if ask else None,
-            ask.sz if ask else None,
-            msg.time,
-        )
+        return book_top(msg)
     if isinstance(msg, m.ActiveAssetCtx) and msg.coin in markets:
         return OracleCtx(msg.coin, msg.ctx.oracle_px, msg.ctx.mark_px, now_ms)
     return None
@@ -218,16 +211,7 @@ def run_pipeline(
         result: Result = None
         if isinstance(msg, bbo_cls) and msg.coin in markets:
             alive(now_ms)
-            bid, ask = msg.bid, msg.ask
-            top = BookTop(
-                msg.coin,
-                bid.px if bid else None,
-                bid.sz if bid else None,
-                ask.px if ask else None,
-                ask.sz if ask else None,
-                msg.time,
-            )
-            result = on_book(top, now_ms)
+            result = on_book(book_top(msg), now_ms)
         elif isinstance(msg, ctx_cls) and msg.coin in markets:
             alive(now_ms)
             result = on_oracle(OracleCtx(msg.coin, msg.ctx.oracle_px, msg.ctx.mark_px, now_ms), now_ms)

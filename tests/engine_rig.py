@@ -24,7 +24,7 @@ from hip3_trio.app import run_engine
 from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.executor import SubmitResult
 from hip3_trio.execution.nonce import NonceManager
-from hip3_trio.journal import Journal, JournalSink
+from hip3_trio.journal import Journal, JournalSink, Record
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import MarketModel, SimConfig, Simulator, open_simulator
 from hip3_trio.strategy.detector import DetectorConfig, Signal
@@ -39,6 +39,13 @@ def quiet_settings(user: str, **changes: Any) -> EngineSettings:
     """Engine settings whose detector never signals: the test submits every order itself."""
     quiet = DetectorConfig(min_edge_bps=Decimal(10_000))
     return EngineSettings(markets=MARKETS, user=user, detector=quiet, **changes)
+
+
+async def write_inline(write: Callable[[list[Record]], int], records: list[Record]) -> int:
+    """Journal writes in the Trio thread: under the autojump clock a worker thread would let virtual
+    time run ahead while the disk works, so timelines would depend on the disk's speed."""
+    await trio.lowlevel.checkpoint()
+    return write(records)
 
 
 def sim_config(**market: Any) -> SimConfig:
@@ -256,6 +263,7 @@ async def run_rig(
             session_config=session_config or SessionConfig(),
             backoff=Backoff(base=1.0, cap=4.0),
             rng=random.Random(1),
+            journal_write=write_inline,
             out=rig.lines.append,
         )
         nursery.cancel_scope.cancel()
