@@ -18,13 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from hip3_trio.app import run_engine, websocket_connector
@@ -47,6 +51,7 @@ from hip3_trio.wire.signing import Signer
 # of the previous round trip are more than one 100 ms batch interval old), which is the regime a sparse
 # dislocation taker lives in. Bursts are batched by design and are not what this measures.
 MARKETS = ("xyz:COIN",)
+ORACLE_INTERVAL_S = 0.25
 KEY = "0x" + "42" * 32
 
 
@@ -70,15 +75,55 @@ class FixedTickSession(Session):
                 await self._send_batch(batch)
 
 
-async def engine_run(signals: int, session_class: type[Session], state_dir: Path) -> list[int]:
-    """Trade the simulator until `signals` orders were traced; returns their latencies (ns)."""
-    model = MarketModel(oracle_interval_s=0.25, dislocation_rate=0.9, dislocation_updates=1)
+@attrs.frozen
+class Venue:
+    """Where the simulator the engine trades runs: its URL and the funded account's address and key."""
+
+    url: str
+    account: str
+    key: str
+
+
+@asynccontextmanager
+async def in_process_simulator() -> AsyncIterator[Venue]:
+    """The simulator in this process: it shares the Trio loop (and the CPU caches) with the engine."""
+    model = MarketModel(oracle_interval_s=ORACLE_INTERVAL_S, dislocation_rate=0.9, dislocation_updates=1)
     async with open_simulator(SimConfig(seed=11, market=model)) as sim:
         assert sim.url and sim.account and sim.account_key
+        yield Venue(sim.url, sim.account, sim.account_key)
+
+
+@asynccontextmanager
+async def child_process_simulator() -> AsyncIterator[Venue]:
+    """The same simulator in a child process (`python -m hip3_trio.sim`): the engine has the loop to
+    itself, as against the real venue."""
+    argv = [
+        sys.executable, "-m", "hip3_trio.sim", "--port", "0", "--seed", "11",
+        "--oracle-interval", str(ORACLE_INTERVAL_S), "--dislocation-rate", "0.9",
+        "--dislocation-updates", "1",
+    ]  # fmt: skip
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - read once, at start
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        account = child.stdout.readline().split()[1]
+        key = child.stdout.readline().split()[1]
+        yield Venue(url, account, key)
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+async def engine_run(
+    signals: int, session_class: type[Session], state_dir: Path, venue_kind: str = "in-process"
+) -> list[int]:
+    """Trade the simulator until `signals` orders were traced; returns their latencies (ns)."""
+    opened = in_process_simulator() if venue_kind == "in-process" else child_process_simulator()
+    async with opened as venue:
         big = Decimal(10) ** 9
         settings = EngineSettings(
             markets=MARKETS,
-            user=sim.account,
+            user=venue.account,
             detector=DetectorConfig(cooldown_ms=240, max_book_age_ms=60_000, max_oracle_age_ms=60_000),
             executor=ExecutorConfig(
                 max_position_per_market_usd=big,
@@ -100,7 +145,7 @@ async def engine_run(signals: int, session_class: type[Session], state_dir: Path
         sink, receive = JournalSink.open(capacity=100_000)
         engine = Engine(
             settings,
-            signer=Signer.from_key(sim.account_key),
+            signer=Signer.from_key(venue.key),
             nonces=NonceManager(),
             hard_stop=HardStop.load(state_dir, 0),
             journal=sink,
@@ -117,7 +162,7 @@ async def engine_run(signals: int, session_class: type[Session], state_dir: Path
                 nursery.start_soon(until_enough)
                 await run_engine(
                     engine,
-                    websocket_connector(sim.url),
+                    websocket_connector(venue.url),
                     journal=journal,
                     journal_receive=receive,
                     session_config=SessionConfig(batch_interval=0.1),
@@ -129,8 +174,8 @@ async def engine_run(signals: int, session_class: type[Session], state_dir: Path
         return trace.samples_ns[:signals]
 
 
-def sdk_path(n: int) -> list[int]:
-    """The SDK's `Exchange.order` in process, its HTTP post replaced by the JSON serialisation."""
+def sdk_order() -> Callable[[int], object]:
+    """One order through the SDK's `Exchange.order`, its HTTP post replaced by the JSON serialisation."""
     from eth_account import Account
     from hyperliquid.exchange import Exchange
     from hyperliquid.utils.constants import TESTNET_API_URL
@@ -144,37 +189,56 @@ def sdk_path(n: int) -> list[int]:
     )
     exchange.info.coin_to_asset["xyz:COIN"] = 110000
     exchange.info.name_to_coin["xyz:COIN"] = "xyz:COIN"
-    exchange.post = lambda path, payload=None: json.dumps(payload)  # type: ignore[method-assign]
-    out = []
-    for i in range(n):
-        start = time.perf_counter_ns()
-        exchange.order(
+    exchange.post = lambda path, payload=None: json.dumps(payload)
+
+    def order(i: int) -> object:
+        return exchange.order(
             "xyz:COIN", True, 0.1, 249.85, {"limit": {"tif": "Ioc"}}, cloid=SdkCloid.from_int(i + 1)
         )
-        out.append(time.perf_counter_ns() - start)
-    return out
+
+    return order
 
 
-def our_path(n: int) -> list[int]:
+def our_order() -> Callable[[int], object]:
     """Ours measured like the SDK: queue an order, take the batch, wire it, sign, serialise the post."""
     signer = Signer.from_key(KEY)
     scheduler = BatchScheduler()
-    nonce = 1_700_000_000_000
-    out = []
-    for i in range(n):
-        start = time.perf_counter_ns()
+
+    def order(i: int) -> object:
         cloid = Cloid.from_int(i + 1)
         px, sz = Decimal("249.85"), Decimal("0.1")
-        order = OrderWire(110000, True, px, sz, False, LimitOrderType("Ioc"), cloid)
-        scheduler.enqueue_new(OrderItem("xyz:COIN", order), 0)
+        wire = OrderWire(110000, True, px, sz, False, LimitOrderType("Ioc"), cloid)
+        scheduler.enqueue_new(OrderItem("xyz:COIN", wire), 0)
         batch = scheduler.tick(0)
         assert batch is not None
         action: dict[str, Any] = action_to_wire(batch.action())
-        nonce += 1
+        nonce = 1_700_000_000_000 + i
         signature = signer.sign_l1_action(action, nonce, is_mainnet=False)
         payload = {"action": action, "nonce": nonce, "signature": signature}
-        json.dumps({"method": "post", "id": i, "request": {"type": "action", "payload": payload}})
-        out.append(time.perf_counter_ns() - start)
+        frame = {"method": "post", "id": i, "request": {"type": "action", "payload": payload}}
+        return json.dumps(frame, separators=(",", ":"))
+
+    return order
+
+
+def in_process_paths(n: int, idle_s: float) -> tuple[list[int], list[int]]:
+    """(SDK, ours) durations (ns), `n` orders each, alternating; each call after `idle_s` of sleep.
+
+    Back to back (`idle_s` 0) the code and data stay in the CPU caches. After an idle gap as long as
+    the engine's between two signals, both start cold, as a sparse taker's every order does.
+    """
+    contenders = (sdk_order(), our_order())
+    for order in contenders:
+        for i in range(20):  # imports, first-call caches
+            order(i)
+    out: tuple[list[int], list[int]] = ([], [])
+    for i in range(n):
+        for order, samples in zip(contenders, out, strict=True):
+            if idle_s:
+                time.sleep(idle_s)
+            start = time.perf_counter_ns()
+            order(i)
+            samples.append(time.perf_counter_ns() - start)
     return out
 
 
@@ -183,33 +247,49 @@ def summarise(name: str, samples: list[int]) -> tuple[str, float]:
     p50 = statistics.median(ordered) / 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
     top = ordered[-1] / 1000
-    line = f"{name:<48} n={len(ordered):>5}  p50 {p50:9.1f} µs  p99 {p99:9.1f} µs  max {top:9.1f} µs"
+    line = f"{name:<52} n={len(ordered):>5}  p50 {p50:8.1f} µs  p99 {p99:8.1f} µs  max {top:8.1f} µs"
     return line, p50
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--signals", type=int, default=1000)
+    parser.add_argument("--signals", type=int, default=1000, help="traced orders per engine run")
+    parser.add_argument(
+        "--sim",
+        choices=("in-process", "child", "both"),
+        default="both",
+        help="where the simulator runs for the default-sender run (the fixed tick always in-process)",
+    )
+    parser.add_argument("--cold", type=int, default=300, help="orders per contender after an idle gap")
+    parser.add_argument("--skip-tick", action="store_true", help="leave out the (slow) fixed-tick run")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}; {args.signals} traced orders per engine run")
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        default = trio.run(engine_run, args.signals, Session, Path(a))
-        tick = trio.run(engine_run, args.signals, FixedTickSession, Path(b))
-    sdk = sdk_path(args.signals)
-    ours = our_path(args.signals)
-    rows = [
-        summarise("(a) engine, default sender (frame → socket)", default),
-        summarise("(b) engine, fixed 100 ms tick (frame → socket)", tick),
-        summarise("(c) SDK Exchange.order in process", sdk),
-        summarise("    ours, same in-process path", ours),
-    ]
-    for line, _ in rows:
+    rows: dict[str, tuple[str, float]] = {}
+    kinds = ("in-process", "child") if args.sim == "both" else (args.sim,)
+    for kind in kinds:
+        with tempfile.TemporaryDirectory() as state:
+            samples = trio.run(engine_run, args.signals, Session, Path(state), kind)
+        rows[f"a-{kind}"] = summarise(f"(a) engine, default sender, sim {kind}", samples)
+    if not args.skip_tick:
+        with tempfile.TemporaryDirectory() as state:
+            samples = trio.run(engine_run, args.signals, FixedTickSession, Path(state), "in-process")
+        rows["b"] = summarise("(b) engine, fixed 100 ms tick, sim in-process", samples)
+    sdk_hot, ours_hot = in_process_paths(args.signals, 0.0)
+    rows["c-hot"] = summarise("(c) SDK Exchange.order, back to back", sdk_hot)
+    rows["o-hot"] = summarise("    ours, same path, back to back", ours_hot)
+    sdk_cold, ours_cold = in_process_paths(args.cold, ORACLE_INTERVAL_S)
+    rows["c-cold"] = summarise(f"(c) SDK Exchange.order, each after {ORACLE_INTERVAL_S} s idle", sdk_cold)
+    rows["o-cold"] = summarise(f"    ours, same path, each after {ORACLE_INTERVAL_S} s idle", ours_cold)
+    for line, _ in rows.values():
         print(line)
-    (_, a50), (_, b50), (_, c50), (_, o50) = rows
-    print(
-        f"fixed tick / default p50: {b50 / a50:.0f}x;  SDK in-process / engine default p50: "
-        f"{c50 / a50:.2f}x;  SDK / ours (same path): {c50 / o50:.2f}x"
-    )
+    a50 = rows[f"a-{kinds[0]}"][1]
+    ratios = [f"SDK / ours, same path: {rows['c-hot'][1] / rows['o-hot'][1]:.1f}x back to back, "
+              f"{rows['c-cold'][1] / rows['o-cold'][1]:.1f}x cold"]  # fmt: skip
+    for kind in kinds:
+        ratios.append(f"SDK cold / engine ({kind}): {rows['c-cold'][1] / rows[f'a-{kind}'][1]:.2f}x")
+    if "b" in rows:
+        ratios.append(f"fixed tick / default ({kinds[0]}) p50: {rows['b'][1] / a50:.0f}x")
+    print("; ".join(ratios))
     return 0
 
 

@@ -716,9 +716,9 @@ class BookMachine(RuleBasedStateMachine):
         self.next_oid = 1000
         self.flags = Flags()
         self.outbox = Outbox()
-        self.book = PositionBook(
-            MARKETS, self.outbox, BookConfig(unknown_deadline_s=DEADLINE, mismatch_grace_s=5.0)
-        )
+        # A small order memory, so settled orders are forgotten within one example.
+        config = BookConfig(unknown_deadline_s=DEADLINE, mismatch_grace_s=5.0, order_memory=12)
+        self.book = PositionBook(MARKETS, self.outbox, config)
         self.scheduler = BatchScheduler(SchedulerConfig(max_batch=3))
         self.posts: PostTable[PostResult] = PostTable(timeout=5.0)
         self.connected = True
@@ -988,6 +988,18 @@ class BookMachine(RuleBasedStateMachine):
         live = {o.market for o in self.book.orders() if not o.state.is_terminal}
         for market in MARKETS:
             assert self.book.pending(market) == (market in live)
+
+    @invariant()
+    def indexed_queries_match_a_scan_of_every_order(self) -> None:
+        """The gates read an index of unsettled orders; it must answer exactly as a scan of all of them
+        (same orders, same order), whatever was pruned meanwhile."""
+        everything = self.book.orders()
+        assert self.book.live_orders() == tuple(o for o in everything if not o.state.is_terminal)
+        unknown = tuple(o for o in everything if o.state is OrderState.UNKNOWN)
+        assert self.book.unknown_orders() == unknown
+        for market in MARKETS:
+            announced = sum((o.sign * o.unconfirmed_fill for o in everything if o.market == market), D(0))
+            assert self.book.expected_size(market) == self.book.size(market) + announced
 
     @invariant()
     def no_order_holds_a_mark_without_a_reason(self) -> None:

@@ -316,6 +316,9 @@ class PositionBook:
         self.outbox = outbox if outbox is not None else Outbox()
         self.config = config if config is not None else BookConfig()
         self._orders: dict[Cloid, TrackedOrder] = {}
+        # The index the hot path scans (gates, pending marks, exposure): orders not yet settled. Kept by
+        # `_put`, the one place an order is stored; see `_is_settled`.
+        self._unsettled: dict[Cloid, TrackedOrder] = {}
         self._by_oid: dict[int, Cloid] = {}
         self._positions: dict[str, Position] = {}
         self._seen: OrderedDict[int, _Seen] = OrderedDict()
@@ -354,7 +357,7 @@ class PositionBook:
     def expected_size(self, market: str) -> Decimal:
         """The position once the fills that replies already announced have arrived."""
         pending_fills = sum(
-            (o.sign * o.unconfirmed_fill for o in self._orders.values() if o.market == market), ZERO
+            (o.sign * o.unconfirmed_fill for o in self._unsettled.values() if o.market == market), ZERO
         )
         return self.size(market) + pending_fills
 
@@ -381,7 +384,7 @@ class PositionBook:
         return None
 
     def unknown_orders(self) -> tuple[TrackedOrder, ...]:
-        return tuple(o for o in self._orders.values() if o.state is OrderState.UNKNOWN)
+        return tuple(o for o in self._unsettled.values() if o.state is OrderState.UNKNOWN)
 
     def exposure(self, market: str) -> Decimal:
         """Absolute size at risk: the larger of the position and the expected position, plus what live
@@ -413,7 +416,7 @@ class PositionBook:
         """True while an order is unknown or a reply's fills are unconfirmed past the grace period."""
         return any(
             o.state is OrderState.UNKNOWN or (o.mismatch_reported and o.unconfirmed_fill > 0)
-            for o in self._orders.values()
+            for o in self._unsettled.values()
         )
 
     # --- our side of the order lifecycle (called by the executor) ----------------------------------
@@ -451,7 +454,7 @@ class PositionBook:
             signal_px=signal_px,
             reason=reason,
         )
-        self._orders[tracked.cloid] = tracked
+        self._put(tracked)
         return tracked
 
     def unregister(self, cloid: Cloid) -> None:
@@ -460,6 +463,7 @@ class PositionBook:
         if order is None or order.state is not OrderState.QUEUED:
             raise ValueError(f"only a queued order can be unregistered, not {order!r:.80}")
         del self._orders[cloid]
+        del self._unsettled[cloid]
 
     def mark_sent(self, cloid: Cloid, now: float) -> None:
         """`queued → sent`: its post may be on the wire."""
@@ -603,9 +607,9 @@ class PositionBook:
         self._empty_answers = 0
         new_positions, corrections = self._reconciled_positions(answer, now, as_of_ms)
         resolved, unresolved = self._reconcile_orders(open_orders, order_statuses, now)
-        for cloid, order in list(self._orders.items()):
+        for order in list(self._unsettled.values()):
             if order.unconfirmed_fill and self._covered(order, now, as_of_ms):
-                self._orders[cloid] = attrs.evolve(order, confirmed=True)
+                self._put(attrs.evolve(order, confirmed=True))
         self._positions = new_positions  # the one step: never clear-then-refill
         if as_of_ms is not None:
             self._sends_at_reconcile = self._sends
@@ -641,7 +645,7 @@ class PositionBook:
         """Periodic housekeeping (about every second): escalate unknown orders past the deadline and
         request reconciliation for reply/fill mismatches that persisted past the grace period."""
         cfg = self.config
-        for order in list(self._orders.values()):
+        for order in list(self._unsettled.values()):
             if order.state is OrderState.UNKNOWN and now - order.changed_at >= cfg.unknown_deadline_s:
                 since = order.changed_at
                 log.error(
@@ -664,7 +668,7 @@ class PositionBook:
     def _live(self, market: str | None) -> Iterator[TrackedOrder]:
         return (
             o
-            for o in self._orders.values()
+            for o in self._unsettled.values()
             if not o.state.is_terminal and (market is None or o.market == market)
         )
 
@@ -679,13 +683,22 @@ class PositionBook:
         key = self._by_oid.get(oid) if oid is not None else None
         return self._orders.get(key) if key is not None else None
 
+    def _put(self, order: TrackedOrder) -> None:
+        """Store `order`'s new version: the only write to `_orders`, so the `_unsettled` index cannot
+        drift from it."""
+        self._orders[order.cloid] = order
+        if _is_settled(order):
+            self._unsettled.pop(order.cloid, None)
+        else:
+            self._unsettled[order.cloid] = order
+
     def _note_oid(self, order: TrackedOrder, oid: int) -> TrackedOrder:
         """Record the exchange's order id for `order`; returns the current version of the order."""
         self._by_oid[oid] = order.cloid
         current = self._orders[order.cloid]
         if current.oid != oid:
             current = attrs.evolve(current, oid=oid)
-            self._orders[order.cloid] = current
+            self._put(current)
         return current
 
     def _set_state(
@@ -700,10 +713,10 @@ class PositionBook:
             if not allowed:
                 log.debug("order %s stays %s (ignoring %s: %s)", order.cloid, old.value, state.value, detail)
             updated = attrs.evolve(order, **changes) if changes else order
-            self._orders[order.cloid] = updated
+            self._put(updated)
             return updated
         updated = attrs.evolve(order, state=state, changed_at=now, detail=detail or order.detail, **changes)
-        self._orders[order.cloid] = updated
+        self._put(updated)
         self.outbox.emit(
             OrderTransition(
                 cloid=order.cloid,
@@ -768,7 +781,7 @@ class PositionBook:
                 settled_at=now if current.settled_at is None else current.settled_at,
                 evidence_ms=max(fill.time, current.evidence_ms or 0),
             )
-        self._orders[order.cloid] = order
+        self._put(order)
         resolves_unknown = not reflected and order.state in (OrderState.UNKNOWN, OrderState.ESCALATED)
         late_for_escalated = reflected and order.state is OrderState.ESCALATED
         all_filled = order.state is OrderState.RESTING and order.filled_sz + order.snapshot_sz >= order.size
@@ -786,7 +799,7 @@ class PositionBook:
         if order.mismatch_reported:
             return
         log.warning("order %s on %s: %s", order.cloid, order.market, what)
-        self._orders[order.cloid] = attrs.evolve(self._orders[order.cloid], mismatch_reported=True)
+        self._put(attrs.evolve(self._orders[order.cloid], mismatch_reported=True))
         self.outbox.emit(ReconcileRequested(reason=f"order {order.cloid}: {what}", at=now))
 
     def _apply_to_position(self, fill: Fill, order: TrackedOrder | None, now: float) -> None:
@@ -909,14 +922,17 @@ class PositionBook:
         for cloid, order in list(self._orders.items()):
             if len(self._orders) <= target:
                 break
-            if (
-                order.state.is_terminal
-                and order.state is not OrderState.ESCALATED
-                and not order.unconfirmed_fill
-            ):
+            if _is_settled(order) and order.state is not OrderState.ESCALATED:
                 del self._orders[cloid]
                 if order.oid is not None and self._by_oid.get(order.oid) == cloid:
                     del self._by_oid[order.oid]
+
+
+def _is_settled(order: TrackedOrder) -> bool:
+    """Terminal with nothing unconfirmed: the order no longer counts towards pending marks, exposure,
+    reconciliation or the periodic check. Only a settled order may be forgotten (`_prune`), and only
+    `_put` decides membership of the index."""
+    return order.state.is_terminal and not order.unconfirmed_fill
 
 
 def _entry_px(truth: AssetPosition | None, old: Position | None) -> Decimal:
