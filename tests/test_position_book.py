@@ -315,6 +315,18 @@ def test_escalated_orders_are_never_pruned() -> None:
     assert len(book.orders()) <= 4
 
 
+def test_pruning_forgets_every_oid_an_order_had() -> None:
+    book = new_book(order_memory=4)
+    twice = registered(book)
+    book.on_reply_resting(twice, Resting(oid=1), 1.0)
+    book.on_order_updates(updates(status("canceled", cloid=twice, oid=2)), 2.0)  # a second oid
+    assert book._by_oid == {1: twice, 2: twice}
+    for _ in range(10):
+        book.release_unsent(registered(book), 3.0, "x")
+    assert book.order(twice) is None
+    assert book._by_oid == {}
+
+
 # --- fills and positions ----------------------------------------------------------------------------
 
 
@@ -716,8 +728,7 @@ class BookMachine(RuleBasedStateMachine):
         self.next_oid = 1000
         self.flags = Flags()
         self.outbox = Outbox()
-        # A small order memory, so settled orders are forgotten within one example.
-        config = BookConfig(unknown_deadline_s=DEADLINE, mismatch_grace_s=5.0, order_memory=12)
+        config = BookConfig(unknown_deadline_s=DEADLINE, mismatch_grace_s=5.0)
         self.book = PositionBook(MARKETS, self.outbox, config)
         self.scheduler = BatchScheduler(SchedulerConfig(max_batch=3))
         self.posts: PostTable[PostResult] = PostTable(timeout=5.0)
@@ -992,7 +1003,7 @@ class BookMachine(RuleBasedStateMachine):
     @invariant()
     def indexed_queries_match_a_scan_of_every_order(self) -> None:
         """The gates read an index of unsettled orders; it must answer exactly as a scan of all of them
-        (same orders, same order), whatever was pruned meanwhile."""
+        (same orders, same order)."""
         everything = self.book.orders()
         assert self.book.live_orders() == tuple(o for o in everything if not o.state.is_terminal)
         unknown = tuple(o for o in everything if o.state is OrderState.UNKNOWN)

@@ -924,8 +924,8 @@ class PositionBook:
                 break
             if _is_settled(order) and order.state is not OrderState.ESCALATED:
                 del self._orders[cloid]
-                if order.oid is not None and self._by_oid.get(order.oid) == cloid:
-                    del self._by_oid[order.oid]
+        # An order can have had more than one oid (sent again under its cloid): drop every one of them.
+        self._by_oid = {oid: cloid for oid, cloid in self._by_oid.items() if cloid in self._orders}
 
 
 def _is_settled(order: TrackedOrder) -> bool:

@@ -163,6 +163,7 @@ class Session:
         self.bad_frames = 0
         self.stray_replies = 0
         self._recovered = False
+        self._sender_woken = False
 
     # --- views -------------------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class Session:
 
     def wake_sender(self) -> None:
         """Work was queued or inflight room freed: let the sender look again."""
-        self._work.unpark_all()
+        self._sender_woken = bool(self._work.unpark_all()) or self._sender_woken
 
     # --- requests ----------------------------------------------------------------------------------
 
@@ -275,6 +276,12 @@ class Session:
                 log.warning("undecodable frame #%d: %s", self.bad_frames, exc)
                 continue
             self._dispatch(msg, trio.current_time())
+            if self._sender_woken:
+                # The step queued work for the sender (a signal's order): let it run before the next
+                # frame. Trio may run the tasks of one batch in either order; this checkpoint puts the
+                # reader's next frame after the sender, so the order is not delayed by another step.
+                self._sender_woken = False
+                await trio.lowlevel.checkpoint()
 
     def _dispatch(self, msg: m.InboundMessage, now: float) -> None:
         if isinstance(msg, m.PostReply):
