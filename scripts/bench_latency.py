@@ -1,16 +1,18 @@
-"""Signal-to-wire latency: the engine against the in-process simulator, side by side with references.
+"""Signal-to-wire latency: the engine against the simulator, side by side with references.
 
 For each traced order: from the arrival of the frame that triggered its signal (`perf_counter_ns` right
 after the reader's `get_message` returns) to the moment its post frame is handed to the socket (right
-before `send_message`). Real time, real localhost WebSocket, one process (the simulator shares the Trio
-loop, so its work can delay ours — noted with the figures). Reports p50/p99/max for:
+before `send_message`). Real time, real localhost WebSocket. Reports p50/p99/max for:
 
-  (a) the default sender: sends at once when idle, then at most one post per batch interval;
+  (a) the default sender (sends at once when idle, then at most one post per batch interval), with the
+      simulator in this process (it shares the Trio loop) and in a child process (`--sim`);
   (b) a fixed 100 ms tick sender (the original plan): a post goes out only on the next tick;
   (c) the official SDK's in-process order path: `Exchange.order` (wire + sign + serialize) with its HTTP
-      post replaced by `json.dumps` — and ours measured the same way (submit → tick → wire → sign → json).
+      post replaced by `json.dumps` — and ours measured the same way (queue → batch → wire → sign →
+      json), both back to back (warm CPU caches) and each after the idle gap the engine sees between
+      two signals (cold caches: how a sparse taker's every order starts).
 
-    .venv/bin/python scripts/bench_latency.py --signals 1000
+    .venv/bin/python scripts/bench_latency.py --signals 1000 --cold 300
 """
 
 from __future__ import annotations
