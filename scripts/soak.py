@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -74,6 +75,7 @@ from hip3_trio.sim import MarketModel, SimConfig, Simulator
 from hip3_trio.strategy.detector import DetectorConfig, Skip
 from hip3_trio.venue.session import Backoff, Session, SessionConfig, SessionHost, WsLike
 from hip3_trio.venue.trace import LatencyTrace
+from hip3_trio.wire import messages as wire_messages
 from hip3_trio.wire.signing import Signer
 
 MARKETS: Final = ("xyz:COIN", "xyz:NVDA")
@@ -396,6 +398,12 @@ def probes(engine: Engine) -> list[Probe]:
         Probe("book.orders", "capped", lambda e, _r: _len(e, "book", "_orders"), book.order_memory),
         Probe("book.by_oid", "capped", lambda e, _r: _len(e, "book", "_by_oid"), book.order_memory),
         Probe("book.seen_tids", "capped", lambda e, _r: _len(e, "book", "_seen"), book.tid_memory),
+        Probe(
+            "wire.decimal_memo",
+            "capped",
+            lambda _e, _r: len(wire_messages._DECIMAL_CACHE),
+            wire_messages._DECIMAL_CACHE_MAX,
+        ),
         Probe("engine.marks", "keyed", lambda e, _r: len(e.marks), markets),
         Probe("engine.specs", "keyed", lambda e, _r: len(e.specs), markets),
         Probe("detector.books", "keyed", lambda e, _r: _detector_len(e, "_books"), markets),
@@ -474,6 +482,21 @@ class Sample:
     sizes: dict[str, int | None]
 
 
+#: `--tracemalloc`: a snapshot per sample, by minute ("rest" last).
+TRACED: dict[str, tracemalloc.Snapshot] = {}
+
+
+def traced_growth(start: str, end: str, top: int = 12) -> list[str]:
+    """The source lines whose live allocations grew most between two samples."""
+    if start not in TRACED or end not in TRACED:
+        return []
+    stats = TRACED[end].compare_to(TRACED[start], "lineno")
+    return [
+        f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback}"
+        for stat in sorted(stats, key=lambda st: st.size_diff, reverse=True)[:top]
+    ]
+
+
 class Sampler:
     """Takes a `Sample`: `gc.collect()`, then RSS, then the rest; keeps the latest object census."""
 
@@ -495,6 +518,8 @@ class Sampler:
         status = await self.child.request(cmd="status")
         gc.collect()
         rss = rss_kib()  # before the census, whose object list would count
+        if tracemalloc.is_tracing():
+            TRACED[str(minute)] = tracemalloc.take_snapshot()
         objects, self.census = object_census()
         engine, s = self.engine, self.engine.stats
         return Sample(
@@ -1103,6 +1128,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7, help="simulator seed")
     p.add_argument("--oracle-interval", type=float, default=1.0, help="simulator oracle interval, s")
     p.add_argument("--dislocation-rate", type=float, default=0.12, help="dislocations per oracle update")
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="attribute growth: trace allocations and print the top lines grown from warm-up to rest "
+        "(slower, and its own bookkeeping counts in RSS: judge memory on a run without it)",
+    )
     p.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.minutes < 1 or args.minute_s <= 0 or args.warmup < 0:
@@ -1159,12 +1190,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"  state and engine log: {state_dir}" + ("" if args.state_dir else " (temporary)"))
         out("  samples after gc.collect(); RSS = VmRSS of this (engine) process; the simulator is a child")
         out("  " + LEGEND)
+        if args.tracemalloc:
+            tracemalloc.start()
         try:
             trio.run(soak, args, run, state_dir, out)
         except KeyboardInterrupt:
             run.interrupted = True
             out("interrupted")
         code = report(run, args, out)
+        if args.tracemalloc:
+            out(f"tracemalloc: allocations grown from the end of minute {warmup} to rest (top lines):")
+            for line in traced_growth(str(warmup), "rest"):
+                out("  " + line)
         for handler in handlers:
             logging.getLogger().removeHandler(handler)
             handler.close()
