@@ -473,6 +473,46 @@ def test_a_reconcile_does_not_cover_a_reply_that_just_came_in() -> None:
     assert book.size(A) == 2 and book.expected_size(A) == 2
 
 
+def _resent_across_a_reconcile(book: PositionBook, truth: str) -> Cloid:
+    """A short of 1 on A (and a long on B); a reduce-only buy of 1 goes out, its post fails (it may have
+    executed), it is requeued, a reconciliation (state at 500 ms, A = `truth`) comes in, and it is sent
+    again."""
+    book.on_user_fills(user_fills(fill(sz="1", is_buy=False, time=100), fill(B, time=100)), 0.5)
+    flatten = registered(book, is_buy=True, sz="1", reduce_only=True, now=1.0)
+    book.requeued(flatten, 2.0, "requeued after senderror")
+    book.reconcile([asset_position(A, truth), asset_position(B, "1")], [], {}, 3.0, as_of_ms=500)
+    book.outbox.drain()
+    book.mark_sent(flatten, 4.0)
+    return flatten
+
+
+@pytest.mark.parametrize("executed_by", ["first send", "second send"])
+def test_a_fill_of_an_order_sent_before_and_after_a_reconcile_is_exposure_until_the_next(
+    executed_by: str,
+) -> None:
+    """Its fill stamped at the state's millisecond may be the first send's (in the state: applying it
+    would count it twice) or the second's (not in it). It moves no position, the exposure covers both,
+    and the next reconciliation decides."""
+    book = new_book()
+    truth = "0" if executed_by == "first send" else "-1"
+    flatten = _resent_across_a_reconcile(book, truth)
+    book.on_user_fills(user_fills(fill(sz="1", is_buy=True, cloid=flatten, time=500)), 5.0)
+    assert book.size(A) == D(truth) and book.expected_size(A) == D(truth) + 1
+    assert book.exposure(A) == 1  # the short (1 or 0) or flat: 1 covers both
+    assert len(of_type(book.outbox.drain(), ReconcileRequested)) == 1
+    book.reconcile([asset_position(B, "1")], [], {}, 6.0, as_of_ms=600)  # A is flat either way
+    assert book.size(A) == 0 and book.expected_size(A) == 0 and not book.reconcile_wanted
+
+
+def test_an_order_first_sent_after_a_reconcile_applies_its_fill_of_the_same_millisecond() -> None:
+    book = new_book()
+    book.on_user_fills(user_fills(fill(sz="1", is_buy=False, time=100)), 0.5)
+    book.reconcile([asset_position(A, "-1")], [], {}, 1.0, as_of_ms=500)
+    flatten = registered(book, is_buy=True, sz="1", reduce_only=True, now=2.0)
+    book.on_user_fills(user_fills(fill(sz="1", is_buy=True, cloid=flatten, time=500)), 3.0)
+    assert book.size(A) == 0 and book.expected_size(A) == 0
+
+
 def test_fills_beyond_the_reply_total_request_reconciliation_at_once() -> None:
     book = new_book()
     cloid = registered(book, sz="2")
@@ -728,7 +768,8 @@ class BookMachine(RuleBasedStateMachine):
         self.next_oid = 1000
         self.flags = Flags()
         self.outbox = Outbox()
-        config = BookConfig(unknown_deadline_s=DEADLINE, mismatch_grace_s=5.0)
+        # A small order memory, so settled orders are forgotten within one example.
+        config = BookConfig(unknown_deadline_s=DEADLINE, mismatch_grace_s=5.0, order_memory=12)
         self.book = PositionBook(MARKETS, self.outbox, config)
         self.scheduler = BatchScheduler(SchedulerConfig(max_batch=3))
         self.posts: PostTable[PostResult] = PostTable(timeout=5.0)

@@ -85,12 +85,15 @@ class TrackedOrder:
     """One of our orders as the book knows it. Sizes are absolute; `is_buy` gives the direction.
 
     `filled_sz` sums the distinct live fills attributed to it (the ones that moved a position);
-    `snapshot_sz` the snapshot fills, which never move a position; `reply_total`/`reply_avg_px` come
+    `snapshot_sz` the fills that did not (snapshot fills, and live fills that a reconciliation may
+    already hold, see `_in_reconciled_state`); `reply_total`/`reply_avg_px` come
     from the post reply; `exchange_remaining` is the venue's remaining size and `executed_sz` its
     `origSz - sz` (order updates, order status, open orders); `evidence_ms` the latest exchange time of
     that timestamped evidence (snapshot fills, statuses). `confirmed` means a reconciliation already
-    covers its fills in the positions. `sent_seq` numbers its latest send among the book's sends: a
-    reconciliation taken before it was sent cannot hold its executions.
+    covers its fills in the positions. `first_sent_seq` and `sent_seq` number its first and latest send
+    among the book's sends (they differ once a requeued reduce-only order went out again under its
+    cloid): a reconciliation taken before its first send cannot hold its executions, one taken after
+    its latest send holds every execution not later than its state.
     """
 
     cloid: Cloid
@@ -113,6 +116,7 @@ class TrackedOrder:
     settled_at: float | None = None
     confirmed: bool = False
     mismatch_reported: bool = False
+    first_sent_seq: int = 0
     sent_seq: int = 0
     expected_edge_bps: Decimal | None = None
     signal_px: Decimal | None = None
@@ -470,7 +474,8 @@ class PositionBook:
         order = self._orders.get(cloid)
         if order is not None and order.state is OrderState.QUEUED:
             self._sends += 1
-            self._set_state(order, OrderState.SENT, now, sent_seq=self._sends)
+            first = order.first_sent_seq or self._sends
+            self._set_state(order, OrderState.SENT, now, first_sent_seq=first, sent_seq=self._sends)
         else:
             log.warning("mark_sent for %s in state %s", cloid, order.state.value if order else "untracked")
 
@@ -565,11 +570,20 @@ class PositionBook:
             if fill.tid in self._seen:
                 continue
             order = self._find(fill.cloid, fill.oid)
-            covered = self._in_reconciled_state(fill.coin, fill.time, order)
-            reflected = covered or not msg.is_snapshot  # this fill is (or now goes) into a position
+            in_state = self._in_reconciled_state(fill.coin, fill.time, order)
+            covered = in_state is True
+            # Sent before and after the state: the fill may be in it or not. It moves no position but
+            # counts as exposure of its order (as a snapshot fill would) until a reconciliation decides.
+            unsure = in_state is None and not msg.is_snapshot
+            reflected = covered or not (msg.is_snapshot or unsure)  # it is (or now goes) into a position
             if order is not None:
-                order = self._attribute(order, fill, now, reflected=reflected)
-            if msg.is_snapshot or covered or fill.coin not in self.markets:
+                order = self._attribute(order, fill, now, reflected=reflected, snapshot=msg.is_snapshot)
+            if unsure:
+                log.warning("fill %s of a re-sent order may be in the reconciled state", fill.tid)
+                self.outbox.emit(
+                    ReconcileRequested(reason=f"fill {fill.tid}: sent before and after the state", at=now)
+                )
+            if msg.is_snapshot or covered or unsure or fill.coin not in self.markets:
                 if covered and not msg.is_snapshot:
                     log.info("fill %s at %d is already in the reconciled position", fill.tid, fill.time)
                 self._remember(fill.tid, _Seen(fill.coin, fill.time, None))
@@ -622,15 +636,19 @@ class PositionBook:
             self.outbox.emit(correction)
         return Reconciled(tuple(corrections), tuple(resolved), tuple(unresolved))
 
-    def _in_reconciled_state(self, market: str, time_ms: int, order: TrackedOrder | None) -> bool:
+    def _in_reconciled_state(self, market: str, time_ms: int, order: TrackedOrder | None) -> bool | None:
         """Is an execution (of `order`, if ours) on `market` stamped `time_ms` already in the reconciled
         positions? Yes if it is not later than the state — unless the order was sent after that
         reconciliation: a state taken before an order left cannot hold its executions, not even one
-        stamped in the very millisecond of the state (a flatten sent the moment a re-sync ends)."""
+        stamped in the very millisecond of the state (a flatten sent the moment a re-sync ends).
+        None (cannot tell) for an order sent both before and after it (requeued, then sent again): its
+        execution may predate the state (in it) or come from the later send (not in it)."""
         watermark = self._included_through_ms.get(market)
         if watermark is None or time_ms > watermark:
             return False
-        return order is None or order.sent_seq <= self._sends_at_reconcile
+        if order is None or order.sent_seq <= self._sends_at_reconcile:
+            return True
+        return None if order.first_sent_seq <= self._sends_at_reconcile else False
 
     def _covered(self, order: TrackedOrder, now: float, as_of_ms: int | None) -> bool:
         """Does the reconciled state hold what `order` is known to have filled? Yes if that evidence is
@@ -751,7 +769,7 @@ class PositionBook:
             changes["evidence_ms"] = max(update.status_timestamp, order.evidence_ms or 0)
             if order.settled_at is None:
                 changes["settled_at"] = now
-        if self._in_reconciled_state(order.market, update.status_timestamp, order):
+        if self._in_reconciled_state(order.market, update.status_timestamp, order) is True:
             changes["confirmed"] = True  # the reconciled position already holds what it executed
         detail = f"{source}: {update.status}"
         if kind in (StatusKind.OPEN, StatusKind.TRIGGERED):
@@ -763,7 +781,9 @@ class PositionBook:
         else:
             self._set_state(order, OrderState.REJECTED, now, update.status, **changes)
 
-    def _attribute(self, order: TrackedOrder, fill: Fill, now: float, *, reflected: bool) -> TrackedOrder:
+    def _attribute(
+        self, order: TrackedOrder, fill: Fill, now: float, *, reflected: bool, snapshot: bool
+    ) -> TrackedOrder:
         """Count a new fill towards its order — as `filled_sz` if a position reflects it, else as
         `snapshot_sz` (still exposure until reconciled).
 
@@ -782,7 +802,8 @@ class PositionBook:
                 evidence_ms=max(fill.time, current.evidence_ms or 0),
             )
         self._put(order)
-        resolves_unknown = not reflected and order.state in (OrderState.UNKNOWN, OrderState.ESCALATED)
+        unknown = order.state in (OrderState.UNKNOWN, OrderState.ESCALATED)
+        resolves_unknown = snapshot and not reflected and unknown
         late_for_escalated = reflected and order.state is OrderState.ESCALATED
         all_filled = order.state is OrderState.RESTING and order.filled_sz + order.snapshot_sz >= order.size
         if resolves_unknown or late_for_escalated or all_filled:

@@ -34,9 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dislocation-rate", type=float, default=None, help="probability per oracle update")
     p.add_argument("--dislocation-bps", type=float, default=None, help="typical dislocation size")
     p.add_argument("--oracle-interval", type=float, default=None, help="seconds between oracle updates")
-    p.add_argument(
-        "--dislocation-updates", type=int, default=None, help="oracle updates a dislocation lasts"
-    )
+    p.add_argument("--dislocation-updates", type=int, default=None, help="oracle updates a dislocation lasts")
     faults = p.add_argument_group("faults")
     faults.add_argument("--close-after-frames", type=int, default=None)
     faults.add_argument("--close-at-ms", type=int, default=None, help="venue epoch-ms at which to drop all")
