@@ -72,6 +72,7 @@ from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, Simulator
+from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
 from hip3_trio.strategy.detector import DetectorConfig, Skip
 from hip3_trio.venue.session import Backoff, Session, SessionConfig, SessionHost, WsLike
 from hip3_trio.venue.trace import LatencyTrace
@@ -98,82 +99,7 @@ log = logging.getLogger("soak")
 # --- the faults (run in the simulator child) ---------------------------------------------------------
 
 
-def _drop(sim: Simulator) -> None:
-    sim.close_all()
-
-
-def _duplicates(sim: Simulator) -> None:
-    sim.faults.duplicate_replies = 3
-
-
-def _stall(sim: Simulator) -> None:
-    sim.faults.stall_market_data = True
-
-
-def _no_replies(sim: Simulator) -> None:
-    sim.faults.drop_replies = 2
-    sim.faults.skip_ioc_order_updates = 2
-
-
-def _lost_posts(sim: Simulator) -> None:
-    sim.faults.lose_posts = 2
-
-
-def _bad_frames(sim: Simulator) -> None:
-    sim.faults.garbage_frames = 2
-    sim.faults.truncated_frames = 2
-
-
-def _empty_resync(sim: Simulator) -> None:
-    sim.faults.empty_clearinghouse_once = True
-    sim.close_all()
-
-
-def _missing_updates(sim: Simulator) -> None:
-    sim.faults.skip_ioc_order_updates = 3
-
-
-def _slow_then_drop(sim: Simulator) -> None:
-    sim.faults.reply_delay_s = 2.0
-
-
-def _very_slow_then_drop(sim: Simulator) -> None:
-    # Slower than the post timeout (5 s): posts time out, noops go out and are answered late too.
-    sim.faults.reply_delay_s = SessionConfig().post_timeout + 1.5
-
-
-def _clean_close(sim: Simulator) -> None:
-    sim.close_all(1000)
-
-
-FAULTS: Final[Mapping[str, Callable[[Simulator], None]]] = {
-    "drop": _drop,
-    "duplicates": _duplicates,
-    "stall": _stall,
-    "no_replies": _no_replies,
-    "lost_posts": _lost_posts,
-    "bad_frames": _bad_frames,
-    "empty_resync": _empty_resync,
-    "missing_updates": _missing_updates,
-    "slow_then_drop": _slow_then_drop,
-    "very_slow_drop": _very_slow_then_drop,
-    "clean_close": _clean_close,
-}
-ROTATION: Final = tuple(FAULTS)
-
-
-def clear_lasting_faults(sim: Simulator) -> None:
-    """End the faults that stay on until cleared: a stall ends; slow replies end with a drop."""
-    sim.faults.stall_market_data = False
-    if sim.faults.reply_delay_s:
-        sim.close_all()
-        sim.faults.reply_delay_s = 0.0
-
-
-def armed_faults(sim: Simulator) -> dict[str, Any]:
-    """Fault switches still armed (counters not yet consumed by traffic)."""
-    switches = attrs.asdict(sim.faults, filter=lambda a, _: a.name != "listener")
-    return {name: value for name, value in switches.items() if value}
+ROTATION: Final = tuple(SCENARIOS)
 
 
 # --- small helpers -------------------------------------------------------------------------------------
@@ -218,13 +144,13 @@ def handle_command(sim: Simulator, command: Mapping[str, Any]) -> dict[str, Any]
     cmd = command.get("cmd")
     if cmd == "fault":
         name = str(command.get("name"))
-        if name not in FAULTS:
+        if name not in SCENARIOS:
             return {"error": f"unknown fault {name!r}"}
-        FAULTS[name](sim)
+        SCENARIOS[name](sim)
         return {"ok": True}
     if cmd == "clear":
-        clear_lasting_faults(sim)
-        return {"ok": True, "armed": armed_faults(sim)}
+        clear_lasting(sim)
+        return {"ok": True, "armed": armed(sim.faults)}
     if cmd == "status":
         assert sim.account is not None
         account = sim.exchange.accounts.users[sim.account]
@@ -234,7 +160,7 @@ def handle_command(sim: Simulator, command: Mapping[str, Any]) -> dict[str, Any]
             "fills": len(account.fills),
             "connections": len(sim.connections),
             "positions": {coin: str(p.szi) for coin, p in account.positions.items() if p.szi},
-            "armed": armed_faults(sim),
+            "armed": armed(sim.faults),
         }
         if command.get("tids"):
             reply["tids"] = [f.tid for f in account.fills]

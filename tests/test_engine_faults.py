@@ -29,6 +29,7 @@ from hip3_trio.position.records import OrderState
 from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import Simulator
+from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
 from hip3_trio.venue.session import SessionConfig
 from hip3_trio.wire.actions import Cloid, LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
@@ -680,56 +681,17 @@ async def test_settled_waits_for_the_fills_a_reply_announced(tmp_path: Path) -> 
 # --- soak-lite: ten virtual minutes, a fault every minute -------------------------------------------
 
 
-def _drop(sim: Simulator) -> None:
-    sim.close_all()
-
-
-def _stall_on(sim: Simulator) -> None:
-    sim.faults.stall_market_data = True
-
-
-def _duplicates(sim: Simulator) -> None:
-    sim.faults.duplicate_replies = 3
-
-
-def _no_replies(sim: Simulator) -> None:
-    sim.faults.drop_replies = 2
-    sim.faults.skip_ioc_order_updates = 2
-
-
-def _lost_posts(sim: Simulator) -> None:
-    sim.faults.lose_posts = 2
-
-
-def _bad_frames(sim: Simulator) -> None:
-    sim.faults.garbage_frames = 2
-    sim.faults.truncated_frames = 2
-
-
-def _empty_resync(sim: Simulator) -> None:
-    sim.faults.empty_clearinghouse_once = True
-    sim.close_all()
-
-
-def _missing_updates(sim: Simulator) -> None:
-    sim.faults.skip_ioc_order_updates = 3
-
-
-def _slow_then_drop(sim: Simulator) -> None:
-    sim.faults.reply_delay_s = 2.0
-
-
-SOAK_FAULTS: tuple[Callable[[Simulator], None], ...] = (
-    _drop,
-    _duplicates,
-    _stall_on,
-    _no_replies,
-    _lost_posts,
-    _bad_frames,
-    _empty_resync,
-    _missing_updates,
-    _slow_then_drop,
-    _duplicates,
+SOAK_FAULTS: tuple[str, ...] = (
+    "drop",
+    "duplicates",
+    "stall",
+    "no_replies",
+    "lost_posts",
+    "bad_frames",
+    "empty_resync",
+    "missing_updates",
+    "slow_then_drop",
+    "duplicates",
 )
 
 
@@ -744,21 +706,17 @@ async def test_soak_lite_ten_minutes_with_a_fault_every_minute(
             start = trio.current_time()
             for minute, fault in enumerate(SOAK_FAULTS):
                 await trio.sleep_until(start + 60 * minute + 17)
-                fault(rig.sim)
-                fired.append((trio.current_time(), fault.__name__))
+                SCENARIOS[fault](rig.sim)
+                fired.append((trio.current_time(), fault))
                 await trio.sleep(20)
-                rig.sim.faults.stall_market_data = False
-                if rig.sim.faults.reply_delay_s:
-                    rig.sim.close_all()  # the slow replies end with a drop
-                    rig.sim.faults.reply_delay_s = 0.0
+                clear_lasting(rig.sim)  # a stall ends; slow replies end with a drop
             await trio.sleep_until(start + 600)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, session_config=SessionConfig(md_stall=10.0))
     engine = rig.engine
-    assert [name for _, name in fired] == [f.__name__ for f in SOAK_FAULTS]
-    armed = attrs.asdict(rig.sim.faults, filter=lambda a, _: a.name != "listener")
-    assert not any(armed.values())  # every fault met traffic
+    assert [name for _, name in fired] == list(SOAK_FAULTS)
+    assert not armed(rig.sim.faults)  # every fault met traffic
     # It traded through the faults, timed posts out both ways and reconnected.
     assert engine.stats.trades >= 5 and engine.stats.connects >= 5
     assert engine.stats.noops_accepted >= 1 and engine.stats.noops_refused >= 1
