@@ -106,6 +106,7 @@ def engine_settings(
         time_stop=time_stop.TimeStopConfig(
             hold_s=ts.hold_s,
             flatten_slippage_bps=ts.flatten_slippage_bps,
+            flatten_max_slippage_bps=ts.flatten_max_slippage_bps,
             flatten_fail_after_s=ts.flatten_fail_after_s,
         ),
         risk=RiskConfig(
@@ -119,6 +120,8 @@ def engine_settings(
         flatten_on_exit=ts.flatten_on_exit,
         exit_deadline_s=ts.exit_deadline_s,
         sync_timeout_s=config.connection.info_timeout_s * 1.5,
+        reconcile_every_s=config.connection.reconcile_every_s,
+        clock_recheck_s=config.connection.clock_recheck_s,
     )
 
 

@@ -245,11 +245,22 @@ class TimeStopConfig:
     hold_s: float = attrs.field(default=30.0, validator=_gt(0))
     # Price limit of the reduce-only IOC relative to mark: wide enough to fill through a thin book.
     flatten_slippage_bps: Decimal = attrs.field(default=Decimal(50), validator=[_gt(0), _le(Decimal(5000))])
+    # Each further flatten of one position is priced one flatten_slippage_bps step wider, up to this.
+    flatten_max_slippage_bps: Decimal = attrs.field(
+        default=Decimal(500), validator=[_gt(0), _le(Decimal(5000))]
+    )
     # A position still open this long after its time stop counts as a flatten failure (risk monitor).
     flatten_fail_after_s: float = attrs.field(default=60.0, validator=_gt(0))
     flatten_on_exit: bool = True
     # On SIGINT/SIGTERM/duration: how long to wait for flatten replies and the journal before exiting.
     exit_deadline_s: float = attrs.field(default=10.0, validator=_gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.flatten_max_slippage_bps < self.flatten_slippage_bps:
+            raise _Invalid(
+                f"flatten_max_slippage_bps ({self.flatten_max_slippage_bps}) must not be below "
+                f"flatten_slippage_bps ({self.flatten_slippage_bps})"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -307,6 +318,11 @@ class ConnectionConfig:
     backoff_max_s: float = attrs.field(default=60.0, validator=_gt(0))
     # A session that stayed up this long resets the backoff.
     healthy_after_s: float = attrs.field(default=60.0, validator=_gt(0))
+    # Positions and orders are reconciled with the venue on every connect, on evidence that the book is
+    # wrong, and at least this often.
+    reconcile_every_s: float = attrs.field(default=60.0, validator=_gt(0))
+    # While the clock is beyond the drift limit (trading blocked), re-check it this often.
+    clock_recheck_s: float = attrs.field(default=10.0, validator=_gt(0))
 
     def __attrs_post_init__(self) -> None:
         if self.backoff_initial_s > self.backoff_max_s:

@@ -23,7 +23,6 @@ positions.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ from hip3_trio.journal import (
     TradeRecord,
     side_of,
 )
-from hip3_trio.position.book import BookConfig, PositionBook, ReconcileDeferred
+from hip3_trio.position.book import BookConfig, DexState, PositionBook, ReconcileDeferred
 from hip3_trio.position.readiness import Readiness
 from hip3_trio.position.records import (
     ClosedTrade,
@@ -102,6 +101,7 @@ class EngineSettings:
     exit_deadline_s: float = 10.0
     sync_timeout_s: float = 15.0
     reconcile_retry_s: float = 1.0
+    reconcile_every_s: float = 60.0
     clock_recheck_s: float = 10.0
 
 
@@ -220,6 +220,13 @@ class Engine:
     def ready(self) -> bool:
         """READY-TRADING: connected, readiness complete, and the clock within the drift limit."""
         return self.session is not None and self.readiness.ready and not self.clock_blocked
+
+    @property
+    def can_reduce(self) -> bool:
+        """Cancels and reduce-only orders may go out: connected, positions reconciled on this connection
+        and the clock within the drift limit — without waiting for every market's data, so a position
+        is never left unflattened because an unrelated market is quiet (new orders need `ready`)."""
+        return self.session is not None and self.readiness.positions_known and not self.clock_blocked
 
     def exchange_ms(self) -> int:
         """Our best estimate of the exchange's clock (local clock + the offset learned at sync)."""
@@ -361,9 +368,9 @@ class Engine:
     # --- session host: posts -----------------------------------------------------------------------
 
     def next_batch(self, inflight: int) -> Batch | None:
-        if not self.ready or self.settings.dry_run:
+        if self.settings.dry_run or not self.can_reduce:
             return None
-        return self.scheduler.tick(inflight)
+        return self.scheduler.tick(inflight, reducing_only=not self.ready)
 
     def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
         if self.signer is None:
@@ -491,8 +498,10 @@ class Engine:
         )
         self._after(trio.current_time())
         while True:
-            # While the clock blocks trading nothing else may ask for a reconcile: re-check it anyway.
-            recheck = self.settings.clock_recheck_s if self.clock_blocked else math.inf
+            # Reconcile on request (evidence that the book is wrong), and at least every
+            # `reconcile_every_s` anyway; while the clock blocks trading, every `clock_recheck_s`.
+            every = self.settings.reconcile_every_s
+            recheck = min(every, self.settings.clock_recheck_s) if self.clock_blocked else every
             with trio.move_on_after(recheck):
                 await self._reconcile_wanted.wait()
             await trio.sleep(self.settings.reconcile_retry_s)  # let a burst of requests coalesce
@@ -504,7 +513,11 @@ class Engine:
             self._reconcile_wanted = trio.Event()
             unknown = [o.cloid for o in self.book.unknown_orders() if o.cloid not in self._awaiting_noop]
             state = await fetch_account_state(
-                session, user=self.settings.user, dexes={s.dex for s in self.specs.values()}, unknown=unknown
+                session,
+                user=self.settings.user,
+                dexes={s.dex for s in self.specs.values()},
+                unknown=unknown,
+                sends=lambda: self.book.sends,
             )
             now = trio.current_time()
             if state.clock is not None:
@@ -514,9 +527,10 @@ class Engine:
                 if self.clock_blocked and not isinstance(drift, TimeDrift):
                     log.warning("clock back within the drift limit (%s): trading unblocked", drift)
                 self.clock_blocked = isinstance(drift, TimeDrift)
-            result = self.book.reconcile(
-                state.positions, state.open_orders, state.statuses, now, as_of_ms=state.as_of_ms
-            )
+            dexes = [
+                DexState(a.state.dex, a.state.positions, a.state.time, a.sends_before) for a in state.dexes
+            ]
+            result = self.book.reconcile_dexes(dexes, state.open_orders, state.statuses, now)
             self.stats.reconciles += 1
             self._record(
                 EventRecord(
@@ -572,7 +586,7 @@ class Engine:
         while items := self.outbox.drain():
             for item in items:
                 self._route(item, now)
-        if self.session is not None and len(self.scheduler) and self.ready:
+        if self.session is not None and len(self.scheduler) and self.can_reduce:
             self.session.wake_sender()
         self._changes.unpark_all()
 

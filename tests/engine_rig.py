@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,9 @@ class Rig:
     lines: list[str] = attrs.Factory(list)
     connections: int = 0
     ready_at: list[float] = attrs.Factory(list)
+    # Awaited before each frame the engine sends goes out (the frame, already recorded): lets a test
+    # make something happen at an exact point of the engine's conversation with the venue.
+    before_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     def actions(self, kind: str | None = None) -> list[Sent]:
         return [s for s in self.sent if s.action is not None and (kind is None or s.action["type"] == kind)]
@@ -185,7 +188,10 @@ class _Recorder:
         return message
 
     async def send_message(self, message: str | bytes) -> None:
-        self._rig.sent.append(Sent(trio.current_time(), self._connection, json.loads(message)))
+        frame = json.loads(message)
+        self._rig.sent.append(Sent(trio.current_time(), self._connection, frame))
+        if self._rig.before_send is not None:
+            await self._rig.before_send(frame)
         await self._ws.send_message(message)
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
@@ -202,15 +208,33 @@ async def run_rig(
     duration: float | None = None,
     dry_run: bool = False,
     prepare: Callable[[Simulator, Path], None] | None = None,
+    sim: Simulator | None = None,
 ) -> Rig:
     """Run the engine against a fresh simulator until `scenario` sets `rig.stop` (or `duration`).
 
-    `settings` may be a function of the simulator's account address (see `quiet_settings`).
+    `settings` may be a function of the simulator's account address (see `quiet_settings`). With
+    `sim`, the engine runs against that (open) simulator instead: a second run on the same state dir
+    and venue is a restart.
     """
-    config = config or sim_config()
+    async with AsyncExitStack() as stack:
+        if sim is None:
+            sim = await stack.enter_async_context(open_simulator(config or sim_config(), listen=False))
+        return await _run_rig(tmp_path, scenario, sim, settings, session_config, duration, dry_run, prepare)
+
+
+async def _run_rig(
+    tmp_path: Path,
+    scenario: Callable[[Rig], Awaitable[None]],
+    sim: Simulator,
+    settings: EngineSettings | Callable[[str], EngineSettings] | None,
+    session_config: SessionConfig | None,
+    duration: float | None,
+    dry_run: bool,
+    prepare: Callable[[Simulator, Path], None] | None,
+) -> Rig:
     state_dir = tmp_path / "state"
     state_dir.mkdir(exist_ok=True)
-    async with open_simulator(config, listen=False) as sim, trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         if prepare is not None:
             prepare(sim, state_dir)
         assert sim.account is not None and sim.account_key is not None

@@ -320,11 +320,12 @@ class BatchScheduler:
 
     # --- taking work -------------------------------------------------------------------------------
 
-    def tick(self, inflight: int) -> Batch | None:
+    def tick(self, inflight: int, *, reducing_only: bool = False) -> Batch | None:
         """Take the next batch to send, or None. Does not change inflight: the caller's post does.
 
         Cancels first (the leading run of one cancel type); otherwise reduce-only orders, then — only
-        below the watermark — new orders, up to `max_batch` items. Nothing at the inflight limit.
+        below the watermark, and not `reducing_only` — new orders, up to `max_batch` items. Nothing at
+        the inflight limit.
         """
         limit = self.config.max_batch
         if inflight >= self.config.inflight_limit:
@@ -338,7 +339,7 @@ class BatchScheduler:
         orders: list[OrderItem] = []
         while self._reduce_only and len(orders) < limit:
             orders.append(self._reduce_only.popleft())
-        if inflight < self.config.inflight_watermark:
+        if inflight < self.config.inflight_watermark and not reducing_only:
             while self._new_orders and len(orders) < limit:
                 orders.append(self._new_orders.popleft())
         return Batch("order", tuple(orders)) if orders else None

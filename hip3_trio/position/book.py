@@ -19,8 +19,9 @@ the shared `Outbox`. Prices and sizes are `Decimal`.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -38,6 +39,7 @@ from hip3_trio.position.records import (
     TradeClosed,
     UnknownOrderEscalated,
 )
+from hip3_trio.venue.markets import dex_of
 from hip3_trio.wire.actions import Cloid, OrderWire
 from hip3_trio.wire.messages import (
     AssetPosition,
@@ -53,6 +55,8 @@ from hip3_trio.wire.messages import (
 
 __all__ = [
     "BookConfig",
+    "DexState",
+    "EntryHint",
     "Position",
     "PositionBook",
     "ReconcileDeferred",
@@ -282,6 +286,34 @@ def apply_fill(
 
 
 @attrs.frozen
+class DexState:
+    """One dex's `clearinghouseState` as the venue answered it: the unit a reconciliation is judged in.
+
+    The venue answers per dex, at its own time, so each dex carries its own boundary: `as_of_ms` is the
+    state's exchange time (fills up to it are in `positions`), and `sends_before` is `PositionBook.sends`
+    when the answer arrived — an order sent after that cannot be in this state, whatever its fill's
+    timestamp says (None: every send so far may be).
+    """
+
+    dex: str
+    positions: tuple[AssetPosition, ...]
+    as_of_ms: int | None = None
+    sends_before: int | None = None
+
+
+@attrs.frozen
+class EntryHint:
+    """What the journal remembers of one of our entry orders, for positions the book learns about only
+    from the venue (after a restart): the signal's expected edge and price, and when it was submitted
+    (exchange ms), the last resort for a position's age when no fill dates it."""
+
+    market: str
+    submitted_ms: int
+    expected_edge_bps: Decimal | None = None
+    signal_px: Decimal | None = None
+
+
+@attrs.frozen
 class Reconciled:
     """A reconciliation was applied: the corrections it made and the unknown orders it resolved."""
 
@@ -314,7 +346,12 @@ class PositionBook:
     """
 
     def __init__(
-        self, markets: Collection[str], outbox: Outbox | None = None, config: BookConfig | None = None
+        self,
+        markets: Collection[str],
+        outbox: Outbox | None = None,
+        config: BookConfig | None = None,
+        *,
+        entry_hints: Mapping[Cloid, EntryHint] | None = None,
     ) -> None:
         self.markets = frozenset(markets)
         self.outbox = outbox if outbox is not None else Outbox()
@@ -328,11 +365,23 @@ class PositionBook:
         self._seen: OrderedDict[int, _Seen] = OrderedDict()
         self._included_through_ms: dict[str, int] = {}
         self._sends = 0
-        self._sends_at_reconcile = 0
-        self._empty_answers = 0
+        # Per market: `sends` as the last reconciled state of its dex was answered (see `DexState`).
+        self._sends_at_reconcile: dict[str, int] = {}
+        # Per dex: consecutive empty answers while we track positions there (a lone one is refused).
+        self._empty_answers: dict[str, int] = {}
+        # Per market: the position as the venue's own fills tell it (each fill's `startPosition`), with
+        # its opening fill's time, fees and cloid: what a position learned by reconciliation is dated
+        # and accounted from. Absent: the fills seen do not reach back to the position's opening.
+        self._ledger: dict[str, Position] = {}
+        self._entry_hints: dict[Cloid, EntryHint] = dict(entry_hints or {})
         self._unknown_statuses_logged: set[str] = set()
 
     # --- queries -----------------------------------------------------------------------------------
+
+    @property
+    def sends(self) -> int:
+        """How many times an order was sent so far: the boundary a reconciliation's query is taken at."""
+        return self._sends
 
     def order(self, cloid: Cloid) -> TrackedOrder | None:
         return self._orders.get(cloid)
@@ -566,6 +615,7 @@ class PositionBook:
         fills only resolve unknown orders. Fills of unconfigured coins are remembered and ignored.
         """
         applied = 0
+        new: list[tuple[Fill, TrackedOrder | None]] = []
         for fill in msg.fills:
             if fill.tid in self._seen:
                 continue
@@ -588,9 +638,95 @@ class PositionBook:
                     log.info("fill %s at %d is already in the reconciled position", fill.tid, fill.time)
                 self._remember(fill.tid, _Seen(fill.coin, fill.time, None))
             else:
+                self._check_start_position(fill, now)
                 self._apply_to_position(fill, order, now)
                 applied += 1
+            if fill.coin in self.markets:
+                new.append((fill, order))
+        # The ledger follows each market in the venue's order (a snapshot's order is not specified).
+        for fill, order in sorted(new, key=lambda pair: (pair[0].time, pair[0].tid)):
+            self._extend_ledger(fill, order, now)
         return applied
+
+    def _check_start_position(self, fill: Fill, now: float) -> None:
+        """A live fill about to move a position says what the venue held before it (`startPosition`).
+        If that is not what the book holds, the book is wrong: reconcile now, never guess."""
+        held = self.size(fill.coin)
+        if fill.start_position != held:
+            log.warning(
+                "fill %s on %s starts from %s but the book holds %s: reconciling",
+                fill.tid,
+                fill.coin,
+                fill.start_position,
+                held,
+            )
+            self.outbox.emit(
+                ReconcileRequested(
+                    reason=f"fill {fill.tid} on {fill.coin}: venue held {fill.start_position}, book {held}",
+                    at=now,
+                )
+            )
+
+    def _extend_ledger(self, fill: Fill, order: TrackedOrder | None, now: float) -> None:
+        """Follow the venue's position of `fill.coin` through its own fills (live and snapshot, each
+        once): a fill from flat opens it, a fill that continues the ledger's size extends it (through
+        `apply_fill`, so flips split as they do in the book), any gap makes it unknown until the next
+        opening. This is what a position learned by reconciliation is dated and accounted from."""
+        market, start = fill.coin, fill.start_position
+        signed = fill.sz if fill.is_buy else -fill.sz
+        current = self._ledger.get(market)
+        if start == 0:
+            current = None
+        elif current is None or current.size != start:
+            self._ledger.pop(market, None)
+            end = start + signed
+            if end == 0 or (end > 0) == (start > 0):
+                return  # a gap: the fills seen do not reach back to this position's opening
+            # A flip: the remainder opens here, with its share of the fee.
+            rest_fee = fill.fee * abs(end) / fill.sz
+            self._ledger[market] = self._ledger_open(market, end, fill, rest_fee, order, now)
+            return
+        if current is None:
+            self._ledger[market] = self._ledger_open(market, signed, fill, fill.fee, order, now)
+            return
+        pos, _ = apply_fill(
+            current,
+            market=market,
+            signed_sz=signed,
+            px=fill.px,
+            fee=fill.fee,
+            now=now,
+            time_ms=fill.time,
+            order=order,
+        )
+        if pos is None:
+            self._ledger.pop(market, None)
+        elif pos.size != 0 and (pos.size > 0) != (current.size > 0):
+            self._ledger[market] = self._with_hint(pos, fill)  # flipped: the remainder opened here
+        else:
+            self._ledger[market] = pos
+
+    def _ledger_open(
+        self, market: str, signed: Decimal, fill: Fill, fee: Decimal, order: TrackedOrder | None, now: float
+    ) -> Position:
+        return self._with_hint(_open(market, signed, fill.px, fee, now, fill.time, order), fill)
+
+    def _with_hint(self, pos: Position, fill: Fill) -> Position:
+        """Fill in a ledger position's signal data from the journal when its opening order is not
+        tracked any more (a restart): the opening fill's cloid names the order."""
+        if pos.entry_cloid is not None or fill.cloid is None:
+            return pos
+        try:
+            cloid = Cloid(fill.cloid)
+        except ValueError:
+            return pos
+        hint = self._entry_hints.get(cloid)
+        return attrs.evolve(
+            pos,
+            entry_cloid=cloid,
+            expected_edge_bps=hint.expected_edge_bps if hint is not None else None,
+            signal_px=hint.signal_px if hint is not None else None,
+        )
 
     def reconcile(
         self,
@@ -601,36 +737,77 @@ class PositionBook:
         *,
         as_of_ms: int | None = None,
     ) -> Reconciled | ReconcileDeferred:
+        """`reconcile_dexes` for one answer covering every dex we trade, all as of `as_of_ms`, taken
+        after every send so far (the single-snapshot form: tests and callers with one state)."""
+        listed = tuple(positions)
+        dexes = sorted({dex_of(market) for market in self.markets})
+        states = [
+            DexState(dex, tuple(p for p in listed if dex_of(p.coin) == dex), as_of_ms, self._sends)
+            for dex in dexes
+        ]
+        return self.reconcile_dexes(states, open_orders, order_statuses, now)
+
+    def reconcile_dexes(
+        self,
+        states: Sequence[DexState],
+        open_orders: Iterable[WsOrder],
+        order_statuses: Mapping[Cloid, OrderUpdate | None],
+        now: float,
+    ) -> Reconciled | ReconcileDeferred:
         """Replace positions with the exchange's truth in one step and resolve orders from its answers.
 
-        `positions`: `clearinghouseState(dex)` of every dex we trade; `open_orders`: `openOrders(dex)`;
+        `states`: `clearinghouseState(dex)` of each dex asked, each with its own boundary (`DexState`);
+        markets of a dex not in `states` keep their positions. `open_orders`: `openOrders(dex)`;
         `order_statuses`: `orderStatus` by cloid for the unknown orders (None = the exchange does not know
-        the order: it never executed). `as_of_ms` is the state's exchange time: fills up to it are in the
-        truth (applied ones are not re-added, late ones are not applied again), later ones are kept.
+        the order: it never executed). Fills up to a dex's `as_of_ms` are in its truth (applied ones are
+        not re-added, late ones are not applied again), later ones are kept.
 
-        A first answer with no positions while we track some is refused: the exchange has been seen to
-        answer empty intermittently. The next empty answer confirms it. Continuing positions keep their
-        entry time; positions that appear start their clock now.
+        Judged per dex, as the venue answers per dex: a first answer with no positions for a dex on which
+        we track some is refused (the venue has been seen to answer empty intermittently) and the whole
+        reconciliation is deferred; the next empty answer for that dex confirms it. Continuing positions
+        keep their entry time; a position that appears is dated and accounted from the venue's own fills
+        (its opening fill, `_ledger`), else from the journal's entry order (`EntryHint`), else it is due
+        now — never "opened now".
         """
-        answer = {p.coin: p for p in positions if p.coin in self.markets and p.szi != 0}
-        if not answer and any(p.size != 0 for p in self._positions.values()):
-            self._empty_answers += 1
-            if self._empty_answers < 2:
-                log.warning("reconcile: empty positions answer while tracking some; waiting for a second")
-                return ReconcileDeferred("empty positions answer needs a confirming second answer")
-        self._empty_answers = 0
-        new_positions, corrections = self._reconciled_positions(answer, now, as_of_ms)
-        resolved, unresolved = self._reconcile_orders(open_orders, order_statuses, now)
+        answer: dict[str, AssetPosition] = {}
+        lone_empty: list[str] = []
+        for state in states:
+            mine = {p.coin: p for p in state.positions if p.coin in self.markets and p.szi != 0}
+            tracked = any(p.size != 0 for m, p in self._positions.items() if dex_of(m) == state.dex)
+            if mine or not tracked:
+                self._empty_answers.pop(state.dex, None)
+            else:
+                self._empty_answers[state.dex] = count = self._empty_answers.get(state.dex, 0) + 1
+                if count < 2:
+                    lone_empty.append(state.dex)
+            answer |= mine
+        if lone_empty:
+            log.warning(
+                "reconcile: empty positions answer for dex %s while tracking some; waiting for a second",
+                ", ".join(repr(d) for d in lone_empty),
+            )
+            return ReconcileDeferred(
+                f"empty positions answer for dex {', '.join(repr(d) for d in lone_empty)} "
+                "needs a confirming second answer"
+            )
+        for state in states:
+            self._empty_answers.pop(state.dex, None)
+        by_market = {m: s for s in states for m in self.markets if dex_of(m) == s.dex}
+        new_positions, corrections = self._reconciled_positions(answer, by_market, now)
+        resolved, unresolved = self._reconcile_orders(open_orders, order_statuses, by_market, now)
         for order in list(self._unsettled.values()):
-            if order.unconfirmed_fill and self._covered(order, now, as_of_ms):
+            dex_state = by_market.get(order.market)
+            if dex_state and order.unconfirmed_fill and self._covered(order, now, dex_state.as_of_ms):
                 self._put(attrs.evolve(order, confirmed=True))
         self._positions = new_positions  # the one step: never clear-then-refill
-        if as_of_ms is not None:
-            self._sends_at_reconcile = self._sends
-            for market in self.markets:
-                self._included_through_ms[market] = max(
-                    as_of_ms, self._included_through_ms.get(market, as_of_ms)
-                )
+        for market, state in by_market.items():
+            if state.as_of_ms is None:
+                continue
+            boundary = state.sends_before
+            self._sends_at_reconcile[market] = self._sends if boundary is None else boundary
+            self._included_through_ms[market] = max(
+                state.as_of_ms, self._included_through_ms.get(market, state.as_of_ms)
+            )
         for correction in corrections:
             log.warning("reconcile: %s %s → %s", correction.market, correction.old_size, correction.new_size)
             self.outbox.emit(correction)
@@ -638,17 +815,18 @@ class PositionBook:
 
     def _in_reconciled_state(self, market: str, time_ms: int, order: TrackedOrder | None) -> bool | None:
         """Is an execution (of `order`, if ours) on `market` stamped `time_ms` already in the reconciled
-        positions? Yes if it is not later than the state — unless the order was sent after that
-        reconciliation: a state taken before an order left cannot hold its executions, not even one
-        stamped in the very millisecond of the state (a flatten sent the moment a re-sync ends).
-        None (cannot tell) for an order sent both before and after it (requeued, then sent again): its
-        execution may predate the state (in it) or come from the later send (not in it)."""
+        positions? Yes if it is not later than the state of the market's dex — unless the order was sent
+        after that state was answered: such a state cannot hold its executions, not even one stamped in
+        the very millisecond of the state (a flatten sent the moment a re-sync ends). None (cannot tell)
+        for an order sent both before and after it (requeued, then sent again): its execution may
+        predate the state (in it) or come from the later send (not in it)."""
         watermark = self._included_through_ms.get(market)
         if watermark is None or time_ms > watermark:
             return False
-        if order is None or order.sent_seq <= self._sends_at_reconcile:
+        boundary = self._sends_at_reconcile.get(market, 0)
+        if order is None or order.sent_seq <= boundary:
             return True
-        return None if order.first_sent_seq <= self._sends_at_reconcile else False
+        return None if order.first_sent_seq <= boundary else False
 
     def _covered(self, order: TrackedOrder, now: float, as_of_ms: int | None) -> bool:
         """Does the reconciled state hold what `order` is known to have filled? Yes if that evidence is
@@ -752,6 +930,14 @@ class PositionBook:
         )
         if state is OrderState.REJECTED:
             self.outbox.emit(OrderRejected(market=order.market, message=detail))
+            if order.reduce_only and _refused_as_increase(detail):
+                # The venue holds no position this order reduces: the book is wrong about this market.
+                log.warning(
+                    "reduce-only order %s on %s refused (%s): reconciling", order.cloid, order.market, detail
+                )
+                self.outbox.emit(
+                    ReconcileRequested(reason=f"reduce-only order {order.cloid} refused: {detail}", at=now)
+                )
         return updated
 
     def _apply_status(self, order: TrackedOrder, update: OrderUpdate, now: float, *, source: str) -> None:
@@ -863,11 +1049,12 @@ class PositionBook:
         )
 
     def _reconciled_positions(
-        self, answer: Mapping[str, AssetPosition], now: float, as_of_ms: int | None
+        self, answer: Mapping[str, AssetPosition], states: Mapping[str, DexState], now: float
     ) -> tuple[dict[str, Position], list[PositionCorrected]]:
-        new_positions: dict[str, Position] = {}
+        new_positions = {m: p for m, p in self._positions.items() if m not in states}
         corrections: list[PositionCorrected] = []
-        for market in sorted(self.markets):
+        for market in sorted(states):
+            as_of_ms = states[market].as_of_ms
             old = self._positions.get(market)
             old_size = old.size if old is not None else ZERO
             truth = answer.get(market)
@@ -883,19 +1070,50 @@ class PositionBook:
             if old is not None and old.size != 0 and (old.size > 0) == (size > 0):
                 new_positions[market] = attrs.evolve(old, size=size, avg_entry_px=entry_px, corrected=True)
             else:
-                new_positions[market] = Position(
-                    market=market,
-                    size=size,
-                    avg_entry_px=entry_px,
-                    entry_time=now,
-                    entry_qty=abs(size),
-                    entry_value=abs(size) * entry_px,
-                    corrected=True,
-                )
+                new_positions[market] = self._learned_position(market, size, entry_px, now, as_of_ms)
         return new_positions, corrections
 
+    def _learned_position(
+        self, market: str, size: Decimal, entry_px: Decimal, now: float, as_of_ms: int | None
+    ) -> Position:
+        """A position the book did not hold, as reconciliation finds it (after a restart, a lost entry
+        reply, a wrong wipe): accounted from the venue's fills when they reach back to its opening (its
+        age, entry fees and entry order, exact), else flagged `corrected` and dated by the journal's
+        latest entry order on the market, else due at once. Its age runs from the opening, never from
+        now: the time stop must not restart a 30 s clock for a position already held."""
+        ledger = self._ledger.get(market)
+        if ledger is not None and ledger.size == size and ledger.opened_ms is not None:
+            return attrs.evolve(ledger, entry_time=_monotonic_at(ledger.opened_ms, now, as_of_ms))
+        hint = max(
+            (h for h in self._entry_hints.values() if h.market == market),
+            key=lambda h: h.submitted_ms,
+            default=None,
+        )
+        opened_ms = hint.submitted_ms if hint is not None else None
+        log.warning(
+            "reconcile: %s position %s not traceable to its opening fill; %s",
+            market,
+            size,
+            f"dated by the journal's entry order at {opened_ms}" if hint else "treated as due now",
+        )
+        return Position(
+            market=market,
+            size=size,
+            avg_entry_px=entry_px,
+            entry_time=_monotonic_at(opened_ms, now, as_of_ms) if opened_ms is not None else -math.inf,
+            opened_ms=opened_ms,
+            entry_qty=abs(size),
+            entry_value=abs(size) * entry_px,
+            expected_edge_bps=hint.expected_edge_bps if hint is not None else None,
+            corrected=True,
+        )
+
     def _reconcile_orders(
-        self, open_orders: Iterable[WsOrder], statuses: Mapping[Cloid, OrderUpdate | None], now: float
+        self,
+        open_orders: Iterable[WsOrder],
+        statuses: Mapping[Cloid, OrderUpdate | None],
+        states: Mapping[str, DexState],
+        now: float,
     ) -> tuple[list[Cloid], list[Cloid]]:
         open_list = list(open_orders)
         open_oids = {o.oid: o for o in open_list}
@@ -923,13 +1141,20 @@ class PositionBook:
                     "reconcile: open",
                     exchange_remaining=listed.sz,
                 )
-            elif order.state is OrderState.RESTING:
+            elif order.state is OrderState.RESTING and self._answered_after_send(order, states):
                 self._set_state(order, OrderState.RECONCILED, now, "reconcile: no longer open")
             if was_unknown:
                 (unresolved if self._orders[order.cloid].state is OrderState.UNKNOWN else resolved).append(
                     order.cloid
                 )
         return resolved, unresolved
+
+    @staticmethod
+    def _answered_after_send(order: TrackedOrder, states: Mapping[str, DexState]) -> bool:
+        """Was the order's dex asked after the order's latest send? Only then can its absence from the
+        open orders mean it is no longer open (one sent during the queries may not be listed yet)."""
+        state = states.get(order.market)
+        return state is not None and (state.sends_before is None or order.sent_seq <= state.sends_before)
 
     def _prune(self) -> None:
         """Make room for one more order: forget the oldest settled terminal orders once `order_memory`
@@ -949,11 +1174,29 @@ class PositionBook:
         self._by_oid = {oid: cloid for oid, cloid in self._by_oid.items() if cloid in self._orders}
 
 
+#: How the venue refuses a reduce-only order that would not reduce its position: the post reply's
+#: error text and the order status (PROTOCOL.md, order statuses), matched in lower case.
+_INCREASE_REFUSALS: Final = ("reduce only order would increase position", "reduceonlyrejected")
+
+
+def _refused_as_increase(detail: str) -> bool:
+    text = detail.lower()
+    return any(fragment in text for fragment in _INCREASE_REFUSALS)
+
+
 def _is_settled(order: TrackedOrder) -> bool:
     """Terminal with nothing unconfirmed: the order no longer counts towards pending marks, exposure,
     reconciliation or the periodic check. Only a settled order may be forgotten (`_prune`), and only
     `_put` decides membership of the index."""
     return order.state.is_terminal and not order.unconfirmed_fill
+
+
+def _monotonic_at(time_ms: int, now: float, as_of_ms: int | None) -> float:
+    """The monotonic time of exchange time `time_ms`, given that `now` is (about) `as_of_ms`; with no
+    exchange time to measure from, -inf (as old as can be: due)."""
+    if as_of_ms is None:
+        return -math.inf
+    return now - max(0, as_of_ms - time_ms) / 1000
 
 
 def _entry_px(truth: AssetPosition | None, old: Position | None) -> Decimal:

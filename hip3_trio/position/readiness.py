@@ -66,6 +66,12 @@ class Readiness:
         return self._fills_snapshot
 
     @property
+    def positions_known(self) -> bool:
+        """Order stream acked, fills snapshot in and positions reconciled on this connection: enough to
+        reduce positions (a flatten needs only its own market's mark, never every market's data)."""
+        return self._orders_acked and self._fills_snapshot and self._reconciled
+
+    @property
     def ready(self) -> bool:
         """All four conditions hold on this connection (what the NotReady gate reads)."""
         return self.md_ready and self._orders_acked and self._fills_snapshot and self._reconciled

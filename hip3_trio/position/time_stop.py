@@ -3,10 +3,13 @@
 Every check (about once a second) looks at each open position. One that is older than `hold_s` — or
 any position at all once the executor is stopped (hard stop, shutdown: flatten-all) — gets a reduce-only
 IOC for its full size, priced `flatten_slippage_bps` through the mark and rounded aggressively, so it
-crosses the book. The size is clamped to the live position and floored to the lot (never rounded up), and
-is what remains once fills already announced by post replies are counted.
+crosses the book; each further flatten of the same position is priced one step wider, up to
+`flatten_max_slippage_bps` (a missed flatten is never simply repeated). The size is clamped to the live
+position and floored to the lot (never rounded up), and is what remains once fills already announced by
+post replies are counted.
 
-At most one flatten is live per market: while one is queued, sent or resting, the check waits. A
+At most one flatten is live per market: while one is queued, sent or resting, the check waits (a queued
+one that no longer fits the position — reconciliation flipped or shrank it — is replaced). A
 flatten that is rejected or fills only partly is no longer live, so the next check sends the remainder.
 If a market is still not flat `flatten_fail_after_s` after its first flatten, a `FlattenFailed` event goes
 to the risk monitor — again each further deadline — and retries continue.
@@ -25,8 +28,8 @@ import attrs
 import trio
 
 from hip3_trio.execution.executor import Executor, Submitted
-from hip3_trio.position.book import PositionBook
-from hip3_trio.position.records import FlattenFailed, Output
+from hip3_trio.position.book import PositionBook, TrackedOrder
+from hip3_trio.position.records import FlattenFailed, OrderState, Output
 from hip3_trio.wire.numbers import InvalidNumber, clamp_reduce_only_size
 
 __all__ = ["TimeStop", "TimeStopConfig", "run_time_stop"]
@@ -44,6 +47,7 @@ class TimeStopConfig:
 
     hold_s: float = 30.0
     flatten_slippage_bps: Decimal = Decimal(50)
+    flatten_max_slippage_bps: Decimal = Decimal(500)
     flatten_fail_after_s: float = 60.0
     check_interval_s: float = 1.0
 
@@ -65,6 +69,7 @@ class TimeStop:
         self.config = config if config is not None else TimeStopConfig()
         self._flattening_since: dict[str, float] = {}
         self._failed_at: dict[str, float] = {}
+        self._attempts: dict[str, int] = {}  # flattens sent for the market's current position
         self._flatten_all = False
 
     def flatten_all(self, now: float) -> list[Submitted]:
@@ -88,12 +93,14 @@ class TimeStop:
             if pos is None or pos.size == 0:
                 self._flattening_since.pop(market, None)
                 self._failed_at.pop(market, None)
+                self._attempts.pop(market, None)
                 continue
             if not everything and now - pos.entry_time < self.config.hold_s:
                 continue
             since = self._flattening_since.setdefault(market, now)
             self._check_deadline(market, since, now)
-            if self.book.live_flatten(market) is not None:
+            live = self.book.live_flatten(market)
+            if live is not None and not self._outdated(live, pos.size):
                 continue
             result = self._flatten(market, pos.size, now, "flatten_all" if everything else "time_stop")
             if result is not None:
@@ -114,7 +121,9 @@ class TimeStop:
         except InvalidNumber as exc:
             log.error("cannot flatten %s of %s: %s", size, market, exc)
             return None
-        offset = mark * self.config.flatten_slippage_bps / BPS
+        attempts = self._attempts.get(market, 0)
+        slippage = self.slippage_bps(attempts)
+        offset = mark * slippage / BPS
         px = mark + offset if is_buy else mark - offset
         result = self.executor.submit_reduce_only(
             market, is_buy=is_buy, size=qty, limit_px=px, now=now, reason=reason
@@ -122,8 +131,32 @@ class TimeStop:
         if not isinstance(result, Submitted):
             log.error("flatten of %s refused: %s", market, result)
             return None
-        log.info("flatten %s: %s %s @ %s", market, "buy" if is_buy else "sell", qty, result.order.limit_px)
+        self._attempts[market] = attempts + 1
+        log.info(
+            "flatten %s: %s %s @ %s (%s bps through the mark, attempt %d)",
+            market,
+            "buy" if is_buy else "sell",
+            qty,
+            result.order.limit_px,
+            slippage,
+            attempts + 1,
+        )
         return result
+
+    def slippage_bps(self, attempts: int) -> Decimal:
+        """How far through the mark the next flatten is priced after `attempts` that did not flatten the
+        position: one more `flatten_slippage_bps` step each time, up to `flatten_max_slippage_bps`. A
+        flatten that missed (no liquidity within its limit, a mark frozen by a market-data outage) is
+        never simply repeated."""
+        cfg = self.config
+        return min(cfg.flatten_slippage_bps * (attempts + 1), cfg.flatten_max_slippage_bps)
+
+    def _outdated(self, live: TrackedOrder, size: Decimal) -> bool:
+        """A queued flatten that no longer fits the position (reconciliation changed its sign or shrank
+        it) is replaced by a new one; once sent, it is left to the venue to answer."""
+        if live.state is not OrderState.QUEUED:
+            return False
+        return live.is_buy == (size > 0) or live.size > abs(size)
 
     def _check_deadline(self, market: str, since: float, now: float) -> None:
         last = self._failed_at.get(market, since)

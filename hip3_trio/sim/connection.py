@@ -151,7 +151,8 @@ class Connection:
 
     def push(self, key: SubKey, message: dict[str, Any]) -> None:
         """A subscription push from the hub (market data is dropped during a stall)."""
-        if key[0] in MARKET_DATA_CHANNELS and self.sim.faults.stall_market_data:
+        faults = self.sim.faults
+        if key[0] in MARKET_DATA_CHANNELS and (faults.stall_market_data or key[1] in faults.silent_markets):
             return
         self._enqueue(message)
 

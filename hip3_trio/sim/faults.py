@@ -52,8 +52,13 @@ class Faults:
     skip_ioc_order_updates: int = 0
     # Answer the next clearinghouseState info request (or push) with zero positions.
     empty_clearinghouse_once: bool = False
+    # Answer the next clearinghouseState info request for this dex with zero positions (the others as
+    # usual): the venue answers per dex, and has been seen to answer one dex empty. One-shot.
+    empty_clearinghouse_dex: str | None = None
     # Stop pushing bbo / l2Book / activeAssetCtx while the socket stays open and healthy.
     stall_market_data: bool = False
+    # Never push market data for these coins (a quiet or broken market among healthy ones). Lasting.
+    silent_markets: tuple[str, ...] = ()
     # Shift the venue clock (timestamps, nonce window) by this many milliseconds.
     clock_skew_ms: int = 0
     # Called after any switch changes (set by the Simulator); not a fault.

@@ -69,6 +69,9 @@ def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
     if kind == "clearinghouseState":
         user, dex = _user(payload), _dex(ex, payload)
         empty = ex.faults.take("empty_clearinghouse_once")
+        if ex.faults.empty_clearinghouse_dex == dex:
+            ex.faults.empty_clearinghouse_dex = None
+            empty = True
         return views.clearinghouse_state(
             ex.accounts.users.get(user), dex, ex.markets_of(dex), ex.config.leverage, now, empty=empty
         )

@@ -50,6 +50,16 @@ def _empty_resync(sim: Simulator) -> None:
     sim.close_all()
 
 
+def _empty_one_dex(sim: Simulator) -> None:
+    """One dex answers empty at the re-sync while another still holds positions: the answer of the
+    dex asked first (in the engine's sorted order) of those where the account holds a position."""
+    account = sim.exchange.accounts.users.get(sim.account or "")
+    positions = account.positions.items() if account is not None else ()
+    held = sorted({coin.partition(":")[0] for coin, p in positions if p.szi})
+    sim.faults.empty_clearinghouse_dex = held[0] if held else "xyz"
+    sim.close_all()
+
+
 def _missing_updates(sim: Simulator) -> None:
     sim.faults.skip_ioc_order_updates = 3
 
@@ -76,6 +86,7 @@ SCENARIOS: Final[Mapping[str, Callable[[Simulator], None]]] = {
     "lost_posts": _lost_posts,
     "bad_frames": _bad_frames,
     "empty_resync": _empty_resync,
+    "empty_one_dex": _empty_one_dex,
     "missing_updates": _missing_updates,
     "slow_then_drop": _slow_then_drop,
     "very_slow_drop": _very_slow_then_drop,
@@ -86,6 +97,7 @@ SCENARIOS: Final[Mapping[str, Callable[[Simulator], None]]] = {
 def clear_lasting(sim: Simulator) -> None:
     """End the faults that stay on until cleared: a stall ends; slow replies end with a drop."""
     sim.faults.stall_market_data = False
+    sim.faults.silent_markets = ()
     if sim.faults.reply_delay_s:
         sim.close_all()
         sim.faults.reply_delay_s = 0.0

@@ -6,7 +6,7 @@ the session treats it as a failed sync and reconnects rather than acting on half
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import attrs
@@ -17,7 +17,14 @@ from hip3_trio.venue.session import InfoError, Session
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
 
-__all__ = ["AccountState", "ClockSample", "decode_order_status", "fetch_account_state", "load_markets"]
+__all__ = [
+    "AccountState",
+    "ClockSample",
+    "DexAnswer",
+    "decode_order_status",
+    "fetch_account_state",
+    "load_markets",
+]
 
 
 class UnknownMarketError(ValueError):
@@ -77,38 +84,51 @@ class ClockSample:
 
 
 @attrs.frozen
-class AccountState:
-    """What the venue says about our account on the dexes we trade, as of `as_of_ms`."""
+class DexAnswer:
+    """One dex's `clearinghouseState`, and the caller's send count (`sends()`) when it arrived."""
 
-    positions: tuple[m.AssetPosition, ...]
+    state: m.ClearinghouseState
+    sends_before: int | None
+
+
+@attrs.frozen
+class AccountState:
+    """What the venue says about our account on the dexes we trade: one answer per dex, each with its
+    own time and send boundary (the venue answers per dex, and so the book judges per dex)."""
+
+    dexes: tuple[DexAnswer, ...]
     open_orders: tuple[m.WsOrder, ...]
     statuses: dict[Cloid, m.OrderUpdate | None]
-    as_of_ms: int | None
     clock: ClockSample | None = None
 
 
 async def fetch_account_state(
-    session: Session, *, user: str, dexes: Collection[str], unknown: Collection[Cloid]
+    session: Session,
+    *,
+    user: str,
+    dexes: Collection[str],
+    unknown: Collection[Cloid],
+    sends: Callable[[], int] | None = None,
 ) -> AccountState:
     """clearinghouseState and openOrders for every dex (HIP-3 positions are only listed with `dex`),
-    and orderStatus by cloid for each of `unknown`. `as_of_ms` is the oldest state's timestamp, so
-    nothing later than it is assumed to be in the answer."""
-    positions: list[m.AssetPosition] = []
+    and orderStatus by cloid for each of `unknown`.
+
+    `sends()` (the book's send count) is read the moment each dex's state arrives, with no await in
+    between: an order sent after that cannot be in that state (`DexAnswer.sends_before`)."""
+    states: list[DexAnswer] = []
     orders: list[m.WsOrder] = []
-    stamps: list[int] = []
     statuses: dict[Cloid, m.OrderUpdate | None] = {}
     clock: ClockSample | None = None
     try:
         for dex in sorted(dexes):
             asked = trio.current_time()
             raw = await session.info({"type": "clearinghouseState", "user": user, "dex": dex})
+            sent_before = sends() if sends is not None else None
             answered = trio.current_time()
             state = m.decode_clearinghouse_state(raw, dex=dex, user=user)
-            positions += state.positions
-            if state.time is not None:
-                stamps.append(state.time)
-                if clock is None:
-                    clock = ClockSample(state.time, (asked + answered) / 2)
+            states.append(DexAnswer(state, sent_before))
+            if state.time is not None and clock is None:
+                clock = ClockSample(state.time, (asked + answered) / 2)
             raw = await session.info({"type": "openOrders", "user": user, "dex": dex})
             orders += m.decode_open_orders(raw, dex=dex, user=user).orders
         for cloid in unknown:
@@ -116,4 +136,4 @@ async def fetch_account_state(
             statuses[cloid] = decode_order_status(raw, user=user)
     except m.ProtocolError as exc:
         raise InfoError(f"malformed account state: {exc}") from exc
-    return AccountState(tuple(positions), tuple(orders), statuses, min(stamps) if stamps else None, clock)
+    return AccountState(tuple(states), tuple(orders), statuses, clock)
