@@ -36,7 +36,10 @@ from hip3_trio.execution.nonce import (
     wall_clock_ms,
 )
 from hip3_trio.journal import Journal, JournalSink
+from hip3_trio.ops.hardstop_cmd import last_cleared
 from hip3_trio.risk.hard_stop import HardStop
+from hip3_trio.risk.history import read_risk_history
+from hip3_trio.risk.monitor import RiskMonitor
 from hip3_trio.wire.keys import KeyConfigError
 from hip3_trio.wire.signing import Signer
 
@@ -111,6 +114,30 @@ def load_run_config(args: argparse.Namespace) -> Config:
     return config
 
 
+def restore_risk_counters(monitor: RiskMonitor, journal: Journal, state_dir: Path) -> None:
+    """Continue the risk limits from earlier runs, before trading: replay into `monitor` every risk event
+    journaled since the hard stop was last cleared (`hardstop_cmd.last_cleared`: the latch file, else the
+    journal), or since the journal began. A limit already crossed latches the hard stop here, so a crash
+    loop cannot reset the loss budget (see `risk/history.py`). The clear is stamped by the operator's
+    wall clock, the records by the exchange's: they agree within the drift limit (seconds)."""
+    cleared = last_cleared(state_dir)
+    since_ms = None if cleared is None else cleared.cleared_at_ms
+    history = read_risk_history(journal, since_ms=since_ms)
+    reason = monitor.restore(history)
+    log.info(
+        "risk counters from %d journaled events since %s: realized PnL %s, %d losses in a row, "
+        "%d flatten failures, slippage streak %d",
+        len(history),
+        "the journal began" if since_ms is None else f"the hard-stop clear at {since_ms}",
+        monitor.realized_pnl,
+        monitor.consecutive_losses,
+        monitor.flatten_failures,
+        monitor.slippage_streak,
+    )
+    if reason is not None:
+        log.critical("a risk limit was already crossed before this start: %s", reason)
+
+
 @asynccontextmanager
 async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[tuple[str, str, Signer | None]]:
     """(url, user, signer) for the run; for --env sim, with the in-process simulator running."""
@@ -171,6 +198,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 journal=sink,
                 save_nonce=lambda high_water: save_high_water(nonce_path, high_water),
             )
+            restore_risk_counters(engine.monitor, journal, state_dir)
             await run_engine(
                 engine,
                 websocket_connector(url),

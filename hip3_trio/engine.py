@@ -53,6 +53,7 @@ from hip3_trio.position.readiness import Readiness
 from hip3_trio.position.records import (
     ClosedTrade,
     FlattenAllRequested,
+    FlattenFailed,
     OrderRejected,
     OrderState,
     OrderSubmitted,
@@ -61,10 +62,12 @@ from hip3_trio.position.records import (
     Output,
     PositionCorrected,
     ReconcileRequested,
+    SlippageMeasured,
     UnknownOrderEscalated,
 )
 from hip3_trio.position.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
+from hip3_trio.risk.history import risk_event_record
 from hip3_trio.risk.monitor import RiskConfig, RiskMonitor
 from hip3_trio.strategy.detector import BPS, BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
 from hip3_trio.venue.markets import MarketSpec
@@ -603,6 +606,8 @@ class Engine:
                         detail={"market": item.market, "message": item.message},
                     )
                 )
+            elif isinstance(item, FlattenFailed | SlippageMeasured):  # for the restart (risk/history.py)
+                self._record(risk_event_record(item, self.exchange_ms()))
             if reason is not None:
                 self._record(
                     EventRecord(time_ms=self.exchange_ms(), kind="hard_stop", detail={"reason": reason})

@@ -13,13 +13,16 @@ was already flat) and an order under the minimum value. They are recognised by t
 strings (Hyperliquid "Error responses" docs) and the equivalent `orderUpdates` statuses.
 
 `on_event` is synchronous: an event is counted and, if it crosses a limit, the HardStop is latched in the
-same step (atomic under Trio). The counters live in memory; an engine restarted after losses starts them
-from zero unless the caller seeds `realized_pnl` (e.g. from the journal) — the latch itself is persisted.
+same step (atomic under Trio). The counters live in memory, but the limits count over the whole test, not
+per process: at start-up, before trading, `restore` replays the risk events journaled since the hard stop
+was last cleared (`risk/history.py` reads them), so a restart continues where the last run stopped. The
+latch itself is persisted (`risk/hard_stop.py`).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Final
 
@@ -141,6 +144,21 @@ class RiskMonitor:
         if reason is not None:
             self.hard_stop.trigger(reason, now_ms)
         return reason
+
+    def restore(self, history: Iterable[tuple[int, RiskEvent]]) -> str | None:
+        """Continue from earlier runs: replay their risk events, each with its time in ms, oldest first.
+
+        Call it once, on a fresh monitor, before trading. Each event goes through `on_event`, the step a
+        live event takes, so the counters end where an uninterrupted run's would be. A limit that the
+        history already crossed latches the hard stop here, with the reason and time of the event that
+        crossed it, as the run that recorded it did. That run's latch holds anyway unless it could not be
+        written or its file was removed instead of cleared. Returns the first reason crossed, or None.
+        """
+        first: str | None = None
+        for time_ms, event in history:
+            reason = self.on_event(event, time_ms)
+            first = first or reason
+        return first
 
     def _check(self, event: RiskEvent, now_ms: int) -> str | None:
         cfg = self.config
