@@ -37,6 +37,7 @@ from hip3_trio.execution.nonce import (
 )
 from hip3_trio.journal import Journal, JournalSink
 from hip3_trio.ops.hardstop_cmd import last_cleared
+from hip3_trio.position.history import read_entry_hints
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
@@ -138,6 +139,13 @@ def restore_risk_counters(monitor: RiskMonitor, journal: Journal, state_dir: Pat
         log.critical("a risk limit was already crossed before this start: %s", reason)
 
 
+def restore_from_journal(engine: Engine, journal: Journal, state_dir: Path) -> None:
+    """Before trading, continue from earlier runs: the risk counters (`restore_risk_counters`) and the
+    entry orders that date and attribute positions still open on the venue (`read_entry_hints`)."""
+    restore_risk_counters(engine.monitor, journal, state_dir)
+    engine.book.remember_entries(read_entry_hints(journal))
+
+
 @asynccontextmanager
 async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[tuple[str, str, Signer | None]]:
     """(url, user, signer) for the run; for --env sim, with the in-process simulator running."""
@@ -198,7 +206,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 journal=sink,
                 save_nonce=lambda high_water: save_high_water(nonce_path, high_water),
             )
-            restore_risk_counters(engine.monitor, journal, state_dir)
+            restore_from_journal(engine, journal, state_dir)
             await run_engine(
                 engine,
                 websocket_connector(url),

@@ -21,7 +21,7 @@ import trio
 from trio_websocket import wrap_client_stream
 
 from hip3_trio.app import run_engine
-from hip3_trio.cli import restore_risk_counters
+from hip3_trio.cli import restore_from_journal
 from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.executor import SubmitResult
 from hip3_trio.execution.nonce import NonceManager
@@ -257,7 +257,7 @@ async def _run_rig(
             hard_stop=HardStop.load(state_dir, clock_ms()),
             journal=sink,
         )
-        restore_risk_counters(engine.monitor, journal, state_dir)  # as the CLI does before trading
+        restore_from_journal(engine, journal, state_dir)  # as the CLI does before trading
         rig = Rig(sim=sim, engine=engine, journal=journal, state_dir=state_dir, stop=trio.Event())
 
         @asynccontextmanager

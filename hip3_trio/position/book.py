@@ -374,6 +374,8 @@ class PositionBook:
         # and accounted from. Absent: the fills seen do not reach back to the position's opening.
         self._ledger: dict[str, Position] = {}
         self._entry_hints: dict[Cloid, EntryHint] = dict(entry_hints or {})
+        # Markets whose position exchange evidence contradicted, until the next reconciliation of them.
+        self._doubted: set[str] = set()
         self._unknown_statuses_logged: set[str] = set()
 
     # --- queries -----------------------------------------------------------------------------------
@@ -471,6 +473,17 @@ class PositionBook:
             o.state is OrderState.UNKNOWN or (o.mismatch_reported and o.unconfirmed_fill > 0)
             for o in self._unsettled.values()
         )
+
+    def remember_entries(self, hints: Mapping[Cloid, EntryHint]) -> None:
+        """Entry orders the journal remembers from earlier runs (at start-up): what positions learned by
+        reconciliation are dated and attributed with when their opening order is not tracked."""
+        self._entry_hints.update(hints)
+
+    def in_doubt(self, market: str) -> bool:
+        """True while exchange evidence says the book is wrong about `market` (a fill that started from
+        another position, a reduce-only order refused as increasing) and no reconciliation has answered
+        since: a flatten sized from the book now would be sized from a wrong position."""
+        return market in self._doubted
 
     # --- our side of the order lifecycle (called by the executor) ----------------------------------
 
@@ -653,6 +666,7 @@ class PositionBook:
         If that is not what the book holds, the book is wrong: reconcile now, never guess."""
         held = self.size(fill.coin)
         if fill.start_position != held:
+            self._doubted.add(fill.coin)
             log.warning(
                 "fill %s on %s starts from %s but the book holds %s: reconciling",
                 fill.tid,
@@ -800,6 +814,7 @@ class PositionBook:
             if dex_state and order.unconfirmed_fill and self._covered(order, now, dex_state.as_of_ms):
                 self._put(attrs.evolve(order, confirmed=True))
         self._positions = new_positions  # the one step: never clear-then-refill
+        self._doubted.difference_update(by_market)
         for market, state in by_market.items():
             if state.as_of_ms is None:
                 continue
@@ -932,6 +947,7 @@ class PositionBook:
             self.outbox.emit(OrderRejected(market=order.market, message=detail))
             if order.reduce_only and _refused_as_increase(detail):
                 # The venue holds no position this order reduces: the book is wrong about this market.
+                self._doubted.add(order.market)
                 log.warning(
                     "reduce-only order %s on %s refused (%s): reconciling", order.cloid, order.market, detail
                 )

@@ -99,6 +99,8 @@ class TimeStop:
                 continue
             since = self._flattening_since.setdefault(market, now)
             self._check_deadline(market, since, now)
+            if self.book.in_doubt(market):
+                continue  # evidence says the book is wrong here: flatten what reconciliation finds
             live = self.book.live_flatten(market)
             if live is not None and not self._outdated(live, pos.size):
                 continue
