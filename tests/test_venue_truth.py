@@ -21,6 +21,7 @@ import trio.testing
 
 from hip3_trio.engine import EngineSettings
 from hip3_trio.execution.executor import Submitted
+from hip3_trio.position.records import ReconcileRequested
 from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.sim import open_simulator
 from hip3_trio.sim.scenarios import SCENARIOS
@@ -169,7 +170,9 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
             enter(rig, TSLA)
             await rig.wait_for(lambda: engine.book.size(TSLA) != 0)
             reconciles = engine.stats.reconciles
-            armed["on"] = True  # the next periodic reconcile meets the fill
+            armed["on"] = True  # the next reconcile meets the fill
+            engine.outbox.emit(ReconcileRequested(reason="test", at=trio.current_time()))
+            engine.run_time_stop_check(trio.current_time())  # drains the outbox: wakes the reconcile
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     watch, rig, lambda: sizes.append((engine.book.size(COIN), venue_position(rig, COIN)))
@@ -182,7 +185,7 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
     rig = await run_rig(
         tmp_path,
         scenario,
-        settings=settings(reconcile_every_s=10.0),
+        settings=settings(reconcile_every_s=1000.0),
         config=sim_config(dislocation_rate=0.0),
     )
     assert "filled_at" in seen
