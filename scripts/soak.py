@@ -6,8 +6,9 @@ simulator keeps every order and fill it ever made, so in the engine's process it
 the engine's RSS. The parent tells the child which fault to arm over a line protocol on its stdin.
 
 Every minute, at 17 s, one fault of a fixed rotation is armed on the simulator (socket drop, duplicate
-replies, market-data stall, missing replies, lost posts, garbage frames, empty re-sync, missing order
-updates, slow replies, replies slower than the post timeout, clean close); 20 s later the lasting ones
+replies, market-data stall, missing replies, lost posts, garbage frames, empty re-sync, one dex empty at
+re-sync, missing order updates, slow replies, replies slower than the post timeout, clean close; the
+names in `hip3_trio/sim/scenarios.py`); 20 s later the lasting ones
 are cleared (a stall ends, slow replies end with a drop). At each minute's end the parent runs
 `gc.collect()`, then samples its own RSS (`/proc/self/status` VmRSS), the simulator child's RSS (for
 information only), the number of gc-tracked objects, live Trio tasks and live sessions, and the size of
@@ -23,6 +24,7 @@ once more "at rest". The verdict:
 - at rest, every transient structure is empty (nothing in flight, queued, live, unknown, awaiting a
   noop, unflushed; no session or extra task left alive; flat at the engine and at the venue; every
   journal record written), and every structure with a cap stayed within it during the whole run;
+- no round trip took longer than the hold plus 15 s, and the engine's positions equal the venue's (flat);
 - it traded: at least one round trip went through the faults (a soak that never traded proves nothing).
 
 Exit code 0 when all hold, 1 otherwise (also when interrupted with Ctrl-C, which stops the engine in
@@ -79,7 +81,8 @@ from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as wire_messages
 from hip3_trio.wire.signing import Signer
 
-MARKETS: Final = ("xyz:COIN", "xyz:NVDA")
+# Markets on two dexes: the venue answers positions per dex, and the engine must judge them per dex.
+MARKETS: Final = ("xyz:COIN", "abc:TSLA")
 # Within each minute (as fractions of it, so --minute-s scales them): arm the fault at 17 s, clear the
 # lasting ones 20 s later. The session's market-data stall limit is half the hold (10 s in a real
 # minute), so a stall is detected — twice — before it is cleared.
@@ -87,6 +90,8 @@ FIRE_AT: Final = 17 / 60
 HOLD: Final = 20 / 60
 # How long a position is held before the time stop flattens it: short, so round trips are frequent.
 HOLD_POSITION_S: Final = 5.0
+# No round trip may take longer than the hold plus this, whatever the faults (issue 13).
+HOLD_MARGIN_S: Final = 15.0
 # Generous bound for label-keyed counters (frame types, skip reasons, reject reasons, ...).
 LABEL_CAP: Final = 64
 CHILD_REPLY_TIMEOUT_S: Final = 15.0
@@ -881,6 +886,7 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
             states = dict(
                 journal.query("SELECT COALESCE(final_state, 'NULL'), COUNT(*) FROM orders GROUP BY 1")
             )
+            ((longest_ms,),) = journal.query("SELECT COALESCE(MAX(time_to_flat_ms), 0) FROM trades")
         venue_tids = sorted(status.get("tids", []))
         run.rest_checks = [
             Check("engine.session is None", engine.session is None, f"session={engine.session!r}"),
@@ -898,6 +904,16 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
                 f"{rest.tasks} now, {tasks_before} before",
             ),
             Check("venue flat", not status.get("positions"), f"venue positions {status.get('positions')}"),
+            Check(
+                "engine flat, as the venue",
+                not any(p.size for p in engine.book.positions.values()),
+                f"engine positions {engine.book.positions}",
+            ),
+            Check(
+                f"no position held longer than hold + {HOLD_MARGIN_S:.0f} s",
+                longest_ms <= (HOLD_POSITION_S + HOLD_MARGIN_S) * 1000,
+                f"longest round trip {longest_ms / 1000:.1f} s (hold {HOLD_POSITION_S:.0f} s)",
+            ),
             Check(
                 "hard stop never latched (risk limits are loosened: a latch means something broke)",
                 not engine.hard_stop_latch.latched,
