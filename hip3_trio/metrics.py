@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST: Final = 8192
+#: One client's whole exchange (request, rendering, answer) must fit in this many seconds.
+CLIENT_DEADLINE: Final = 5.0
 
 
 class EngineCollector(Collector):
@@ -119,28 +121,49 @@ def registry_for(engine: Engine) -> CollectorRegistry:
     return registry
 
 
-async def _handle(registry: CollectorRegistry, stream: trio.SocketStream) -> None:
-    """Answer one HTTP request with the metrics (any path), then close."""
+async def _handle(registry: CollectorRegistry, stream: trio.abc.Stream) -> None:
+    """Serve one client: answer one HTTP request with the metrics (any path), then close.
+
+    The server runs in the trading nursery, so nothing one client does may escape this task:
+    - The whole exchange (read the request, render, write the answer) has one deadline,
+      `CLIENT_DEADLINE`: a silent, trickling or non-reading client is dropped then, and a request
+      still incomplete at the deadline gets no answer.
+    - Transport failures (the client reset or vanished: `trio.BrokenResourceError`, `OSError`) end
+      this client, logged on one line.
+    - Anything else is a bug (in rendering, or in this code — e.g. `trio.ClosedResourceError`, a stream
+      used after we closed it). A bug normally stops the engine, but metrics are auxiliary and stopping
+      would exit with positions open: it is logged at ERROR with its traceback and ends this client
+      only. It recurs on every scrape, so it stays loud.
+    Cancellation (the server stopping) is not caught.
+    """
     async with stream:
-        request = b""
-        with trio.move_on_after(5):
-            while b"\r\n\r\n" not in request and len(request) < MAX_REQUEST:
-                chunk = await stream.receive_some(1024)
-                if not chunk:
-                    return
-                request += chunk
-        if not request.startswith(b"GET "):
-            await stream.send_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            return
-        body = generate_latest(registry)
-        head = (
-            f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
         try:
-            await stream.send_all(head.encode() + body)
-        except trio.BrokenResourceError:
-            return
+            with trio.move_on_after(CLIENT_DEADLINE) as deadline:
+                await _answer(registry, stream)
+            if deadline.cancelled_caught:
+                log.info("metrics client dropped: no complete exchange within %.0f s", CLIENT_DEADLINE)
+        except (trio.BrokenResourceError, OSError) as exc:
+            log.info("metrics client gone: %s", exc)
+        except Exception:
+            log.exception("metrics: serving a scrape failed (a bug); that client is dropped, trading goes on")
+
+
+async def _answer(registry: CollectorRegistry, stream: trio.abc.Stream) -> None:
+    request = b""
+    while b"\r\n\r\n" not in request and len(request) < MAX_REQUEST:
+        chunk = await stream.receive_some(1024)
+        if not chunk:
+            return  # the client went away before finishing its request
+        request += chunk
+    if not request.startswith(b"GET "):
+        await stream.send_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+        return
+    body = generate_latest(registry)
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    await stream.send_all(head.encode() + body)
 
 
 async def serve_metrics(
@@ -150,10 +173,19 @@ async def serve_metrics(
     host: str = "127.0.0.1",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the engine's metrics on http://host:port/ until cancelled; `started` with the bound port."""
+    """Serve the engine's metrics on http://host:port/ until cancelled; `started` with the bound port.
+
+    Failing to listen is an error of the caller (it happens before `started`). Once serving, no error
+    leaves this task: each client's trouble ends that client (see `_handle`), and should the listener
+    itself fail, the error is logged with its traceback and the task returns — the engine trades on
+    without metrics rather than stopping with positions open.
+    """
     registry = registry_for(engine)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
     log.info("metrics on http://%s:%d/metrics", host, bound)
     task_status.started(bound)  # already listening: a connection made now waits in the backlog
-    await trio.serve_listeners(partial(_handle, registry), listeners)
+    try:
+        await trio.serve_listeners(partial(_handle, registry), listeners)
+    except Exception:
+        log.exception("metrics server failed and is off; the engine trades on without it")

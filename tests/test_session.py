@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -17,7 +17,16 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
+from trio_websocket import (
+    CloseReason,
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+    wrap_server_stream,
+)
 
 from hip3_trio.execution.batch import Batch, OrderItem
 from hip3_trio.execution.posts import Disconnected, PostEntry, Reply, Timeout
@@ -373,3 +382,130 @@ async def test_supervisor_does_not_swallow_programming_errors() -> None:
 
     with pytest.raises(KeyError):
         await run_connection(connect, lambda _: Broken(), sessions=1)  # type: ignore[arg-type, return-value]
+
+
+# --- what is retried: transport failures only; our own bugs stop the engine ------------------------
+
+
+@attrs.define
+class FailingWs:
+    """A WsLike whose send or receive raises `error`; the other side idles like a quiet socket."""
+
+    send_error: BaseException | None = None
+    receive_error: BaseException | None = None
+
+    async def get_message(self) -> str | bytes:
+        if self.receive_error is not None:
+            raise self.receive_error
+        await trio.sleep_forever()
+
+    async def send_message(self, message: str | bytes) -> None:
+        if self.send_error is not None:
+            raise self.send_error
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        pass
+
+
+def leaf_types(exc: BaseException) -> list[type[BaseException]]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [t for sub in exc.exceptions for t in leaf_types(sub)]
+    return [type(exc)]
+
+
+#: What the transport raises when the connection is gone (trio-websocket turns its stream's
+#: BrokenResourceError/ClosedResourceError into ConnectionClosed; a plain trio stream raises
+#: BrokenResourceError; a socket call an OSError).
+TRANSPORT_FAILURES: list[Callable[[], BaseException]] = [
+    lambda: ConnectionClosed(CloseReason(1006, None)),
+    lambda: trio.BrokenResourceError("peer reset"),
+    lambda: ConnectionResetError(104, "Connection reset by peer"),
+]
+
+#: Our own bugs: a wrong argument, a stream used after *we* closed it (Trio: ClosedResourceError).
+PROGRAMMING_ERRORS: list[type[Exception]] = [
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    trio.ClosedResourceError,
+]
+
+
+@asynccontextmanager
+async def counting(connects: list[float], ws: Callable[[], Any]) -> AsyncIterator[Any]:
+    connects.append(trio.current_time())
+    yield ws()
+
+
+@pytest.mark.parametrize("where", ["send", "receive"])
+@pytest.mark.parametrize("error", PROGRAMMING_ERRORS, ids=lambda t: t.__name__)
+async def test_a_programming_error_at_the_socket_stops_the_engine_instead_of_reconnecting(
+    autojump_clock: trio.testing.MockClock, where: str, error: type[Exception]
+) -> None:
+    connects: list[float] = []
+    ws = lambda: FailingWs(**{f"{where}_error": error("our bug")})  # noqa: E731
+    host = FakeHost(batches=[make_batch()] if where == "send" else [])
+    with pytest.raises(BaseException) as info:  # the exact shape is asserted below
+        await run_connection(
+            lambda: counting(connects, ws), lambda w: Session(w, host), rng=random.Random(0), sessions=3
+        )
+    assert leaf_types(info.value) == [error]
+    assert connects == [0.0]  # no reconnect
+    assert host.ended == [1 if where == "send" else 0]  # the session still recovered, exactly once
+
+
+@pytest.mark.parametrize("where", ["send", "receive"])
+@pytest.mark.parametrize("make_error", TRANSPORT_FAILURES, ids=lambda f: type(f()).__name__)
+async def test_a_transport_failure_at_the_socket_reconnects_with_backoff(
+    autojump_clock: trio.testing.MockClock, where: str, make_error: Callable[[], BaseException]
+) -> None:
+    connects: list[float] = []
+    ended: list[tuple[BaseException | None, float]] = []
+    ws = lambda: FailingWs(**{f"{where}_error": make_error()})  # noqa: E731
+    host = FakeHost(batches=[make_batch(n) for n in range(3)])
+    await run_connection(
+        lambda: counting(connects, ws),
+        lambda w: Session(w, host),
+        backoff=Backoff(base=1, cap=60),
+        rng=random.Random(0),
+        on_disconnect=lambda error, delay: ended.append((error, delay)),
+        sessions=3,
+    )
+    assert all(isinstance(error, ConnectionLost) for error, _ in ended)
+    d0, d1, _ = (delay for _, delay in ended)
+    assert 0.5 <= d0 <= 1 and 1 <= d1 <= 2
+    assert connects == [0.0, d0, d0 + d1]
+
+
+@pytest.mark.parametrize(
+    "make_error, retried",
+    [
+        (lambda: HandshakeError(), True),
+        (lambda: ConnectionRejected(503, (), None), True),
+        (lambda: ConnectionTimeout(), True),
+        (lambda: ConnectionRefusedError(111, "Connection refused"), True),
+        (lambda: trio.ClosedResourceError(), False),
+        (lambda: TypeError("bug"), False),
+    ],
+    ids=lambda v: type(v()).__name__ if callable(v) else str(v),
+)
+async def test_connect_failures_are_retried_and_bugs_are_not(
+    autojump_clock: trio.testing.MockClock, make_error: Callable[[], BaseException], retried: bool
+) -> None:
+    attempts: list[float] = []
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        attempts.append(trio.current_time())
+        raise make_error()
+        yield  # pragma: no cover
+
+    run = run_connection(connect, lambda w: Session(w, FakeHost()), rng=random.Random(0), sessions=2)
+    if retried:
+        await run
+        assert len(attempts) == 2
+    else:
+        with pytest.raises(type(make_error())):
+            await run
+        assert attempts == [0.0]

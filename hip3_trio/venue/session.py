@@ -53,14 +53,16 @@ class ConnectionLost(Exception):
     """The session must end: the socket failed, a heartbeat was missed or market data stalled."""
 
 
-_CONNECTION_FAILURES: Final = (
-    ConnectionLost,
-    OSError,
-    HandshakeError,
-    ConnectionClosed,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-)
+#: The one list of what means "the connection is gone, try again". Only these become `ConnectionLost`
+#: at the socket and are retried by `run_connection`; anything else is a bug and stops the engine.
+#: - `ConnectionClosed`: what trio-websocket's get_message/send_message raise once the socket is gone
+#:   (it turns its stream's BrokenResourceError/ClosedResourceError into this itself);
+#: - `HandshakeError` (with ConnectionRejected, ConnectionTimeout, DisconnectionTimeout): opening or
+#:   closing failed; open_websocket wraps the OSError of a refused or unresolvable connect in it;
+#: - `trio.BrokenResourceError`: a plain Trio stream whose peer reset or vanished;
+#: - `OSError`: a socket call's own failure, from a transport or connect function that does not wrap it.
+#: Not `trio.ClosedResourceError`: per Trio it means *we* used a stream after closing it — our bug.
+_TRANSPORT_FAILURES: Final = (ConnectionClosed, HandshakeError, trio.BrokenResourceError, OSError)
 
 
 class InfoError(Exception):
@@ -175,7 +177,10 @@ class Session:
     # --- lifetime ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the session until the connection ends; always ends by raising ConnectionLost or cancel."""
+        """Run the session until the connection ends: by raising ConnectionLost, or by cancellation.
+
+        Anything else a task raises (a bug, including one at the socket) propagates, to stop the engine.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._reader)
@@ -248,7 +253,7 @@ class Session:
     async def _send(self, text: str) -> None:
         try:
             await self.ws.send_message(text)
-        except Exception as exc:  # the transport's own error types vary; all mean the socket is gone
+        except _TRANSPORT_FAILURES as exc:  # anything else is a bug: it propagates and stops the engine
             raise ConnectionLost(f"send failed: {exc!r}") from exc
         self.last_sent = trio.current_time()
 
@@ -264,7 +269,7 @@ class Session:
         while True:
             try:
                 text = await self.ws.get_message()
-            except Exception as exc:
+            except _TRANSPORT_FAILURES as exc:  # anything else is a bug: it propagates
                 raise ConnectionLost(f"receive failed: {exc!r}") from exc
             if self.trace is not None:
                 self.trace.frame_arrived()
@@ -468,10 +473,11 @@ async def run_connection(
 
 
 def is_connection_failure(exc: BaseException) -> bool:
-    """True if `exc` (or every leaf of a group) means "the connection is gone, try again"."""
+    """True if `exc` (or every leaf of a group) means "the connection is gone, try again":
+    `ConnectionLost` from a session, or a `_TRANSPORT_FAILURES` error from connecting or closing."""
     if isinstance(exc, BaseExceptionGroup):
         return all(is_connection_failure(leaf) for leaf in exc.exceptions)
-    return isinstance(exc, _CONNECTION_FAILURES)
+    return isinstance(exc, (ConnectionLost, *_TRANSPORT_FAILURES))
 
 
 def _first_leaf(group: BaseExceptionGroup[ConnectionLost]) -> ConnectionLost:
