@@ -226,6 +226,7 @@ async def run_engine(
                         lambda ws: session_class(ws, engine, session_config, trace=engine.trace),
                         backoff=backoff,
                         rng=rng,
+                        urgent=engine.holds_positions,
                     )
                 )
                 trading.start_soon(_time_stop_loop, engine)

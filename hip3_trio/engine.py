@@ -249,14 +249,17 @@ class Engine:
                 total += (mark - pos.avg_entry_px) * pos.size
         return total
 
+    def holds_positions(self) -> bool:
+        """A position is open (or announced by a reply): reconnecting is urgent, backoff or not."""
+        return any(self.book.has_position(market) for market in self.book.markets)
+
     def settled(self) -> bool:
         """Nothing in flight, queued or live — and, when flattening on exit, no open position, not even
         one a reply announced whose fills are still on their way (the time stop flattens it once they
         arrive; counting only applied fills would stop with the venue holding it)."""
         if self.inflight or len(self.scheduler) or self.book.live_orders():
             return False
-        flat = not any(self.book.has_position(market) for market in self.book.markets)
-        return flat or not self.settings.flatten_on_exit
+        return not self.holds_positions() or not self.settings.flatten_on_exit
 
     # --- session host: market data and user events ---------------------------------------------------
 

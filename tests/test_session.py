@@ -333,6 +333,38 @@ def test_backoff_doubles_to_the_cap_with_jitter() -> None:
             assert ceiling / 2 <= backoff.delay(attempt, rng) <= ceiling
 
 
+@pytest.mark.parametrize("urgent", [False, True], ids=["flat", "position-open"])
+async def test_while_urgent_the_backoff_never_exceeds_its_base(
+    autojump_clock: trio.testing.MockClock, urgent: bool
+) -> None:
+    """Sessions that keep dying (a market-data stall every time) grow the backoff to its cap — unless a
+    position is open: then every reconnect comes within `base`."""
+    delays: list[float] = []
+
+    class Dying:
+        async def run(self) -> None:
+            await trio.sleep(10)
+            raise ConnectionLost("no market data for 10.0 s")
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        yield object()
+
+    await run_connection(
+        connect,
+        lambda _: Dying(),  # type: ignore[arg-type, return-value]
+        backoff=Backoff(base=1, cap=30, healthy_after=60),
+        rng=random.Random(0),
+        on_disconnect=lambda error, delay: delays.append(delay),
+        sessions=6,
+        urgent=lambda: urgent,
+    )
+    if urgent:
+        assert all(0.5 <= d <= 1 for d in delays)
+    else:
+        assert max(delays) > 15
+
+
 async def test_supervisor_reconnects_with_backoff_and_resets_after_a_healthy_session(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

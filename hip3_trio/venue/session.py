@@ -440,11 +440,14 @@ async def run_connection(
     rng: random.Random | None = None,
     on_disconnect: Callable[[BaseException | None, float], None] | None = None,
     sessions: int | None = None,
+    urgent: Callable[[], bool] | None = None,
 ) -> None:
     """Connect, run one session, reconnect with backoff forever (or `sessions` times, for tests).
 
     The attempt count resets after a session that stayed up for `healthy_after` seconds, so one
-    blip after a long healthy run retries quickly.
+    blip after a long healthy run retries quickly. While `urgent()` holds (the engine holds a position
+    that only a connection can flatten) the delay never exceeds `base`: a venue whose market data keeps
+    stalling must not grow the backoff past the time stop.
     """
     backoff = backoff or Backoff()
     rng = rng or random.Random()
@@ -465,6 +468,8 @@ async def run_connection(
         if uptime >= backoff.healthy_after:
             attempt = 0
         delay = backoff.delay(attempt, rng)
+        if urgent is not None and urgent():
+            delay = min(delay, backoff.base)
         attempt += 1
         log.warning("connection ended after %.1f s (%s); reconnecting in %.1f s", uptime, error, delay)
         if on_disconnect is not None:
