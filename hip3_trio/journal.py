@@ -135,7 +135,10 @@ ORDER_FINAL_STATES: Final[frozenset[str]] = frozenset(get_args(OrderFinalState))
 
 
 class JournalError(Exception):
-    """The journal database cannot be used (wrong journal mode, newer schema)."""
+    """The journal database cannot be used (damaged, not a database, wrong journal mode, newer schema).
+
+    The message is one line naming the file: the command line prints it and exits 3.
+    """
 
 
 def side_of(is_buy: bool) -> Side:
@@ -483,6 +486,31 @@ def _params(record: Record) -> dict[str, object]:
     return {name: _sql_value(value) for name, value in attrs.asdict(record, recurse=False).items()}
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise `JournalError` unless ``PRAGMA quick_check`` finds the file sound.
+
+    quick_check reads every page (O(file size), well under a second for a journal of tens of MB) and
+    checks the b-tree structure, without the index-content cross-check of the slower integrity_check.
+    A new, empty file passes. SQLite reports some damage as rows (several lines each, joined into one
+    here) and some by raising `sqlite3.DatabaseError`, which `Journal.open` turns into `JournalError`.
+    """
+    problems = [_one_line(str(row[0])) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise _damaged(path, f"PRAGMA quick_check: {problems[0]}{more}")
+
+
+def _damaged(path: Path, why: str) -> JournalError:
+    return JournalError(
+        f"the journal {path} is damaged ({why}); "
+        "move it and its -wal/-shm files aside (keep them: they hold the trade records) to start a new one"
+    )
+
+
 class Journal:
     """The SQLite journal file. Open with `Journal.open`; write batches with `write`; `close` when done."""
 
@@ -500,15 +528,27 @@ class Journal:
         filename: str = JOURNAL_FILENAME,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> Journal:
-        """Open (creating if needed) the journal in `state_dir`, in WAL mode, schema up to date."""
+        """Open (creating if needed) the journal in `state_dir`, in WAL mode, schema up to date.
+
+        An existing file must pass SQLite's ``PRAGMA quick_check`` first: a damaged journal would lose
+        the trade records this engine exists to measure, so it is refused (`JournalError`, one line)
+        rather than written to. The file is left untouched as evidence; move it aside to start afresh.
+        """
         directory = Path(state_dir)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / filename
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            _check_integrity(conn, path)
             cls._prepare(conn, synchronous)
-        except BaseException:
-            conn.close()
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.OperationalError):  # cannot open, locked, I/O error, ...
+                raise JournalError(f"the journal {path} cannot be used: {_one_line(str(exc))}") from exc
+            if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database", "… malformed"
+                raise _damaged(path, _one_line(str(exc))) from exc
             raise
         return cls(conn, path)
 

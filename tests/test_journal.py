@@ -177,6 +177,48 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Journal.open(tmp_path)
 
 
+def corrupt_a_middle_page(path: Path, offset: int, data: bytes) -> None:
+    """Overwrite `data` at `offset` within the page in the middle of the (closed) SQLite file."""
+    with sqlite3.connect(path) as conn:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    conn.close()
+    pages = path.stat().st_size // page_size
+    assert pages > 10, "the journal should span many pages"
+    with path.open("r+b") as f:
+        f.seek(pages // 2 * page_size + offset)
+        f.write(data)
+
+
+@pytest.mark.parametrize(
+    ("offset", "data"),
+    [
+        (0, b"\xff" * 16),  # the page header: SQLite raises "database disk image is malformed"
+        (12, b"\x00\x01"),  # a cell pointer: quick_check reports the page, over several lines
+    ],
+    ids=["page header", "cell pointer"],
+)
+def test_a_corrupted_page_refuses_to_open_with_one_line(tmp_path: Path, offset: int, data: bytes) -> None:
+    with Journal.open(tmp_path) as j:
+        j.write([EventRecord(time_ms=i, kind="tick", detail={"pad": "x" * 200}) for i in range(2000)])
+    path = tmp_path / JOURNAL_FILENAME
+    corrupt_a_middle_page(path, offset, data)
+    before = path.read_bytes()
+    with pytest.raises(JournalError) as raised:
+        Journal.open(tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message and "damaged" in message
+    assert path.read_bytes() == before  # the evidence is left as it was
+
+
+def test_a_file_that_is_not_sqlite_refuses_to_open_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILENAME
+    path.write_text("these are not the trade records you are looking for\n" * 200)
+    with pytest.raises(JournalError, match="not a database") as raised:
+        Journal.open(tmp_path)
+    assert "\n" not in str(raised.value) and str(path) in str(raised.value)
+    assert path.read_text().startswith("these are not")
+
+
 # --- rows -------------------------------------------------------------------------------------------
 
 
