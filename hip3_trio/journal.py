@@ -26,6 +26,12 @@ the cost of FULL — one fsync of the WAL per batch — is paid in a worker thre
 whole batch, and at this write rate (a handful of records a second) is negligible. The journal should
 never drop a fill the engine already acted on because the machine lost power.
 
+Failures: the journal is the measurement, so the engine does not trade without one. `Journal.open`
+refuses a file that fails ``PRAGMA quick_check`` or is not SQLite (`JournalError`, exit status 3). While
+running, a record lost to a write error is reported (once) through `run_journal`'s ``on_failure``, which
+the app wires to `Engine.trip_hard_stop`: the hard stop latches and every position is flattened. A write
+error never escapes the journal task, so it cannot cancel trading before that flatten.
+
 Threading: SQLite connections must not be used by two threads at once. The connection is opened with
 ``check_same_thread=False`` (which only lifts Python's thread-affinity check) and every use goes through
 one `threading.Lock` inside `Journal`. In the engine, `run_journal` is the only writer and awaits each
@@ -728,12 +734,16 @@ async def write_in_thread(write: Callable[[list[Record]], int], records: list[Re
 
 
 async def _write_batch(
-    journal: Journal, batch: list[Record], stats: JournalStats, run_write: WriteRunner
+    journal: Journal,
+    batch: list[Record],
+    stats: JournalStats,
+    run_write: WriteRunner,
+    lost: Callable[[Exception], None],
 ) -> None:
     """Write `batch` and empty it. If the batch fails, write its records one by one so a single bad
-    record costs only itself (each failure is logged and counted, never raised: a broken journal must
-    not take trading down — it shows in `JournalStats.failed`). Records still in `batch` when this is
-    cancelled were not written."""
+    record costs only itself (each failure is logged, counted in `JournalStats.failed` and passed to
+    `lost`, never raised: the journal must not take trading down with it). Records still in `batch`
+    when this is cancelled were not written."""
     try:
         await run_write(journal.write, list(batch))
     except Exception:
@@ -747,9 +757,10 @@ async def _write_batch(
         record = batch[0]
         try:
             await run_write(journal.write, [record])
-        except Exception:
+        except Exception as exc:
             stats.failed += 1
             log.exception("journal record failed and is lost: %r", record)
+            lost(exc)
         else:
             stats.written += 1
             stats.batches += 1
@@ -764,6 +775,7 @@ async def run_journal(
     flush_deadline_s: float = DEFAULT_FLUSH_DEADLINE_S,
     stats: JournalStats | None = None,
     run_write: WriteRunner = write_in_thread,
+    on_failure: Callable[[str], None] | None = None,
 ) -> JournalStats:
     """Drain `receive` into `journal` until the senders close it; each batch is what was queued.
 
@@ -773,11 +785,27 @@ async def run_journal(
     is queued in the channel, shielded, within `flush_deadline_s` (a write that has begun always
     completes); anything left after the deadline is counted in `lost_on_exit`. Closes `receive` on exit
     so later `JournalSink.record` calls count drops instead of filling a dead channel.
+
+    A write error never leaves this task (it would cancel trading without a flatten). The first record
+    lost to one is reported once to `on_failure` with ``"journal write failed: <error>"``: the engine
+    latches its hard stop on it (a run whose trades cannot be recorded cannot be measured, so it must
+    not trade). A batch that fails but whose records then all write one by one lost nothing and is only
+    logged. Writing goes on after a failure, so the hard stop and the flatten are journaled if the disk
+    recovers.
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     stats = JournalStats() if stats is None else stats
     pending: list[Record] = []
+    reported: list[str] = []
+
+    def report_lost(exc: Exception) -> None:
+        if reported:
+            return
+        reported.append(f"journal write failed: {type(exc).__name__}: {exc}")
+        if on_failure is not None:
+            on_failure(reported[0])
+
     try:
         while True:
             if not pending:
@@ -786,14 +814,14 @@ async def run_journal(
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     break
             _drain_nowait(receive, pending, max_batch)
-            await _write_batch(journal, pending, stats, run_write)
+            await _write_batch(journal, pending, stats, run_write, report_lost)
     finally:
         with trio.move_on_after(flush_deadline_s, shield=True):
             while True:
                 _drain_nowait(receive, pending, max_batch)
                 if not pending:
                     break
-                await _write_batch(journal, pending, stats, run_write)
+                await _write_batch(journal, pending, stats, run_write, report_lost)
         lost = len(pending) + receive.statistics().current_buffer_used
         if lost:
             stats.lost_on_exit += lost

@@ -24,7 +24,7 @@ from hip3_trio.app import run_engine
 from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.executor import SubmitResult
 from hip3_trio.execution.nonce import NonceManager
-from hip3_trio.journal import Journal, JournalSink, Record
+from hip3_trio.journal import Journal, JournalSink, Record, WriteRunner
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import MarketModel, SimConfig, Simulator, open_simulator
 from hip3_trio.strategy.detector import DetectorConfig, Signal
@@ -202,10 +202,12 @@ async def run_rig(
     duration: float | None = None,
     dry_run: bool = False,
     prepare: Callable[[Simulator, Path], None] | None = None,
+    journal_write: WriteRunner = write_inline,
 ) -> Rig:
     """Run the engine against a fresh simulator until `scenario` sets `rig.stop` (or `duration`).
 
     `settings` may be a function of the simulator's account address (see `quiet_settings`).
+    `journal_write` runs each journal write (default `write_inline`; a test may make the disk fail).
     """
     config = config or sim_config()
     state_dir = tmp_path / "state"
@@ -263,7 +265,7 @@ async def run_rig(
             session_config=session_config or SessionConfig(),
             backoff=Backoff(base=1.0, cap=4.0),
             rng=random.Random(1),
-            journal_write=write_inline,
+            journal_write=journal_write,
             out=rig.lines.append,
         )
         nursery.cancel_scope.cancel()

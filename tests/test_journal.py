@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -476,6 +476,39 @@ async def test_a_poison_record_costs_only_itself(journal: Journal) -> None:
     assert (stats.written, stats.failed) == (3, 1)
     assert journal.query("SELECT time_ms FROM events ORDER BY id") == [(1,), (3,)]
     assert count(journal, "fills") == 1
+
+
+async def test_a_lost_record_reports_the_failure_once(journal: Journal) -> None:
+    journal.query(BOOM_TRIGGER)
+    failures: list[str] = []
+    sink, receive = JournalSink.open(capacity=100)
+    for record in (event(1), event(2, "boom"), event(3), event(4, "boom"), event(5)):
+        sink.record(record)
+    sink.close()
+    stats = await run_journal(receive, journal, on_failure=failures.append)
+    assert failures == ["journal write failed: IntegrityError: boom"]
+    assert (stats.written, stats.failed) == (3, 2)  # it went on writing after the failure
+
+
+async def test_a_batch_that_then_writes_record_by_record_lost_nothing_and_reports_nothing(
+    journal: Journal,
+) -> None:
+    calls: list[int] = []
+
+    async def fails_once(write: Callable[[list[Record]], int], records: list[Record]) -> int:
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return write(records)
+
+    failures: list[str] = []
+    sink, receive = JournalSink.open(capacity=100)
+    for i in range(3):
+        sink.record(event(i))
+    sink.close()
+    stats = await run_journal(receive, journal, run_write=fails_once, on_failure=failures.append)
+    assert calls == [3, 1, 1, 1] and failures == []
+    assert (stats.written, stats.failed) == (3, 0)
 
 
 # --- backpressure -----------------------------------------------------------------------------------
