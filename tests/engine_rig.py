@@ -217,8 +217,10 @@ async def run_rig(
             prepare(sim, state_dir)
         assert sim.account is not None and sim.account_key is not None
 
-        def clock_ms() -> int:
-            return BASE_MS + round(trio.current_time() * 1000)
+        base_ms = config.base_epoch_ms if config.base_epoch_ms is not None else BASE_MS
+
+        def clock_ms() -> int:  # the engine's wall clock agrees with the simulator's
+            return base_ms + round(trio.current_time() * 1000)
 
         if callable(settings):
             settings = settings(sim.account)

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import errno
+import functools
 import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
-from hip3_trio.execution.executor import HardStopped, SubmitResult
+from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResult
 from hip3_trio.journal import FillRecord, Record
 from hip3_trio.position.records import OrderState
 from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import TradeClosed
-from tests.engine_rig import BASE_MS, MARKETS, Rig, quiet_settings, run_rig, write_inline
+from tests.engine_rig import BASE_MS, MARKETS, Rig, quiet_settings, run_rig, sim_config, write_inline
 
 
 def flat(rig: Rig) -> bool:
@@ -236,6 +238,38 @@ async def test_a_journal_write_failure_latches_the_hard_stop_and_flattens(
     assert rig.sim_positions() == {} and rig.positions() == {}
     assert rig.engine.settled() and "summary" in rig.lines[-2]
     assert "failed 0" not in rig.lines[-1]
+
+
+async def test_two_simulator_runs_into_one_state_dir_journal_every_fill(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The README's default: every `--env sim` run journals into ./hip3-state. The venue's trade and
+    order ids are unique, so the simulator's must be too across runs (here the second run starts ten
+    minutes after the first, as its wall clock would), or the journal's unique tid drops the second
+    run's fills."""
+
+    async def one_round_trip(rig: Rig) -> None:
+        with trio.fail_after(60):
+            await rig.wait_ready()
+            rig.submit(rig.entry_signal(MARKETS[0]))
+            await rig.wait_for(lambda: bool(rig.positions()))
+        rig.stop.set()  # the orderly stop flattens it: two fills a run
+
+    tids: list[int] = []
+    oids: list[int] = []
+    for start_ms in (BASE_MS, BASE_MS + 10 * 60_000):
+        config = attrs.evolve(sim_config(), base_epoch_ms=start_ms)
+        # As the command line does: cloids, too, are prefixed with the start time.
+        executor = ExecutorConfig(cloid_prefix=start_ms)
+        settings = functools.partial(quiet_settings, executor=executor)
+        rig = await run_rig(tmp_path, one_round_trip, settings=settings, config=config)
+        assert rig.sim.account is not None
+        tids += [f.tid for f in rig.sim.exchange.accounts.users[rig.sim.account].fills]
+        oids += list(rig.sim.exchange.orders)
+    assert len(tids) == 4 and len(set(tids)) == 4
+    assert len(set(oids)) == len(oids) == 4
+    assert sorted(t for (t,) in rig.query("SELECT tid FROM fills")) == sorted(tids)
+    assert sorted(o for (o,) in rig.query("SELECT oid FROM orders")) == sorted(oids)
 
 
 async def test_unknown_configured_market_stops_the_engine_with_a_clear_error(
