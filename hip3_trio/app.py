@@ -260,6 +260,6 @@ async def run_engine(
     out(engine.summary())
     out(
         f"  journal written {journal_stats.written}, failed {journal_stats.failed}, "
-        f"lost on exit {journal_stats.lost_on_exit}"
+        f"lost on exit {journal_stats.lost_on_exit}, duplicate tids {journal_stats.tid_conflicts}"
     )
     return engine.stats

@@ -54,12 +54,15 @@ Schema (``PRAGMA user_version = 1``)
   outcome (``acked_ms``, ``final_state``, ``filled_sz``, ``avg_px``, ``oid``, ``error``). Both are
   idempotent and commute: an update that arrives for an order this process never submitted creates the
   row, and the intent fills in later. ``final_state`` is NULL while the order is open.
-- ``fills``: unique by ``tid`` (``INSERT OR IGNORE``; a replayed snapshot fill is a no-op).
+- ``fills``: unique by ``tid`` (``INSERT OR IGNORE``; a replayed snapshot fill is a no-op). The
+  venue's tids are unique, so a tid seen again with *different* content is not a replay: the first row
+  is kept and the conflict reported (a ``duplicate_tid`` event naming the differing columns, a warning,
+  `Journal.tid_conflicts` and `JournalStats.tid_conflicts`) rather than dropped in silence.
 - ``trades``: one round trip (entry → flat): entry/exit time and average price, size, expected edge (the
   signal's), realised edge (gross price move captured, bps of entry), slippage (entry fill vs the signal
   price, adverse positive), time to flat, fees and PnL (net of fees).
 - ``events``: connect / disconnect / reject / hard_stop / hard_stop_cleared / reconcile / journal_dropped
-  …, with a JSON ``detail``.
+  / duplicate_tid …, with a JSON ``detail``.
 
 Examples for the report (issue 7)::
 
@@ -468,6 +471,10 @@ VALUES (:market, :side, :size, :entry_time_ms, :entry_px, :exit_time_ms, :exit_p
 
 _INSERT_EVENT: Final = "INSERT INTO events (time_ms, kind, detail) VALUES (:time_ms, :kind, :detail)"
 
+# A fill's content: every column but its key, named as the record's fields.
+_FILL_COLUMNS: Final = tuple(f.name for f in attrs.fields(FillRecord) if f.name != "tid")
+_SELECT_FILL: Final = f"SELECT {', '.join(_FILL_COLUMNS)} FROM fills WHERE tid = ?"
+
 _STATEMENTS: Final[Mapping[type, str]] = {
     SignalRecord: _INSERT_SIGNAL,
     OrderRecord: _UPSERT_ORDER,
@@ -490,6 +497,25 @@ def _params(record: Record) -> dict[str, object]:
     if isinstance(record, EventRecord):
         return {"time_ms": record.time_ms, "kind": record.kind, "detail": record.detail_json}
     return {name: _sql_value(value) for name, value in attrs.asdict(record, recurse=False).items()}
+
+
+def _tid_conflict(
+    conn: sqlite3.Connection, fill: FillRecord, params: Mapping[str, object]
+) -> EventRecord | None:
+    """For a fill whose tid is already stored: None if the stored row says the same (a replay), else a
+    ``duplicate_tid`` event with each differing column as [stored, new], stamped with the new fill's time
+    (the journal has no clock of its own)."""
+    stored = conn.execute(_SELECT_FILL, (fill.tid,)).fetchone()
+    differs = {
+        column: [old, params[column]]
+        for column, old in zip(_FILL_COLUMNS, stored, strict=True)
+        if old != params[column]
+    }
+    if not differs:
+        return None
+    return EventRecord(
+        time_ms=fill.time_ms, kind="duplicate_tid", detail={"tid": fill.tid, "differs": differs}
+    )
 
 
 def _one_line(text: str) -> str:
@@ -525,6 +551,8 @@ class Journal:
         self.path = path
         self._lock = threading.Lock()
         self._closed = False
+        # Fills whose tid was already stored with different content (committed writes only).
+        self.tid_conflicts = 0
 
     @classmethod
     def open(
@@ -592,6 +620,7 @@ class Journal:
         batch = list(records)
         if not batch:
             return 0
+        conflicts: list[EventRecord] = []
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -600,12 +629,25 @@ class Journal:
                     statement = _STATEMENTS.get(type(record))
                     if statement is None:
                         raise TypeError(f"not a journal record: {type(record).__name__}")
-                    conn.execute(statement, _params(record))
+                    params = _params(record)
+                    inserted = conn.execute(statement, params).rowcount
+                    if isinstance(record, FillRecord) and inserted == 0:
+                        conflict = _tid_conflict(conn, record, params)
+                        if conflict is not None:
+                            conn.execute(_INSERT_EVENT, _params(conflict))
+                            conflicts.append(conflict)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self.tid_conflicts += len(conflicts)
+        for conflict in conflicts:
+            log.warning(
+                "journal: fill tid %s seen again with different content %s; the first is kept",
+                conflict.detail["tid"],
+                conflict.detail_json,
+            )
         return len(batch)
 
     def query(self, sql: str, params: Sequence[object] | Mapping[str, object] = ()) -> list[tuple[Any, ...]]:
@@ -712,6 +754,7 @@ class JournalStats:
     batches: int = 0
     failed: int = 0
     lost_on_exit: int = 0
+    tid_conflicts: int = 0  # fills whose tid was already journaled with different content
 
 
 def _drain_nowait(receive: trio.MemoryReceiveChannel[Record], into: list[Record], limit: int) -> None:
@@ -745,26 +788,32 @@ async def _write_batch(
     `lost`, never raised: the journal must not take trading down with it). Records still in `batch`
     when this is cancelled were not written."""
     try:
-        await run_write(journal.write, list(batch))
+        await _write(journal, list(batch), stats, run_write)
     except Exception:
         log.exception("journal batch of %d records failed; retrying them one by one", len(batch))
     else:
-        stats.written += len(batch)
-        stats.batches += 1
         batch.clear()
         return
     while batch:
         record = batch[0]
         try:
-            await run_write(journal.write, [record])
+            await _write(journal, [record], stats, run_write)
         except Exception as exc:
             stats.failed += 1
             log.exception("journal record failed and is lost: %r", record)
             lost(exc)
-        else:
-            stats.written += 1
-            stats.batches += 1
         del batch[0]
+
+
+async def _write(
+    journal: Journal, records: list[Record], stats: JournalStats, run_write: WriteRunner
+) -> None:
+    """One transaction; on success counts the records and any duplicate tids it met in `stats`."""
+    conflicts = journal.tid_conflicts
+    await run_write(journal.write, records)
+    stats.written += len(records)
+    stats.batches += 1
+    stats.tid_conflicts += journal.tid_conflicts - conflicts
 
 
 async def run_journal(

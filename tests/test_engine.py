@@ -270,6 +270,8 @@ async def test_two_simulator_runs_into_one_state_dir_journal_every_fill(
     assert len(set(oids)) == len(oids) == 4
     assert sorted(t for (t,) in rig.query("SELECT tid FROM fills")) == sorted(tids)
     assert sorted(o for (o,) in rig.query("SELECT oid FROM orders")) == sorted(oids)
+    # The second run's fills are new trades, not duplicates of the first run's: nothing is reported.
+    assert rig.query("SELECT COUNT(*) FROM events WHERE kind = 'duplicate_tid'") == [(0,)]
 
 
 async def test_unknown_configured_market_stops_the_engine_with_a_clear_error(

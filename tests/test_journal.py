@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -245,6 +247,32 @@ def test_fill_tid_is_idempotent(journal: Journal) -> None:
     assert count(journal, "fills") == 1
     journal.write([fill(8)])
     assert journal.query("SELECT tid FROM fills ORDER BY tid") == [(7,), (8,)]
+
+
+def test_a_duplicate_tid_with_different_content_is_reported_and_counted(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal.write([fill(7), fill(7)])
+    journal.write([fill(7)])  # a replayed fill: normal, silent
+    assert journal.tid_conflicts == 0 and count(journal, "events") == 0
+    other = attrs.evolve(fill(7), px=D("251"), cloid="0xc9")  # another trade under the same tid
+    with caplog.at_level(logging.WARNING, logger="hip3_trio.journal"):
+        journal.write([other, other])
+    assert journal.query("SELECT px, cloid FROM fills") == [(249.5, "0xc1")]  # the first is kept
+    detail = '{"differs":{"cloid":["0xc1","0xc9"],"px":[249.5,251.0]},"tid":7}'
+    assert journal.query("SELECT time_ms, kind, detail FROM events") == [(1_010, "duplicate_tid", detail)] * 2
+    assert journal.tid_conflicts == 2
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+    assert "tid 7" in caplog.records[0].getMessage()
+
+
+async def test_run_journal_counts_duplicate_tids_with_different_content(journal: Journal) -> None:
+    sink, receive = JournalSink.open(capacity=100)
+    for record in (fill(7), fill(7), attrs.evolve(fill(7), sz=D("0.2")), fill(8)):
+        sink.record(record)
+    sink.close()
+    stats = await run_journal(receive, journal)
+    assert (stats.written, stats.failed, stats.tid_conflicts) == (4, 0, 1)
 
 
 def test_order_upsert_ack_then_final_state(journal: Journal) -> None:
