@@ -1,7 +1,8 @@
 """The engine's task tree and its orderly stop.
 
     engine (root nursery)
-    ├── journal        record channel → SQLite (outlives everything else: it flushes last)
+    ├── journal        record channel → SQLite (outlives everything else: it flushes last); a record
+    │                  lost to a write error latches the hard stop (`Engine.trip_hard_stop`)
     └── trading nursery
         ├── connection     reconnect loop → one Session per connection (reader, heartbeat, sender,
         │                  post timer, sync) with the `Engine` as its host
@@ -216,7 +217,13 @@ async def run_engine(
     journal_stats = JournalStats()
     async with trio.open_nursery() as root:
         root.start_soon(
-            lambda: run_journal(journal_receive, journal, stats=journal_stats, run_write=journal_write)
+            lambda: run_journal(
+                journal_receive,
+                journal,
+                stats=journal_stats,
+                run_write=journal_write,
+                on_failure=engine.trip_hard_stop,  # cannot record trades: must not trade
+            )
         )
         try:
             async with trio.open_nursery() as trading:
@@ -257,6 +264,6 @@ async def run_engine(
     out(engine.summary())
     out(
         f"  journal written {journal_stats.written}, failed {journal_stats.failed}, "
-        f"lost on exit {journal_stats.lost_on_exit}"
+        f"lost on exit {journal_stats.lost_on_exit}, duplicate tids {journal_stats.tid_conflicts}"
     )
     return engine.stats

@@ -10,6 +10,13 @@ needs no key and no config: it trades the simulator's funded account with its th
 `--env testnet|mainnet` needs a config file with the account address and markets, and the key from
 `HIP3_PRIVATE_KEY` or the config's `key_file` (mode 0600); mainnet also needs `allow_mainnet = true`.
 `--dry-run` runs everything but never sends an order (signals are journaled as not acted on).
+
+Exit status (a start-up refusal prints one line, ``hip3-trio: …``, on stderr, never a traceback):
+    0    orderly stop (duration reached, SIGTERM, SIGINT)
+    2    configuration error: bad flags, config file, key or nonce file
+    3    environment problem: the journal is damaged, not a journal, or cannot be opened
+    130  interrupted before the orderly stop could run
+A programming error ends with a traceback and Python's status 1.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from hip3_trio.execution.nonce import (
     save_high_water,
     wall_clock_ms,
 )
-from hip3_trio.journal import Journal, JournalSink
+from hip3_trio.journal import Journal, JournalError, JournalSink
 from hip3_trio.ops.hardstop_cmd import last_cleared
 from hip3_trio.position.history import read_entry_hints
 from hip3_trio.risk.hard_stop import HardStop
@@ -50,6 +57,8 @@ URLS = {
 }
 NONCE_FILENAME = "nonce.json"
 SUBCOMMANDS = ("hardstop", "report")
+EXIT_CONFIG = 2
+EXIT_ENVIRONMENT = 3
 
 log = logging.getLogger("hip3_trio")
 
@@ -184,20 +193,21 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
         )
     nonces = NonceManager(wall_clock_ms, high_water=load_high_water(nonce_path))
     session_config, backoff = session_settings(config)
-    async with _venue(args, config) as (url, user, signer):
-        settings = engine_settings(
-            config,
-            user=user,
-            dry_run=args.dry_run,
-            is_mainnet=args.env == "mainnet",
-            cloid_prefix=wall_clock_ms(),
-        )
-        out(
-            f"hip3-trio: env={args.env} markets={','.join(settings.markets)} user={user} "
-            f"state={state_dir}{' DRY RUN' if args.dry_run else ''}"
-        )
-        sink, receive = JournalSink.open(clock_ms=wall_clock_ms)
-        with Journal.open(state_dir) as journal:
+    # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
+    with Journal.open(state_dir) as journal:
+        async with _venue(args, config) as (url, user, signer):
+            settings = engine_settings(
+                config,
+                user=user,
+                dry_run=args.dry_run,
+                is_mainnet=args.env == "mainnet",
+                cloid_prefix=wall_clock_ms(),
+            )
+            out(
+                f"hip3-trio: env={args.env} markets={','.join(settings.markets)} user={user} "
+                f"state={state_dir}{' DRY RUN' if args.dry_run else ''}"
+            )
+            sink, receive = JournalSink.open(clock_ms=wall_clock_ms)
             engine = Engine(
                 settings,
                 signer=signer,
@@ -237,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(amain, args, out)
     except (ConfigError, KeyConfigError, NonceStateError) as exc:
         print(f"hip3-trio: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    except JournalError as exc:
+        print(f"hip3-trio: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         return 130
 

@@ -567,6 +567,21 @@ class Engine:
         self.executor.stop_new_orders(f"shutdown: {reason}", now, flatten=self.settings.flatten_on_exit)
         self._after(now)
 
+    def trip_hard_stop(self, reason: str) -> None:
+        """Latch the persisted hard stop for a failure outside the trading path, and flatten everything.
+
+        For the tasks beside the engine that find it can no longer run safely: the journal task calls
+        it when a record is lost to a write error (cannot measure, must not trade). Same effect as a
+        risk limit in `_route`: the latch keeps its first reason and survives restarts, the executor
+        refuses new entries, drops queued ones and requests flatten-all.
+        """
+        now = trio.current_time()
+        now_ms = self.exchange_ms()
+        self.hard_stop_latch.trigger(reason, now_ms)
+        self._record(EventRecord(time_ms=now_ms, kind="hard_stop", detail={"reason": reason}))
+        self.executor.hard_stop(reason, now)
+        self._after(now)
+
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds; it is re-checked after every engine step (no polling)."""
         while not predicate():

@@ -26,6 +26,12 @@ the cost of FULL — one fsync of the WAL per batch — is paid in a worker thre
 whole batch, and at this write rate (a handful of records a second) is negligible. The journal should
 never drop a fill the engine already acted on because the machine lost power.
 
+Failures: the journal is the measurement, so the engine does not trade without one. `Journal.open`
+refuses a file that fails ``PRAGMA quick_check`` or is not SQLite (`JournalError`, exit status 3). While
+running, a record lost to a write error is reported (once) through `run_journal`'s ``on_failure``, which
+the app wires to `Engine.trip_hard_stop`: the hard stop latches and every position is flattened. A write
+error never escapes the journal task, so it cannot cancel trading before that flatten.
+
 Threading: SQLite connections must not be used by two threads at once. The connection is opened with
 ``check_same_thread=False`` (which only lifts Python's thread-affinity check) and every use goes through
 one `threading.Lock` inside `Journal`. In the engine, `run_journal` is the only writer and awaits each
@@ -48,12 +54,15 @@ Schema (``PRAGMA user_version = 1``)
   outcome (``acked_ms``, ``final_state``, ``filled_sz``, ``avg_px``, ``oid``, ``error``). Both are
   idempotent and commute: an update that arrives for an order this process never submitted creates the
   row, and the intent fills in later. ``final_state`` is NULL while the order is open.
-- ``fills``: unique by ``tid`` (``INSERT OR IGNORE``; a replayed snapshot fill is a no-op).
+- ``fills``: unique by ``tid`` (``INSERT OR IGNORE``; a replayed snapshot fill is a no-op). The
+  venue's tids are unique, so a tid seen again with *different* content is not a replay: the first row
+  is kept and the conflict reported (a ``duplicate_tid`` event naming the differing columns, a warning,
+  `Journal.tid_conflicts` and `JournalStats.tid_conflicts`) rather than dropped in silence.
 - ``trades``: one round trip (entry → flat): entry/exit time and average price, size, expected edge (the
   signal's), realised edge (gross price move captured, bps of entry), slippage (entry fill vs the signal
   price, adverse positive), time to flat, fees and PnL (net of fees).
 - ``events``: connect / disconnect / reject / hard_stop / hard_stop_cleared / reconcile / journal_dropped
-  …, with a JSON ``detail``.
+  / duplicate_tid …, with a JSON ``detail``.
 
 Examples for the report (issue 7)::
 
@@ -135,7 +144,10 @@ ORDER_FINAL_STATES: Final[frozenset[str]] = frozenset(get_args(OrderFinalState))
 
 
 class JournalError(Exception):
-    """The journal database cannot be used (wrong journal mode, newer schema)."""
+    """The journal database cannot be used (damaged, not a database, wrong journal mode, newer schema).
+
+    The message is one line naming the file: the command line prints it and exits 3.
+    """
 
 
 def side_of(is_buy: bool) -> Side:
@@ -459,6 +471,10 @@ VALUES (:market, :side, :size, :entry_time_ms, :entry_px, :exit_time_ms, :exit_p
 
 _INSERT_EVENT: Final = "INSERT INTO events (time_ms, kind, detail) VALUES (:time_ms, :kind, :detail)"
 
+# A fill's content: every column but its key, named as the record's fields.
+_FILL_COLUMNS: Final = tuple(f.name for f in attrs.fields(FillRecord) if f.name != "tid")
+_SELECT_FILL: Final = f"SELECT {', '.join(_FILL_COLUMNS)} FROM fills WHERE tid = ?"
+
 _STATEMENTS: Final[Mapping[type, str]] = {
     SignalRecord: _INSERT_SIGNAL,
     OrderRecord: _UPSERT_ORDER,
@@ -483,6 +499,50 @@ def _params(record: Record) -> dict[str, object]:
     return {name: _sql_value(value) for name, value in attrs.asdict(record, recurse=False).items()}
 
 
+def _tid_conflict(
+    conn: sqlite3.Connection, fill: FillRecord, params: Mapping[str, object]
+) -> EventRecord | None:
+    """For a fill whose tid is already stored: None if the stored row says the same (a replay), else a
+    ``duplicate_tid`` event with each differing column as [stored, new], stamped with the new fill's time
+    (the journal has no clock of its own)."""
+    stored = conn.execute(_SELECT_FILL, (fill.tid,)).fetchone()
+    differs = {
+        column: [old, params[column]]
+        for column, old in zip(_FILL_COLUMNS, stored, strict=True)
+        if old != params[column]
+    }
+    if not differs:
+        return None
+    return EventRecord(
+        time_ms=fill.time_ms, kind="duplicate_tid", detail={"tid": fill.tid, "differs": differs}
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise `JournalError` unless ``PRAGMA quick_check`` finds the file sound.
+
+    quick_check reads every page (O(file size), well under a second for a journal of tens of MB) and
+    checks the b-tree structure, without the index-content cross-check of the slower integrity_check.
+    A new, empty file passes. SQLite reports some damage as rows (several lines each, joined into one
+    here) and some by raising `sqlite3.DatabaseError`, which `Journal.open` turns into `JournalError`.
+    """
+    problems = [_one_line(str(row[0])) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise _damaged(path, f"PRAGMA quick_check: {problems[0]}{more}")
+
+
+def _damaged(path: Path, why: str) -> JournalError:
+    return JournalError(
+        f"the journal {path} is damaged ({why}); "
+        "move it and its -wal/-shm files aside (keep them: they hold the trade records) to start a new one"
+    )
+
+
 class Journal:
     """The SQLite journal file. Open with `Journal.open`; write batches with `write`; `close` when done."""
 
@@ -491,6 +551,8 @@ class Journal:
         self.path = path
         self._lock = threading.Lock()
         self._closed = False
+        # Fills whose tid was already stored with different content (committed writes only).
+        self.tid_conflicts = 0
 
     @classmethod
     def open(
@@ -500,15 +562,27 @@ class Journal:
         filename: str = JOURNAL_FILENAME,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> Journal:
-        """Open (creating if needed) the journal in `state_dir`, in WAL mode, schema up to date."""
+        """Open (creating if needed) the journal in `state_dir`, in WAL mode, schema up to date.
+
+        An existing file must pass SQLite's ``PRAGMA quick_check`` first: a damaged journal would lose
+        the trade records this engine exists to measure, so it is refused (`JournalError`, one line)
+        rather than written to. The file is left untouched as evidence; move it aside to start afresh.
+        """
         directory = Path(state_dir)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / filename
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            _check_integrity(conn, path)
             cls._prepare(conn, synchronous)
-        except BaseException:
-            conn.close()
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.OperationalError):  # cannot open, locked, I/O error, ...
+                raise JournalError(f"the journal {path} cannot be used: {_one_line(str(exc))}") from exc
+            if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database", "… malformed"
+                raise _damaged(path, _one_line(str(exc))) from exc
             raise
         return cls(conn, path)
 
@@ -546,6 +620,7 @@ class Journal:
         batch = list(records)
         if not batch:
             return 0
+        conflicts: list[EventRecord] = []
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -554,12 +629,25 @@ class Journal:
                     statement = _STATEMENTS.get(type(record))
                     if statement is None:
                         raise TypeError(f"not a journal record: {type(record).__name__}")
-                    conn.execute(statement, _params(record))
+                    params = _params(record)
+                    inserted = conn.execute(statement, params).rowcount
+                    if isinstance(record, FillRecord) and inserted == 0:
+                        conflict = _tid_conflict(conn, record, params)
+                        if conflict is not None:
+                            conn.execute(_INSERT_EVENT, _params(conflict))
+                            conflicts.append(conflict)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self.tid_conflicts += len(conflicts)
+        for conflict in conflicts:
+            log.warning(
+                "journal: fill tid %s seen again with different content %s; the first is kept",
+                conflict.detail["tid"],
+                conflict.detail_json,
+            )
         return len(batch)
 
     def query(self, sql: str, params: Sequence[object] | Mapping[str, object] = ()) -> list[tuple[Any, ...]]:
@@ -666,6 +754,7 @@ class JournalStats:
     batches: int = 0
     failed: int = 0
     lost_on_exit: int = 0
+    tid_conflicts: int = 0  # fills whose tid was already journaled with different content
 
 
 def _drain_nowait(receive: trio.MemoryReceiveChannel[Record], into: list[Record], limit: int) -> None:
@@ -688,32 +777,43 @@ async def write_in_thread(write: Callable[[list[Record]], int], records: list[Re
 
 
 async def _write_batch(
-    journal: Journal, batch: list[Record], stats: JournalStats, run_write: WriteRunner
+    journal: Journal,
+    batch: list[Record],
+    stats: JournalStats,
+    run_write: WriteRunner,
+    lost: Callable[[Exception], None],
 ) -> None:
     """Write `batch` and empty it. If the batch fails, write its records one by one so a single bad
-    record costs only itself (each failure is logged and counted, never raised: a broken journal must
-    not take trading down — it shows in `JournalStats.failed`). Records still in `batch` when this is
-    cancelled were not written."""
+    record costs only itself (each failure is logged, counted in `JournalStats.failed` and passed to
+    `lost`, never raised: the journal must not take trading down with it). Records still in `batch`
+    when this is cancelled were not written."""
     try:
-        await run_write(journal.write, list(batch))
+        await _write(journal, list(batch), stats, run_write)
     except Exception:
         log.exception("journal batch of %d records failed; retrying them one by one", len(batch))
     else:
-        stats.written += len(batch)
-        stats.batches += 1
         batch.clear()
         return
     while batch:
         record = batch[0]
         try:
-            await run_write(journal.write, [record])
-        except Exception:
+            await _write(journal, [record], stats, run_write)
+        except Exception as exc:
             stats.failed += 1
             log.exception("journal record failed and is lost: %r", record)
-        else:
-            stats.written += 1
-            stats.batches += 1
+            lost(exc)
         del batch[0]
+
+
+async def _write(
+    journal: Journal, records: list[Record], stats: JournalStats, run_write: WriteRunner
+) -> None:
+    """One transaction; on success counts the records and any duplicate tids it met in `stats`."""
+    conflicts = journal.tid_conflicts
+    await run_write(journal.write, records)
+    stats.written += len(records)
+    stats.batches += 1
+    stats.tid_conflicts += journal.tid_conflicts - conflicts
 
 
 async def run_journal(
@@ -724,6 +824,7 @@ async def run_journal(
     flush_deadline_s: float = DEFAULT_FLUSH_DEADLINE_S,
     stats: JournalStats | None = None,
     run_write: WriteRunner = write_in_thread,
+    on_failure: Callable[[str], None] | None = None,
 ) -> JournalStats:
     """Drain `receive` into `journal` until the senders close it; each batch is what was queued.
 
@@ -733,11 +834,27 @@ async def run_journal(
     is queued in the channel, shielded, within `flush_deadline_s` (a write that has begun always
     completes); anything left after the deadline is counted in `lost_on_exit`. Closes `receive` on exit
     so later `JournalSink.record` calls count drops instead of filling a dead channel.
+
+    A write error never leaves this task (it would cancel trading without a flatten). The first record
+    lost to one is reported once to `on_failure` with ``"journal write failed: <error>"``: the engine
+    latches its hard stop on it (a run whose trades cannot be recorded cannot be measured, so it must
+    not trade). A batch that fails but whose records then all write one by one lost nothing and is only
+    logged. Writing goes on after a failure, so the hard stop and the flatten are journaled if the disk
+    recovers.
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     stats = JournalStats() if stats is None else stats
     pending: list[Record] = []
+    reported: list[str] = []
+
+    def report_lost(exc: Exception) -> None:
+        if reported:
+            return
+        reported.append(f"journal write failed: {type(exc).__name__}: {exc}")
+        if on_failure is not None:
+            on_failure(reported[0])
+
     try:
         while True:
             if not pending:
@@ -746,14 +863,14 @@ async def run_journal(
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     break
             _drain_nowait(receive, pending, max_batch)
-            await _write_batch(journal, pending, stats, run_write)
+            await _write_batch(journal, pending, stats, run_write, report_lost)
     finally:
         with trio.move_on_after(flush_deadline_s, shield=True):
             while True:
                 _drain_nowait(receive, pending, max_batch)
                 if not pending:
                     break
-                await _write_batch(journal, pending, stats, run_write)
+                await _write_batch(journal, pending, stats, run_write, report_lost)
         lost = len(pending) + receive.statistics().current_buffer_used
         if lost:
             stats.lost_on_exit += lost

@@ -25,7 +25,7 @@ from hip3_trio.cli import restore_from_journal
 from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.executor import SubmitResult
 from hip3_trio.execution.nonce import NonceManager
-from hip3_trio.journal import Journal, JournalSink, Record
+from hip3_trio.journal import Journal, JournalSink, Record, WriteRunner
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import MarketModel, SimConfig, Simulator, open_simulator
 from hip3_trio.strategy.detector import DetectorConfig, Signal
@@ -209,18 +209,22 @@ async def run_rig(
     duration: float | None = None,
     dry_run: bool = False,
     prepare: Callable[[Simulator, Path], None] | None = None,
+    journal_write: WriteRunner = write_inline,
     sim: Simulator | None = None,
 ) -> Rig:
     """Run the engine against a fresh simulator until `scenario` sets `rig.stop` (or `duration`).
 
     `settings` may be a function of the simulator's account address (see `quiet_settings`). With
     `sim`, the engine runs against that (open) simulator instead: a second run on the same state dir
-    and venue is a restart.
+    and venue is a restart. `journal_write` runs each journal write (default `write_inline`; a test
+    may make the disk fail).
     """
     async with AsyncExitStack() as stack:
         if sim is None:
             sim = await stack.enter_async_context(open_simulator(config or sim_config(), listen=False))
-        return await _run_rig(tmp_path, scenario, sim, settings, session_config, duration, dry_run, prepare)
+        return await _run_rig(
+            tmp_path, scenario, sim, settings, session_config, duration, dry_run, prepare, journal_write
+        )
 
 
 async def _run_rig(
@@ -232,6 +236,7 @@ async def _run_rig(
     duration: float | None,
     dry_run: bool,
     prepare: Callable[[Simulator, Path], None] | None,
+    journal_write: WriteRunner,
 ) -> Rig:
     state_dir = tmp_path / "state"
     state_dir.mkdir(exist_ok=True)
@@ -240,8 +245,11 @@ async def _run_rig(
             prepare(sim, state_dir)
         assert sim.account is not None and sim.account_key is not None
 
-        def clock_ms() -> int:
-            return BASE_MS + round(trio.current_time() * 1000)
+        base = sim.config.base_epoch_ms
+        base_ms = base if base is not None else BASE_MS
+
+        def clock_ms() -> int:  # the engine's wall clock agrees with the simulator's
+            return base_ms + round(trio.current_time() * 1000)
 
         if callable(settings):
             settings = settings(sim.account)
@@ -289,7 +297,7 @@ async def _run_rig(
             session_config=session_config or SessionConfig(),
             backoff=Backoff(base=1.0, cap=4.0),
             rng=random.Random(1),
-            journal_write=write_inline,
+            journal_write=journal_write,
             out=rig.lines.append,
         )
         nursery.cancel_scope.cancel()

@@ -10,6 +10,7 @@ import pytest
 from hip3_trio.app import engine_settings, session_settings
 from hip3_trio.cli import main, parse_args
 from hip3_trio.config import parse_config
+from hip3_trio.journal import JOURNAL_FILENAME
 
 
 def test_cli_defaults_to_sim_and_validates_numbers() -> None:
@@ -37,6 +38,19 @@ def test_testnet_without_a_key_is_a_clear_start_up_error(
     code = main(["--env", "testnet", "--config", str(config), "--state-dir", str(tmp_path / "s")])
     assert code == 2
     assert "HIP3_PRIVATE_KEY" in capsys.readouterr().err
+
+
+def test_a_damaged_journal_refuses_to_start_with_one_line_and_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "s"
+    state.mkdir()
+    (state / JOURNAL_FILENAME).write_bytes(b"not an SQLite file\n" * 100)
+    assert main(["--env", "sim", "--state-dir", str(state), "--duration", "5"]) == 3
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("hip3-trio: ")
+    assert "not a database" in captured.err and "Traceback" not in captured.err
+    assert "simulator listening" not in captured.out  # refused before anything started
 
 
 def test_config_sections_map_onto_the_engine_with_units_converted() -> None:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import errno
+import functools
+import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
+from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResult
+from hip3_trio.journal import FillRecord, Record
 from hip3_trio.position.records import OrderState
+from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import TradeClosed
-from tests.engine_rig import BASE_MS, Rig, run_rig
+from tests.engine_rig import BASE_MS, MARKETS, Rig, quiet_settings, run_rig, sim_config, write_inline
 
 
 def flat(rig: Rig) -> bool:
@@ -177,6 +185,93 @@ async def test_restart_with_a_latched_hard_stop_stays_stopped(
     assert rig.engine.stats.signals > 0
     assert set(rig.engine.stats.signals_refused) == {"HardStopped"}
     assert any("HARD STOP" in line for line in rig.lines)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [sqlite3.OperationalError("disk I/O error"), OSError(errno.ENOSPC, "No space left on device")],
+    ids=["sqlite", "os"],
+)
+async def test_a_journal_write_failure_latches_the_hard_stop_and_flattens(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, error: Exception
+) -> None:
+    """Cannot measure, must not trade: the disk fails as the entry's fill is journaled (a position is
+    open on the venue); the hard stop latches and persists, the position is flattened on the venue, no
+    entry is sent afterwards, and the engine still stops in order (the journal task raised nothing)."""
+    rigs: list[Rig] = []
+    broke: list[tuple[float, dict[str, Decimal]]] = []  # when the disk broke, the venue's positions then
+    flat_at: list[float] = []
+    after_stop: list[SubmitResult] = []
+
+    async def failing_disk(write: Callable[[list[Record]], int], records: list[Record]) -> int:
+        if not broke and any(isinstance(r, FillRecord) for r in records):
+            broke.append((trio.current_time(), rigs[0].sim_positions()))
+        if broke:
+            await trio.lowlevel.checkpoint()
+            raise type(error)(*error.args)  # a fresh one each time, as a failing disk would
+        return await write_inline(write, records)
+
+    async def scenario(rig: Rig) -> None:
+        rigs.append(rig)
+        await rig.wait_ready()
+        rig.submit(rig.entry_signal(MARKETS[0]))
+        with trio.fail_after(30):
+            await rig.wait_for(lambda: rig.engine.hard_stop_latch.latched)
+            await rig.wait_for(lambda: not rig.sim_positions() and not rig.positions())
+        flat_at.append(trio.current_time())
+        after_stop.append(rig.submit(rig.entry_signal(MARKETS[1])))
+        await trio.sleep(60)
+        rig.stop.set()
+
+    hold_longer = lambda user: quiet_settings(user, time_stop=TimeStopConfig(hold_s=300))  # noqa: E731
+    rig = await run_rig(tmp_path, scenario, settings=hold_longer, journal_write=failing_disk)
+
+    ((broke_at, venue_then),) = broke
+    assert list(venue_then) == [MARKETS[0]]  # the entry had filled: a position was open
+    reason = f"journal write failed: {type(error).__name__}: {error}"
+    latch = HardStop.load(rig.state_dir, BASE_MS)
+    assert latch.latched and latch.record is not None and latch.record.reason == reason
+    assert flat_at[0] - broke_at < 1.0  # flattened at once, not after the 300 s hold
+    assert rig.orders(reduce_only=True, after=broke_at - 0.001)
+    assert rig.orders(reduce_only=False, after=broke_at) == []
+    assert isinstance(after_stop[0], HardStopped)
+    assert rig.sim_positions() == {} and rig.positions() == {}
+    assert rig.engine.settled() and "summary" in rig.lines[-2]
+    assert "failed 0" not in rig.lines[-1]
+
+
+async def test_two_simulator_runs_into_one_state_dir_journal_every_fill(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The README's default: every `--env sim` run journals into ./hip3-state. The venue's trade and
+    order ids are unique, so the simulator's must be too across runs (here the second run starts ten
+    minutes after the first, as its wall clock would), or the journal's unique tid drops the second
+    run's fills."""
+
+    async def one_round_trip(rig: Rig) -> None:
+        with trio.fail_after(60):
+            await rig.wait_ready()
+            rig.submit(rig.entry_signal(MARKETS[0]))
+            await rig.wait_for(lambda: bool(rig.positions()))
+        rig.stop.set()  # the orderly stop flattens it: two fills a run
+
+    tids: list[int] = []
+    oids: list[int] = []
+    for start_ms in (BASE_MS, BASE_MS + 10 * 60_000):
+        config = attrs.evolve(sim_config(), base_epoch_ms=start_ms)
+        # As the command line does: cloids, too, are prefixed with the start time.
+        executor = ExecutorConfig(cloid_prefix=start_ms)
+        settings = functools.partial(quiet_settings, executor=executor)
+        rig = await run_rig(tmp_path, one_round_trip, settings=settings, config=config)
+        assert rig.sim.account is not None
+        tids += [f.tid for f in rig.sim.exchange.accounts.users[rig.sim.account].fills]
+        oids += list(rig.sim.exchange.orders)
+    assert len(tids) == 4 and len(set(tids)) == 4
+    assert len(set(oids)) == len(oids) == 4
+    assert sorted(t for (t,) in rig.query("SELECT tid FROM fills")) == sorted(tids)
+    assert sorted(o for (o,) in rig.query("SELECT oid FROM orders")) == sorted(oids)
+    # The second run's fills are new trades, not duplicates of the first run's: nothing is reported.
+    assert rig.query("SELECT COUNT(*) FROM events WHERE kind = 'duplicate_tid'") == [(0,)]
 
 
 async def test_unknown_configured_market_stops_the_engine_with_a_clear_error(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -177,6 +179,48 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Journal.open(tmp_path)
 
 
+def corrupt_a_middle_page(path: Path, offset: int, data: bytes) -> None:
+    """Overwrite `data` at `offset` within the page in the middle of the (closed) SQLite file."""
+    with sqlite3.connect(path) as conn:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    conn.close()
+    pages = path.stat().st_size // page_size
+    assert pages > 10, "the journal should span many pages"
+    with path.open("r+b") as f:
+        f.seek(pages // 2 * page_size + offset)
+        f.write(data)
+
+
+@pytest.mark.parametrize(
+    ("offset", "data"),
+    [
+        (0, b"\xff" * 16),  # the page header: SQLite raises "database disk image is malformed"
+        (12, b"\x00\x01"),  # a cell pointer: quick_check reports the page, over several lines
+    ],
+    ids=["page header", "cell pointer"],
+)
+def test_a_corrupted_page_refuses_to_open_with_one_line(tmp_path: Path, offset: int, data: bytes) -> None:
+    with Journal.open(tmp_path) as j:
+        j.write([EventRecord(time_ms=i, kind="tick", detail={"pad": "x" * 200}) for i in range(2000)])
+    path = tmp_path / JOURNAL_FILENAME
+    corrupt_a_middle_page(path, offset, data)
+    before = path.read_bytes()
+    with pytest.raises(JournalError) as raised:
+        Journal.open(tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message and "damaged" in message
+    assert path.read_bytes() == before  # the evidence is left as it was
+
+
+def test_a_file_that_is_not_sqlite_refuses_to_open_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILENAME
+    path.write_text("these are not the trade records you are looking for\n" * 200)
+    with pytest.raises(JournalError, match="not a database") as raised:
+        Journal.open(tmp_path)
+    assert "\n" not in str(raised.value) and str(path) in str(raised.value)
+    assert path.read_text().startswith("these are not")
+
+
 # --- rows -------------------------------------------------------------------------------------------
 
 
@@ -203,6 +247,32 @@ def test_fill_tid_is_idempotent(journal: Journal) -> None:
     assert count(journal, "fills") == 1
     journal.write([fill(8)])
     assert journal.query("SELECT tid FROM fills ORDER BY tid") == [(7,), (8,)]
+
+
+def test_a_duplicate_tid_with_different_content_is_reported_and_counted(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal.write([fill(7), fill(7)])
+    journal.write([fill(7)])  # a replayed fill: normal, silent
+    assert journal.tid_conflicts == 0 and count(journal, "events") == 0
+    other = attrs.evolve(fill(7), px=D("251"), cloid="0xc9")  # another trade under the same tid
+    with caplog.at_level(logging.WARNING, logger="hip3_trio.journal"):
+        journal.write([other, other])
+    assert journal.query("SELECT px, cloid FROM fills") == [(249.5, "0xc1")]  # the first is kept
+    detail = '{"differs":{"cloid":["0xc1","0xc9"],"px":[249.5,251.0]},"tid":7}'
+    assert journal.query("SELECT time_ms, kind, detail FROM events") == [(1_010, "duplicate_tid", detail)] * 2
+    assert journal.tid_conflicts == 2
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+    assert "tid 7" in caplog.records[0].getMessage()
+
+
+async def test_run_journal_counts_duplicate_tids_with_different_content(journal: Journal) -> None:
+    sink, receive = JournalSink.open(capacity=100)
+    for record in (fill(7), fill(7), attrs.evolve(fill(7), sz=D("0.2")), fill(8)):
+        sink.record(record)
+    sink.close()
+    stats = await run_journal(receive, journal)
+    assert (stats.written, stats.failed, stats.tid_conflicts) == (4, 0, 1)
 
 
 def test_order_upsert_ack_then_final_state(journal: Journal) -> None:
@@ -434,6 +504,39 @@ async def test_a_poison_record_costs_only_itself(journal: Journal) -> None:
     assert (stats.written, stats.failed) == (3, 1)
     assert journal.query("SELECT time_ms FROM events ORDER BY id") == [(1,), (3,)]
     assert count(journal, "fills") == 1
+
+
+async def test_a_lost_record_reports_the_failure_once(journal: Journal) -> None:
+    journal.query(BOOM_TRIGGER)
+    failures: list[str] = []
+    sink, receive = JournalSink.open(capacity=100)
+    for record in (event(1), event(2, "boom"), event(3), event(4, "boom"), event(5)):
+        sink.record(record)
+    sink.close()
+    stats = await run_journal(receive, journal, on_failure=failures.append)
+    assert failures == ["journal write failed: IntegrityError: boom"]
+    assert (stats.written, stats.failed) == (3, 2)  # it went on writing after the failure
+
+
+async def test_a_batch_that_then_writes_record_by_record_lost_nothing_and_reports_nothing(
+    journal: Journal,
+) -> None:
+    calls: list[int] = []
+
+    async def fails_once(write: Callable[[list[Record]], int], records: list[Record]) -> int:
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return write(records)
+
+    failures: list[str] = []
+    sink, receive = JournalSink.open(capacity=100)
+    for i in range(3):
+        sink.record(event(i))
+    sink.close()
+    stats = await run_journal(receive, journal, run_write=fails_once, on_failure=failures.append)
+    assert calls == [3, 1, 1, 1] and failures == []
+    assert (stats.written, stats.failed) == (3, 0)
 
 
 # --- backpressure -----------------------------------------------------------------------------------

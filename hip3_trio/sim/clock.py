@@ -37,6 +37,13 @@ class SimClock:
         elapsed_ms = round((trio.current_time() - self._origin) * 1000)
         return self.base_epoch_ms + elapsed_ms + self.skew_ms()
 
+    def start_ms(self) -> int:
+        """The venue time (epoch ms, without skew) at the clock's origin: when the simulator started."""
+        if self._origin is None:
+            self.now_ms()
+        assert self.base_epoch_ms is not None
+        return self.base_epoch_ms
+
     def trio_time_at(self, epoch_ms: int) -> float:
         """The Trio clock value at which ``now_ms()`` reaches ``epoch_ms`` (for sleeping until it)."""
         now = self.now_ms()

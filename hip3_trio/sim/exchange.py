@@ -51,6 +51,32 @@ def _nothing() -> None:
     return None
 
 
+IDS_PER_MS = 1000
+
+
+@attrs.define
+class IdSequence:
+    """Order or trade ids that never repeat across simulator runs, as the venue's never do.
+
+    They count up by one from the simulator's start time (epoch ms, `SimClock.start_ms`) × 1000, so a
+    run that starts later starts above every id of an earlier one unless that run issued more than 1000
+    ids per millisecond between the two starts. Restarts of `--env sim` (the wall clock at start) into
+    one journal therefore never collide on the journal's unique tid; a fixed `SimConfig.base_epoch_ms`
+    gives the same ids on every run (deterministic tests). About 1.8e15 today: exact in JSON (< 2**53).
+    """
+
+    clock: SimClock
+    _next: int | None = None
+
+    def take(self) -> int:
+        """The next id."""
+        if self._next is None:
+            self._next = self.clock.start_ms() * IDS_PER_MS
+        value = self._next
+        self._next += 1
+        return value
+
+
 @attrs.define(eq=False)
 class Exchange:
     """Markets, accounts, orders and nonces of one simulated venue."""
@@ -67,8 +93,8 @@ class Exchange:
     nonces: NonceBook
     orders: dict[int, OrderRecord] = attrs.Factory(dict)
     cloids: dict[tuple[str, str], int] = attrs.Factory(dict)
-    next_oid: int = 10_000_000_000
-    next_tid: int = 500_000_000_000
+    oids: IdSequence = attrs.Factory(lambda self: IdSequence(self.clock), takes_self=True)
+    tids: IdSequence = attrs.Factory(lambda self: IdSequence(self.clock), takes_self=True)
     on_schedule_change: Callable[[], None] = _nothing
     _updates: dict[str, list[dict[str, Any]]] = attrs.Factory(lambda: defaultdict(list))
     _fills: dict[str, list[dict[str, Any]]] = attrs.Factory(lambda: defaultdict(list))
@@ -214,8 +240,7 @@ class Exchange:
         if not reduce_only and px * sz < MIN_ORDER_USD:
             return {"error": f"Order must have minimum value of $10. asset={asset}"}
         account = self.accounts.users[user]
-        oid = self.next_oid
-        self.next_oid += 1
+        oid = self.oids.take()
         record = OrderRecord(
             oid=oid,
             user=user,
@@ -363,8 +388,7 @@ class Exchange:
         start = account.position(market.spec.name).szi
         direction = fill_direction(start, is_buy, sz)
         closed = account.apply_fill(market.spec.dex, market.spec.name, is_buy, px, sz, fee)
-        tid = self.next_tid
-        self.next_tid += 1
+        tid = self.tids.take()
         fill = FillRecord(
             coin=market.spec.name,
             px=px,

@@ -5,10 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import trio
 from eth_account.signers.local import LocalAccount
 from trio.testing import MockClock
 
+from hip3_trio.sim import clock as clock_module
+from hip3_trio.sim.config import SimConfig
 from hip3_trio.sim.server import Simulator
 
 from .client import SimClient, connect, order_action, signed
@@ -88,6 +91,41 @@ async def test_ioc_fills_and_updates_position_fee_and_pnl(
         "tid",
         "feeToken",
     }
+
+
+async def _round_trip_ids(sim: Simulator, wallet: LocalAccount) -> tuple[list[int], list[int]]:
+    """Buy and sell back 2 xyz:COIN: the two orders' oids and the two fills' tids, oldest first."""
+    bid, ask = _book(sim, "xyz:COIN")
+    async with connect(sim) as c:
+        t = Trader(c, wallet)
+        t.nonce = sim.clock.now_ms()
+        buy = await t.order(110000, True, ask, 2.0)
+        sell = await t.order(110000, False, bid, 2.0, reduce_only=True)
+        fills = await c.info({"type": "userFills", "user": wallet.address})
+    return [buy["filled"]["oid"], sell["filled"]["oid"]], [f["tid"] for f in reversed(fills)]
+
+
+async def test_order_and_trade_ids_count_up_from_the_start_time(
+    autojump_clock: MockClock, sim: Simulator, wallet: LocalAccount
+) -> None:
+    # The venue's ids never repeat, so neither may the simulator's across runs: a run that starts later
+    # starts its ids above every id of an earlier one (unless that one issued 1000 ids a millisecond).
+    oids, tids = await _round_trip_ids(sim, wallet)
+    assert oids == tids == [BASE_MS * 1000, BASE_MS * 1000 + 1]
+
+
+async def test_without_a_base_time_ids_start_from_the_wall_clock(
+    autojump_clock: MockClock, wallet: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command line's simulator (`--env sim`) has no base time: the wall clock at its start.
+    monkeypatch.setattr(clock_module.time, "time", lambda: 1_800_000_000.25)
+    sim = Simulator.create(SimConfig(seed=7))
+    sim.add_account(wallet.address)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        oids, tids = await _round_trip_ids(sim, wallet)
+        nursery.cancel_scope.cancel()
+    assert oids == tids == [1_800_000_000_250_000, 1_800_000_000_250_001]
 
 
 async def test_ioc_that_cannot_match(autojump_clock: MockClock, sim: Simulator, wallet: LocalAccount) -> None:
