@@ -821,4 +821,5 @@ def _trade_record(t: ClosedTrade) -> TradeRecord:
         entry_cloid=str(t.entry_cloid) if t.entry_cloid is not None else None,
         exit_cloid=str(t.exit_cloid) if t.exit_cloid is not None else None,
         exit_reason=t.exit_reason,
+        reconstructed=t.corrected,
     )

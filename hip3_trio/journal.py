@@ -46,7 +46,7 @@ prices (5 significant figures), sizes (``szDecimals``) and the USD amounts of th
 engine's own accounting stays `Decimal` in memory; the journal is the analysis record. Times are INTEGER
 epoch milliseconds; booleans are 0/1; sides are ``'buy'``/``'sell'``.
 
-Schema (``PRAGMA user_version = 1``)
+Schema (``PRAGMA user_version = 2``; older files are migrated on open, see ``_MIGRATIONS``)
 - ``signals``: every detector signal, acted on or refused (``refused_reason`` = the gate that said no);
   ``cloid`` links an acted signal to its order.
 - ``orders``: one row per cloid. `OrderRecord` inserts the intent (side, price, size, reduce_only,
@@ -124,7 +124,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 JOURNAL_FILENAME: Final = "journal.sqlite3"
-SCHEMA_VERSION: Final = 1
+#: Numbered schema changes: `_MIGRATIONS[n]` takes a journal from version n - 1 to n (version 1 is
+#: `_SCHEMA`). Applied in order, from the file's `user_version`, in the same transaction as the stamp.
+_MIGRATIONS: Final[Mapping[int, tuple[str, ...]]] = {
+    # 2: a round trip whose entry could not be found (a position learned by reconciliation) is flagged.
+    2: (
+        "ALTER TABLE trades ADD COLUMN reconstructed INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (reconstructed IN (0, 1))",
+    ),
+}
+SCHEMA_VERSION: Final = max(_MIGRATIONS)
 DEFAULT_CAPACITY: Final = 10_000
 DEFAULT_MAX_BATCH: Final = 500
 DEFAULT_FLUSH_DEADLINE_S: Final = 5.0
@@ -312,6 +321,8 @@ class TradeRecord:
     exit_cloid: str | None = attrs.field(default=None, validator=_opt_text)
     # What flattened it: "time_stop", "flatten_all", "exit", ...
     exit_reason: str | None = attrs.field(default=None, validator=_opt_text)
+    # Its entry could not be found (a position learned by reconciliation): figures are approximate.
+    reconstructed: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True)
@@ -463,10 +474,10 @@ VALUES (:tid, :time_ms, :market, :side, :px, :sz, :fee, :closed_pnl, :crossed, :
 _INSERT_TRADE: Final = """
 INSERT INTO trades (market, side, size, entry_time_ms, entry_px, exit_time_ms, exit_px, expected_edge_bps,
                     realised_edge_bps, slippage_bps, time_to_flat_ms, pnl, fees, entry_cloid, exit_cloid,
-                    exit_reason)
+                    exit_reason, reconstructed)
 VALUES (:market, :side, :size, :entry_time_ms, :entry_px, :exit_time_ms, :exit_px, :expected_edge_bps,
         :realised_edge_bps, :slippage_bps, :time_to_flat_ms, :pnl, :fees, :entry_cloid, :exit_cloid,
-        :exit_reason)
+        :exit_reason, :reconstructed)
 """
 
 _INSERT_EVENT: Final = "INSERT INTO events (time_ms, kind, detail) VALUES (:time_ms, :kind, :detail)"
@@ -602,8 +613,12 @@ class Journal:
             )
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
+            if version == 0:  # a new file: version 1's tables, then every migration like an old file
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            for number in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[number]:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")

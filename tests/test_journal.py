@@ -15,8 +15,10 @@ import attrs
 import pytest
 import trio
 
+from hip3_trio.journal import _SCHEMA as SCHEMA_V1
 from hip3_trio.journal import (
     JOURNAL_FILENAME,
+    SCHEMA_VERSION,
     EventRecord,
     FillRecord,
     Journal,
@@ -30,6 +32,7 @@ from hip3_trio.journal import (
     TradeRecord,
     run_journal,
 )
+from hip3_trio.ops.report import load_rows
 
 D = Decimal
 TABLES = ("signals", "orders", "fills", "trades", "events")
@@ -152,7 +155,7 @@ def test_tables_are_created_with_the_report_columns(journal: Journal) -> None:
         "filled_sz",
         "avg_px",
     } <= (order_columns)
-    assert journal.query("PRAGMA user_version") == [(1,)]
+    assert journal.query("PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert journal.path.name == JOURNAL_FILENAME
 
 
@@ -607,3 +610,55 @@ def test_records_are_validated_in_the_producer() -> None:
         fill(tid=2**64 - 1)
     with pytest.raises(TypeError):
         EventRecord(time_ms=1, kind="x", detail={("not", "a str"): 1})  # type: ignore[dict-item]
+
+
+# --- schema migrations ---------------------------------------------------------------------------------
+
+
+def write_v1_journal(path: Path) -> None:
+    """A journal exactly as the schema-1 engine left it: its tables, one trade, `user_version` 1."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in SCHEMA_V1.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO trades (market, side, size, entry_time_ms, entry_px, exit_time_ms, exit_px, "
+        "realised_edge_bps, time_to_flat_ms, pnl, fees) "
+        "VALUES ('xyz:COIN', 'buy', 1, 1000, 10, 2000, 10.1, 100, 1000, 0.09, 0.01)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+def test_a_schema_1_journal_is_migrated_on_open_and_keeps_its_rows(tmp_path: Path) -> None:
+    write_v1_journal(tmp_path / JOURNAL_FILENAME)
+    with Journal.open(tmp_path) as journal:
+        assert journal.query("PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
+        assert journal.query("SELECT market, pnl, reconstructed FROM trades") == [("xyz:COIN", 0.09, 0)]
+        journal.write([attrs.evolve(trade(), reconstructed=True)])
+        assert journal.query("SELECT reconstructed FROM trades ORDER BY id") == [(0,), (1,)]
+    with Journal.open(tmp_path) as journal:  # opening a current journal again changes nothing
+        assert journal.query("SELECT COUNT(*) FROM trades") == [(2,)]
+
+
+def test_a_failed_migration_leaves_the_journal_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILENAME
+    write_v1_journal(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE trades ADD COLUMN reconstructed INTEGER")  # the migration cannot apply
+    conn.close()
+    with pytest.raises(JournalError, match="duplicate column name"):
+        Journal.open(tmp_path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    conn.close()
+
+
+def test_the_report_reads_a_schema_1_journal_without_migrating_it(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILENAME
+    write_v1_journal(path)
+    (row,) = load_rows(path).trades
+    assert row.market == "xyz:COIN" and row.reconstructed is False
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    conn.close()

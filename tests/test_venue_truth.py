@@ -15,12 +15,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from hip3_trio.engine import EngineSettings
 from hip3_trio.execution.executor import Submitted
+from hip3_trio.journal import JOURNAL_FILENAME
+from hip3_trio.ops.report import compute_report, format_report, load_rows
 from hip3_trio.position.records import ReconcileRequested
 from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.sim import open_simulator
@@ -335,6 +338,39 @@ async def test_a_restart_keeps_the_positions_age_and_journals_the_whole_round_tr
     assert fees == pytest.approx(fills[0][1] + fills[1][1])  # both legs' fees, not only the exit's
     assert entry_cloid == fills[0][2]
     assert edge == pytest.approx(float(seen["expected_edge"]))
+    assert rig.query("SELECT reconstructed FROM trades") == [(0,)]  # exact: from the venue's fills
+
+
+async def test_a_restart_whose_entry_fill_is_gone_dates_it_by_the_journal_and_flags_the_trade(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The venue's fills snapshot no longer reaches back to the opening fill: the journal's entry order
+    dates the position (never "now"), and the round trip is journaled as reconstructed, as the report
+    says."""
+    seen: dict[str, Any] = {}
+
+    async def run_1(rig: Rig) -> None:
+        await rig.wait_ready()
+        enter(rig, TSLA)
+        seen["submitted_at"] = trio.current_time()
+        await rig.wait_for(lambda: rig.engine.book.size(TSLA) != 0)
+        await trio.sleep(10)
+        rig.stop.set()
+
+    async def run_2(rig: Rig) -> None:
+        await rig.wait_ready()
+        await rig.wait_for(lambda: not rig.positions() and not rig.sim_positions())
+        rig.stop.set()
+
+    config = attrs.evolve(sim_config(dislocation_rate=0.0), fills_snapshot_limit=0)
+    async with open_simulator(config, listen=False) as sim:
+        await run_rig(tmp_path, run_1, sim=sim, settings=settings(flatten_on_exit=False))
+        rig = await run_rig(tmp_path, run_2, sim=sim, settings=settings())
+    (flatten_at, _), *_ = sends(rig, reduce_only=True, market=TSLA)
+    assert seen["submitted_at"] + HOLD <= flatten_at <= seen["submitted_at"] + HOLD + 1.0
+    assert rig.query("SELECT reconstructed FROM trades") == [(1,)]
+    lines = format_report(compute_report(load_rows(rig.state_dir / JOURNAL_FILENAME)))
+    assert any("reconstructed trades" in line and "1 (entry not found" in line for line in lines)
 
 
 # --- 6. flattening when market data is bad ------------------------------------------------------------

@@ -147,6 +147,7 @@ class TradeRow:
     time_to_flat_ms: int
     pnl: float
     fees: float
+    reconstructed: bool = False
 
     @property
     def net_edge_bps(self) -> float | None:
@@ -276,6 +277,7 @@ class MarketStats:
     pnl: Distribution
     pnl_total: float
     fees_total: float
+    reconstructed: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -350,6 +352,7 @@ def market_stats(market: str, trades: Sequence[TradeRow], orders: Sequence[Order
         pnl=Distribution.of(t.pnl for t in trades),
         pnl_total=math.fsum(t.pnl for t in trades),
         fees_total=math.fsum(t.fees for t in trades),
+        reconstructed=sum(t.reconstructed for t in trades),
     )
 
 
@@ -470,7 +473,7 @@ def open_journal_read_only(path: Path) -> sqlite3.Connection:
 
 _TRADES_SQL: Final = """
 SELECT market, entry_time_ms, exit_time_ms, size, entry_px, expected_edge_bps, realised_edge_bps,
-       slippage_bps, time_to_flat_ms, pnl, fees
+       slippage_bps, time_to_flat_ms, pnl, fees, {reconstructed}
   FROM trades ORDER BY exit_time_ms, id
 """
 _ORDERS_SQL: Final = """
@@ -488,6 +491,13 @@ def _detail(text: str) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {"detail": value}
 
 
+def _column_or(conn: sqlite3.Connection, table: str, column: str, default: str = "0") -> str:
+    """`column` if `table` has it, else the literal `default`: a read-only report cannot migrate an
+    older journal, so it reads the columns a migration added as their default."""
+    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    return column if column in names else default
+
+
 def _read_rows(conn: sqlite3.Connection) -> JournalRows:
     trades = tuple(
         TradeRow(
@@ -502,8 +512,9 @@ def _read_rows(conn: sqlite3.Connection) -> JournalRows:
             time_to_flat_ms=r[8],
             pnl=r[9],
             fees=r[10],
+            reconstructed=bool(r[11]),
         )
-        for r in conn.execute(_TRADES_SQL)
+        for r in conn.execute(_TRADES_SQL.format(reconstructed=_column_or(conn, "trades", "reconstructed")))
     )
     orders = tuple(
         OrderRow(
@@ -586,6 +597,10 @@ def _market_lines(stats: MarketStats) -> list[str]:
         ("fees", _fmt_usd(stats.fees_total)),
         ("flatten success", f"{_fmt_pct(f.rate)} ({f.filled} of {f.resolved} reduce-only filled)"),
     ]
+    if stats.reconstructed:
+        rows.append(
+            ("reconstructed trades", f"{stats.reconstructed} (entry not found after a restart: approximate)")
+        )
     return [stats.market] + [f"  {label:<28}{value}" for label, value in rows]
 
 

@@ -98,6 +98,10 @@ class Account:
     volume: Decimal = Decimal(0)
     scheduled_cancel_ms: int | None = None
 
+    def recent_fills(self, limit: int) -> list[FillRecord]:
+        """The latest `limit` fills, oldest first (what the venue's snapshot and info answer hold)."""
+        return self.fills[len(self.fills) - limit :] if limit > 0 else []
+
     def position(self, coin: str) -> Position:
         return self.positions.setdefault(coin, Position())
 

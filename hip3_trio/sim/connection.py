@@ -247,7 +247,7 @@ class Connection:
                 self.push(key, {"channel": "activeAssetCtx", "data": ctx_data(market)})
         elif kind == "userFills":
             account = ex.accounts.users.get(key[1])
-            fills = account.fills[-ex.config.fills_snapshot_limit :] if account else []
+            fills = account.recent_fills(ex.config.fills_snapshot_limit) if account else []
             data = {"isSnapshot": True, "user": key[1], "fills": [f.to_wire() for f in fills]}
             self.push(key, {"channel": "userFills", "data": data})
         elif kind == "clearinghouseState":

@@ -94,6 +94,6 @@ def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
     if kind == "userFills":
         user = _user(payload)
         account = ex.accounts.users.get(user)
-        fills = account.fills[-ex.config.fills_snapshot_limit :] if account else []
+        fills = account.recent_fills(ex.config.fills_snapshot_limit) if account else []
         return [f.to_wire() for f in reversed(fills)]
     raise _BadRequest("type")
