@@ -36,7 +36,7 @@ import trio
 import trio_websocket
 
 from hip3_trio.config import Config
-from hip3_trio.engine import Engine, EngineSettings, EngineStats
+from hip3_trio.engine import Engine, EngineSettings, EngineStatistics
 from hip3_trio.execution.batch import SchedulerConfig
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.journal import Journal, JournalStats, Record, WriteRunner, run_journal, write_in_thread
@@ -158,9 +158,10 @@ def websocket_connector(url: str) -> Connect:
 
 
 async def _time_stop_loop(engine: Engine) -> None:
-    interval = engine.time_stop.config.check_interval_s
+    core = engine.core
+    interval = core.time_stop.config.check_interval_s
     while True:
-        engine.run_time_stop_check(trio.current_time())
+        core.tick(trio.current_time())
         await trio.sleep(interval)
 
 
@@ -198,7 +199,7 @@ async def run_engine(
     session_class: type[Session] = Session,
     journal_write: WriteRunner = write_in_thread,
     out: Callable[[str], None] = print,
-) -> EngineStats:
+) -> EngineStatistics:
     """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
 
     Returns the engine's stats after the journal has been flushed.
@@ -230,10 +231,10 @@ async def run_engine(
                 trading.start_soon(
                     lambda: run_connection(
                         connect,
-                        lambda ws: session_class(ws, engine, session_config, trace=engine.trace),
+                        lambda ws: session_class(ws, engine.link, session_config, trace=engine.link.trace),
                         backoff=backoff,
                         rng=rng,
-                        urgent=engine.holds_positions,
+                        urgent=engine.core.holds_positions,
                     )
                 )
                 trading.start_soon(_time_stop_loop, engine)
@@ -260,10 +261,10 @@ async def run_engine(
                 trading.cancel_scope.cancel()
         finally:
             engine.save_state()
-            engine.journal.close()
+            engine.core.journal.close()
     out(engine.summary())
     out(
         f"  journal written {journal_stats.written}, failed {journal_stats.failed}, "
         f"lost on exit {journal_stats.lost_on_exit}, duplicate tids {journal_stats.tid_conflicts}"
     )
-    return engine.stats
+    return engine.statistics()

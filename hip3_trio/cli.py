@@ -151,8 +151,8 @@ def restore_risk_counters(monitor: RiskMonitor, journal: Journal, state_dir: Pat
 def restore_from_journal(engine: Engine, journal: Journal, state_dir: Path) -> None:
     """Before trading, continue from earlier runs: the risk counters (`restore_risk_counters`) and the
     entry orders that date and attribute positions still open on the venue (`read_entry_hints`)."""
-    restore_risk_counters(engine.monitor, journal, state_dir)
-    engine.book.remember_entries(read_entry_hints(journal))
+    restore_risk_counters(engine.core.monitor, journal, state_dir)
+    engine.core.book.remember_entries(read_entry_hints(journal))
 
 
 @asynccontextmanager

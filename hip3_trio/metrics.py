@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
 from functools import partial
 from typing import Final
 
@@ -42,30 +43,21 @@ class EngineCollector(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        e, s = self.engine, self.engine.stats
-        yield _gauge("hip3_connected", "1 while a session is connected", 1 if e.session is not None else 0)
+        s = self.engine.statistics()
+        yield _gauge("hip3_connected", "1 while a session is connected", 1 if s.connected else 0)
         yield _counter("hip3_connects", "Connections established", s.connects)
         yield _counter("hip3_disconnects", "Connections lost or closed", s.disconnects)
         ready = GaugeMetricFamily("hip3_ready", "READY-TRADING flags (1 = satisfied)", labels=["flag"])
-        r = e.readiness
-        for flag, value in (
-            ("market_data", r.md_ready),
-            ("order_stream", r.orders_acked),
-            ("fills_snapshot", r.fills_snapshot),
-            ("reconciled", r.reconciled),
-            ("clock", not e.clock_blocked),
-            ("trading", e.ready),
-        ):
+        for flag, value in s.readiness.items():
             ready.add_metric([flag], 1 if value else 0)
         yield ready
-        yield _gauge("hip3_inflight_posts", "Posts on the wire awaiting a reply", e.inflight)
+        yield _gauge("hip3_inflight_posts", "Posts on the wire awaiting a reply", s.inflight)
         queues = GaugeMetricFamily("hip3_queue_depth", "Queued items by queue", labels=["queue"])
-        queues.add_metric(["cancel"], len(e.scheduler.cancels))
-        queues.add_metric(["reduce_only"], len(e.scheduler.reduce_only))
-        queues.add_metric(["new_order"], len(e.scheduler.new_orders))
+        for queue, depth in s.queues.items():
+            queues.add_metric([queue], depth)
         yield queues
         signals = CounterMetricFamily("hip3_signals", "Detector signals by outcome", labels=["outcome"])
-        signals.add_metric(["acted"], s.signals - sum(s.signals_refused.values()))
+        signals.add_metric(["acted"], s.signals_acted)
         for reason, count in sorted(s.signals_refused.items()):
             signals.add_metric([reason], count)
         yield signals
@@ -76,30 +68,27 @@ class EngineCollector(Collector):
             rejects.add_metric([reason], count)
         yield rejects
         yield _counter("hip3_trades", "Round trips closed", s.trades)
-        latency = s.post_latency
         yield HistogramMetricFamily(
             "hip3_post_latency_seconds",
             "Post sent → reply received",
-            buckets=[(_le(bound), count) for bound, count in latency.cumulative()],
-            sum_value=latency.total,
+            buckets=[(_le(bound), count) for bound, count in s.post_latency_buckets],
+            sum_value=s.post_latency_sum,
         )
         position = GaugeMetricFamily("hip3_position", "Signed position size", labels=["market"])
         notional = GaugeMetricFamily("hip3_notional_usd", "Position notional at mark", labels=["market"])
-        for market in sorted(e.book.markets):
-            size = e.book.size(market)
+        for market in sorted(s.markets):
+            size = s.positions.get(market, Decimal(0))
             position.add_metric([market], float(size))
-            mark = e.marks.get(market)
+            mark = s.marks.get(market)
             notional.add_metric([market], float(abs(size) * mark) if mark is not None else 0.0)
         yield position
         yield notional
         pnl = GaugeMetricFamily("hip3_pnl_usd", "PnL in USD", labels=["kind"])
         pnl.add_metric(["realized"], float(s.realized_pnl))
-        pnl.add_metric(["unrealized"], float(e.unrealized_pnl()))
+        pnl.add_metric(["unrealized"], float(s.unrealized_pnl))
         pnl.add_metric(["fees"], float(s.fees))
         yield pnl
-        yield _gauge(
-            "hip3_hard_stop", "1 while the hard stop is latched", 1 if e.hard_stop_latch.latched else 0
-        )
+        yield _gauge("hip3_hard_stop", "1 while the hard stop is latched", 1 if s.hard_stopped else 0)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -16,7 +16,7 @@ dislocated through the oracle by 12–40 bps, so most frames end in a `Skip` and
 exchange clock advancing 1 ms per frame, which is also the `now_ms` handed to the detector.
 
 Per frame the pipeline is the market-data part of what the engine host does today
-(`hip3_trio.engine.Engine._on_bbo` / `_on_asset_ctx`): `decode_frame(text)`, then for a configured
+(`hip3_trio.core.TradingCore.on_bbo` / `on_asset_ctx`): `decode_frame(text)`, then for a configured
 market `Detector.on_stream_alive(now_ms)`, and a `Bbo` becomes a `BookTop` for `Detector.on_book`, an
 `ActiveAssetCtx` an `OracleCtx` (stamped on receipt) for `Detector.on_oracle`. The host's own
 bookkeeping around it (readiness, marks, stats, journal) is not part of this benchmark.
@@ -65,7 +65,7 @@ from typing import Any
 
 import attrs
 
-from hip3_trio.engine import book_top
+from hip3_trio.core import book_top
 from hip3_trio.sim.accounts import signed_wire
 from hip3_trio.strategy.detector import BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
 from hip3_trio.wire import messages as m

@@ -152,7 +152,8 @@ async def engine_run(
             hard_stop=HardStop.load(state_dir, 0),
             journal=sink,
         )
-        trace = engine.trace = LatencyTrace()
+        trace = LatencyTrace()
+        engine.trace_latency(trace)
         stop = trio.Event()
 
         async def until_enough() -> None:

@@ -271,12 +271,12 @@ def _len(obj: object, *path: str) -> int | None:
 
 def _session_len(engine: Engine, *path: str) -> int | None:
     """A structure of the current session; 0 when disconnected (no session, no table)."""
-    return 0 if engine.session is None else _len(engine.session, *path)
+    return 0 if engine.link.session is None else _len(engine.link.session, *path)
 
 
 def _detector_len(engine: Engine, name: str) -> int | None:
     """A structure of the detector; 0 before the first sync created it."""
-    return 0 if engine.detector is None else _len(engine.detector, name)
+    return 0 if engine.core.detector is None else _len(engine.core.detector, name)
 
 
 @attrs.frozen
@@ -294,15 +294,15 @@ class Probe:
 def probes(engine: Engine) -> list[Probe]:
     markets = len(engine.settings.markets)
     book = engine.settings.book
-    scheduler = engine.scheduler
+    scheduler = engine.core.scheduler
 
     def nonzero_positions(e: Engine, _r: Any) -> int:
-        return sum(1 for p in e.book.positions.values() if p.size != 0)
+        return sum(1 for p in e.core.book.positions.values() if p.size != 0)
 
     def stale_oids(e: Engine, _r: Any) -> int | None:
         # oid → cloid entries that no longer name their order's current oid (an order re-sent under the
         # same cloid gets a second oid) or whose order was forgotten: `_prune` never removes these.
-        by_oid, orders = getattr(e.book, "_by_oid", None), getattr(e.book, "_orders", None)
+        by_oid, orders = getattr(e.core.book, "_by_oid", None), getattr(e.core.book, "_orders", None)
         if not isinstance(by_oid, dict) or not isinstance(orders, dict):
             return None
         return sum(
@@ -313,58 +313,73 @@ def probes(engine: Engine) -> list[Probe]:
 
     return [
         Probe("session.posts", "transient", lambda e, _r: _session_len(e, "posts")),
-        Probe("session.inflight", "transient", lambda e, _r: e.inflight),
+        Probe("session.inflight", "transient", lambda e, _r: e.link.inflight),
         Probe("session.control", "transient", lambda e, _r: _session_len(e, "_control")),
         Probe("session.pending_noops", "transient", lambda e, _r: _session_len(e, "_pending_noops")),
-        Probe("engine.awaiting_noop", "transient", lambda e, _r: _len(e, "_awaiting_noop")),
+        Probe("engine.awaiting_noop", "transient", lambda e, _r: e.statistics().awaiting_noop),
         Probe("scheduler.cancels", "transient", lambda _e, _r: len(scheduler.cancels)),
         Probe("scheduler.reduce_only", "transient", lambda _e, _r: len(scheduler.reduce_only)),
         Probe("scheduler.new_orders", "transient", lambda _e, _r: len(scheduler.new_orders)),
-        Probe("book.live_orders", "transient", lambda e, _r: len(e.book.live_orders())),
-        Probe("book.unknown_orders", "transient", lambda e, _r: len(e.book.unknown_orders())),
+        Probe("book.live_orders", "transient", lambda e, _r: len(e.core.book.live_orders())),
+        Probe("book.unknown_orders", "transient", lambda e, _r: len(e.core.book.unknown_orders())),
         Probe("book.positions", "transient", nonzero_positions),
-        Probe("engine.outbox", "transient", lambda e, _r: _len(e, "outbox", "_items")),
+        Probe("engine.outbox", "transient", lambda e, _r: _len(e.core, "outbox", "_items")),
         Probe("journal.queue", "transient", lambda _e, r: r.statistics().current_buffer_used),
-        Probe("journal.unreported_drops", "transient", lambda e, _r: _len(e, "journal", "_unreported")),
-        Probe("book.orders", "capped", lambda e, _r: _len(e, "book", "_orders"), book.order_memory),
-        Probe("book.by_oid", "capped", lambda e, _r: _len(e, "book", "_by_oid"), book.order_memory),
-        Probe("book.seen_tids", "capped", lambda e, _r: _len(e, "book", "_seen"), book.tid_memory),
+        Probe("journal.unreported_drops", "transient", lambda e, _r: _len(e.core, "journal", "_unreported")),
+        Probe("book.orders", "capped", lambda e, _r: _len(e.core, "book", "_orders"), book.order_memory),
+        Probe("book.by_oid", "capped", lambda e, _r: _len(e.core, "book", "_by_oid"), book.order_memory),
+        Probe("book.seen_tids", "capped", lambda e, _r: _len(e.core, "book", "_seen"), book.tid_memory),
         Probe(
             "wire.decimal_memo",
             "capped",
             lambda _e, _r: len(wire_messages._DECIMAL_CACHE),
             wire_messages._DECIMAL_CACHE_MAX,
         ),
-        Probe("engine.marks", "keyed", lambda e, _r: len(e.marks), markets),
-        Probe("engine.specs", "keyed", lambda e, _r: len(e.specs), markets),
+        Probe("engine.marks", "keyed", lambda e, _r: len(e.core.marks), markets),
+        Probe("engine.specs", "keyed", lambda e, _r: len(e.core.specs), markets),
         Probe("detector.books", "keyed", lambda e, _r: _detector_len(e, "_books"), markets),
         Probe("detector.oracles", "keyed", lambda e, _r: _detector_len(e, "_oracles"), markets),
         Probe(
             "detector.last_signal", "keyed", lambda e, _r: _detector_len(e, "_last_signal_ms"), 2 * markets
         ),
-        Probe("readiness.bbo", "keyed", lambda e, _r: _len(e, "readiness", "_bbo"), markets),
-        Probe("readiness.ctx", "keyed", lambda e, _r: _len(e, "readiness", "_ctx"), markets),
+        Probe("readiness.bbo", "keyed", lambda e, _r: _len(e.core, "readiness", "_bbo"), markets),
+        Probe("readiness.ctx", "keyed", lambda e, _r: _len(e.core, "readiness", "_ctx"), markets),
         Probe(
-            "book.included_through", "keyed", lambda e, _r: _len(e, "book", "_included_through_ms"), markets
+            "book.included_through",
+            "keyed",
+            lambda e, _r: _len(e.core, "book", "_included_through_ms"),
+            markets,
         ),
         Probe(
             "book.unknown_statuses",
             "keyed",
-            lambda e, _r: _len(e, "book", "_unknown_statuses_logged"),
+            lambda e, _r: _len(e.core, "book", "_unknown_statuses_logged"),
             LABEL_CAP,
         ),
         Probe(
-            "time_stop.flattening", "keyed", lambda e, _r: _len(e, "time_stop", "_flattening_since"), markets
+            "time_stop.flattening",
+            "keyed",
+            lambda e, _r: _len(e.core, "time_stop", "_flattening_since"),
+            markets,
         ),
-        Probe("time_stop.failed_at", "keyed", lambda e, _r: _len(e, "time_stop", "_failed_at"), markets),
-        Probe("stats.frames", "keyed", lambda e, _r: len(e.stats.frames), LABEL_CAP),
-        Probe("stats.skips", "keyed", lambda e, _r: len(e.stats.skips), len(Skip)),
-        Probe("stats.signals_refused", "keyed", lambda e, _r: len(e.stats.signals_refused), LABEL_CAP),
-        Probe("stats.rejects_by_reason", "keyed", lambda e, _r: len(e.stats.rejects_by_reason), LABEL_CAP),
-        Probe("stats.latency_buckets", "keyed", lambda e, _r: len(e.stats.post_latency.counts), LABEL_CAP),
-        Probe("journal.dropped_by_type", "keyed", lambda e, _r: len(e.journal.dropped_by_type), LABEL_CAP),
+        Probe("time_stop.failed_at", "keyed", lambda e, _r: _len(e.core, "time_stop", "_failed_at"), markets),
+        Probe("stats.frames", "keyed", lambda e, _r: len(e.statistics().frames), LABEL_CAP),
+        Probe("stats.skips", "keyed", lambda e, _r: len(e.statistics().skips), len(Skip)),
+        Probe("stats.signals_refused", "keyed", lambda e, _r: len(e.statistics().signals_refused), LABEL_CAP),
+        Probe(
+            "stats.rejects_by_reason", "keyed", lambda e, _r: len(e.statistics().rejects_by_reason), LABEL_CAP
+        ),
+        Probe(
+            "stats.latency_buckets",
+            "keyed",
+            lambda e, _r: len(e.statistics().post_latency_buckets),
+            LABEL_CAP,
+        ),
+        Probe(
+            "journal.dropped_by_type", "keyed", lambda e, _r: len(e.core.journal.dropped_by_type), LABEL_CAP
+        ),
         Probe("book.stale_oids", "uncapped", stale_oids),
-        Probe("risk.reject_times", "windowed", lambda e, _r: _len(e, "monitor", "_reject_times")),
+        Probe("risk.reject_times", "windowed", lambda e, _r: _len(e.core, "monitor", "_reject_times")),
     ]
 
 
@@ -452,7 +467,7 @@ class Sampler:
         if tracemalloc.is_tracing():
             TRACED[str(minute)] = tracemalloc.take_snapshot()
         objects, self.census = object_census()
-        engine, s = self.engine, self.engine.stats
+        engine, s = self.engine, self.engine.statistics()
         return Sample(
             minute=minute,
             at_s=round(trio.current_time() - self.started, 1),
@@ -826,8 +841,8 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
 
             async def drive() -> None:
                 with trio.move_on_after(READY_TIMEOUT_S):
-                    await engine.wait_until(lambda: engine.ready)
-                if not engine.ready:
+                    await engine.wait_until(lambda: engine.core.ready)
+                if not engine.core.ready:
                     run.error = f"the engine was not READY within {READY_TIMEOUT_S:.0f} s"
                     stop.set()
                     return
@@ -888,8 +903,11 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
             )
             ((longest_ms,),) = journal.query("SELECT COALESCE(MAX(time_to_flat_ms), 0) FROM trades")
         venue_tids = sorted(status.get("tids", []))
+        stats = engine.statistics()
         run.rest_checks = [
-            Check("engine.session is None", engine.session is None, f"session={engine.session!r}"),
+            Check(
+                "engine.link.session is None", engine.link.session is None, f"session={engine.link.session!r}"
+            ),
             Check("engine.settled()", engine.settled(), ""),
             Check("no sessions alive", rest.sessions_alive == 0, f"{rest.sessions_alive} alive"),
             Check("no websockets alive", rest.websockets_alive == 0, f"{rest.websockets_alive} alive"),
@@ -906,8 +924,8 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
             Check("venue flat", not status.get("positions"), f"venue positions {status.get('positions')}"),
             Check(
                 "engine flat, as the venue",
-                not any(p.size for p in engine.book.positions.values()),
-                f"engine positions {engine.book.positions}",
+                not any(p.size for p in engine.core.book.positions.values()),
+                f"engine positions {engine.core.book.positions}",
             ),
             Check(
                 f"no position held longer than hold + {HOLD_MARGIN_S:.0f} s",
@@ -916,8 +934,8 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
             ),
             Check(
                 "hard stop never latched (risk limits are loosened: a latch means something broke)",
-                not engine.hard_stop_latch.latched,
-                str(engine.hard_stop_latch.record or ""),
+                not engine.core.hard_stop_latch.latched,
+                str(engine.core.hard_stop_latch.record or ""),
             ),
             Check(
                 "every fault met traffic (armed switches consumed)",
@@ -927,8 +945,8 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
             ),
             Check(
                 "journal: every record written",
-                written[0] == engine.journal.sent and engine.journal.dropped == 0,
-                f"queued {engine.journal.sent}, written {written[0]}, dropped {engine.journal.dropped}",
+                written[0] == stats.journal_sent and stats.journal_dropped == 0,
+                f"queued {stats.journal_sent}, written {written[0]}, dropped {stats.journal_dropped}",
             ),
             Check(
                 "journal: no order left open or unknown",

@@ -130,7 +130,7 @@ class Rig:
         return trio.current_time()
 
     async def wait_ready(self) -> float:
-        return await self.wait_for(lambda: self.engine.ready)
+        return await self.wait_for(lambda: self.engine.core.ready)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return self.journal.query(sql)
@@ -140,7 +140,7 @@ class Rig:
         book = self.sim.exchange.markets[market]
         touch = book.best_ask() if is_buy else book.best_bid()
         assert touch is not None, f"{market} has no {'ask' if is_buy else 'bid'}"
-        now_ms = self.engine.exchange_ms()
+        now_ms = self.engine.core.exchange_ms()
         return Signal(
             market=market,
             is_buy=is_buy,
@@ -158,20 +158,22 @@ class Rig:
 
     def submit(self, signal: Signal) -> SubmitResult:
         """Submit `signal` as the strategy would (the executor's gates apply) and wake the sender."""
-        result = self.engine.executor.submit_signal(signal, trio.current_time())
-        if self.engine.session is not None:
-            self.engine.session.wake_sender()
+        result = self.engine.core.executor.submit_signal(signal, trio.current_time())
+        if self.engine.link.session is not None:
+            self.engine.link.session.wake_sender()
         return result
 
     def sim_positions(self) -> dict[str, Decimal]:
         """The simulator's own account positions in the engine's markets (non-zero only)."""
         assert self.sim.account is not None
         account = self.sim.exchange.accounts.users[self.sim.account]
-        return {c: p.szi for c, p in account.positions.items() if c in self.engine.book.markets and p.szi}
+        return {
+            c: p.szi for c, p in account.positions.items() if c in self.engine.core.book.markets and p.szi
+        }
 
     def positions(self) -> dict[str, Decimal]:
         """The engine's positions (non-zero only), comparable with `sim_positions`."""
-        return {c: p.size for c, p in self.engine.book.positions.items() if p.size}
+        return {c: p.size for c, p in self.engine.core.book.positions.items() if p.size}
 
 
 class _Recorder:
@@ -280,10 +282,10 @@ async def _run_rig(
 
         async def watch_ready() -> None:
             while True:
-                await engine.readiness.wait_ready()
+                await engine.core.readiness.wait_ready()
                 rig.ready_at.append(trio.current_time())
-                generation = engine.readiness.generation
-                await engine.wait_until(lambda g=generation: engine.readiness.generation != g)  # type: ignore[misc]
+                generation = engine.core.readiness.generation
+                await engine.wait_until(lambda g=generation: engine.core.readiness.generation != g)  # type: ignore[misc]
 
         nursery.start_soon(scenario, rig)
         nursery.start_soon(watch_ready)

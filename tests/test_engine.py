@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import attrs
 import pytest
@@ -15,20 +16,23 @@ import trio
 import trio.testing
 
 from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResult
-from hip3_trio.journal import FillRecord, Record
-from hip3_trio.position.records import OrderState
+from hip3_trio.journal import FillRecord, Journal, OrderFinalState, Record
+from hip3_trio.journal_mapping import final_state, order_update_record
+from hip3_trio.position.book import TrackedOrder
+from hip3_trio.position.records import OrderState, OrderTransition
 from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import TradeClosed
+from hip3_trio.wire.actions import Cloid
 from tests.engine_rig import BASE_MS, MARKETS, Rig, quiet_settings, run_rig, sim_config, write_inline
 
 
 def flat(rig: Rig) -> bool:
-    return all(p.size == 0 for p in rig.engine.book.positions.values())
+    return all(p.size == 0 for p in rig.engine.core.book.positions.values())
 
 
 def has_position(rig: Rig) -> bool:
-    return any(p.size != 0 for p in rig.engine.book.positions.values())
+    return any(p.size != 0 for p in rig.engine.core.book.positions.values())
 
 
 async def test_full_run_trades_a_round_trip_and_journals_it(
@@ -36,7 +40,7 @@ async def test_full_run_trades_a_round_trip_and_journals_it(
 ) -> None:
     async def scenario(rig: Rig) -> None:
         await rig.wait_ready()
-        await rig.wait_for(lambda: rig.engine.stats.trades >= 1)
+        await rig.wait_for(lambda: rig.engine.statistics().trades >= 1)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario)
@@ -61,7 +65,7 @@ async def test_full_run_trades_a_round_trip_and_journals_it(
     assert entries and all(o["t"] == {"limit": {"tif": "Ioc"}} for o in entries)
     nonces = [s.nonce for s in rig.actions()]
     assert nonces == sorted(nonces) and len(set(nonces)) == len(nonces)
-    assert engine.stats.rejects == len(
+    assert engine.statistics().rejects == len(
         [r for r in rig.query("SELECT final_state FROM orders") if r[0] == "rejected"]
     )
 
@@ -81,7 +85,7 @@ async def test_full_run_trades_a_round_trip_and_journals_it(
     assert fills >= 2
     # The orderly stop flattened whatever was still open and flushed the journal.
     assert flat(rig)
-    assert engine.journal.dropped == 0
+    assert engine.core.journal.dropped == 0
     kinds = {r[0] for r in rig.query("SELECT kind FROM events")}
     assert {"connect", "reconcile", "shutdown"} <= kinds
     assert "summary" in rig.lines[-2]
@@ -92,7 +96,7 @@ async def test_entry_order_is_journaled_with_intent_and_outcome(
 ) -> None:
     async def scenario(rig: Rig) -> None:
         await rig.wait_ready()
-        await rig.wait_for(lambda: rig.engine.stats.fills >= 1)
+        await rig.wait_for(lambda: rig.engine.statistics().fills >= 1)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario)
@@ -134,7 +138,7 @@ async def test_dry_run_journals_signals_and_sends_no_action(
 ) -> None:
     async def scenario(rig: Rig) -> None:
         await rig.wait_ready()
-        await rig.wait_for(lambda: rig.engine.stats.signals >= 2)
+        await rig.wait_for(lambda: rig.engine.statistics().signals >= 2)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, dry_run=True)
@@ -152,8 +156,8 @@ async def test_hard_stop_mid_run_flattens_stops_entries_and_persists_the_latch(
         await rig.wait_ready()
         await rig.wait_for(lambda: has_position(rig))
         # The risk monitor's real path: a loss beyond the limit arrives as a risk event.
-        rig.engine.outbox.emit(TradeClosed(market="xyz:COIN", pnl=Decimal(-25)))
-        rig.engine.run_time_stop_check(trio.current_time())
+        rig.engine.core.outbox.emit(TradeClosed(market="xyz:COIN", pnl=Decimal(-25)))
+        rig.engine.core.tick(trio.current_time())
         stop_time.append(trio.current_time())
         await rig.wait_for(lambda: flat(rig))
         await trio.sleep(60)  # a minute of dislocations: none may become an order
@@ -163,7 +167,7 @@ async def test_hard_stop_mid_run_flattens_stops_entries_and_persists_the_latch(
     latch = HardStop.load(rig.state_dir, BASE_MS)
     assert latch.latched and latch.record is not None and "loss" in latch.record.reason
     assert rig.orders(reduce_only=False, after=stop_time[0]) == []
-    assert rig.engine.stats.signals_refused["HardStopped"] > 0
+    assert rig.engine.statistics().signals_refused["HardStopped"] > 0
     assert flat(rig)
     # The monitor reports every trigger (journaled each time); the latch keeps the first reason.
     assert rig.query("SELECT COUNT(*) FROM events WHERE kind = 'hard_stop'")[0][0] >= 1
@@ -182,8 +186,8 @@ async def test_restart_with_a_latched_hard_stop_stays_stopped(
 
     rig = await run_rig(tmp_path, scenario, prepare=latch)
     assert rig.actions("order") == []
-    assert rig.engine.stats.signals > 0
-    assert set(rig.engine.stats.signals_refused) == {"HardStopped"}
+    assert rig.engine.statistics().signals > 0
+    assert set(rig.engine.statistics().signals_refused) == {"HardStopped"}
     assert any("HARD STOP" in line for line in rig.lines)
 
 
@@ -216,7 +220,7 @@ async def test_a_journal_write_failure_latches_the_hard_stop_and_flattens(
         await rig.wait_ready()
         rig.submit(rig.entry_signal(MARKETS[0]))
         with trio.fail_after(30):
-            await rig.wait_for(lambda: rig.engine.hard_stop_latch.latched)
+            await rig.wait_for(lambda: rig.engine.core.hard_stop_latch.latched)
             await rig.wait_for(lambda: not rig.sim_positions() and not rig.positions())
         flat_at.append(trio.current_time())
         after_stop.append(rig.submit(rig.entry_signal(MARKETS[1])))
@@ -295,12 +299,33 @@ async def test_unknown_configured_market_stops_the_engine_with_a_clear_error(
         )
 
 
-def test_order_states_have_a_journal_final_state() -> None:
-    # Every terminal state maps to a final state the journal accepts (the CHECK would refuse others).
-    assert {s for s in OrderState if s.is_terminal} == {
-        OrderState.FILLED,
-        OrderState.REJECTED,
-        OrderState.CANCELED,
-        OrderState.RECONCILED,
-        OrderState.ESCALATED,
-    }
+@pytest.mark.parametrize("new", [s for s in OrderState if s.is_terminal], ids=lambda s: s.value)
+def test_every_terminal_order_state_maps_to_a_journal_final_state(new: OrderState, tmp_path: Path) -> None:
+    """The real mapping (`journal_mapping.final_state`), from every state an order can leave, with no,
+    some and all of its size filled: a terminal state always gives one of the journal's final states,
+    and the journal stores the row."""
+    cloid = Cloid.from_int(1)
+    order = TrackedOrder(
+        cloid=cloid,
+        market="xyz:COIN",
+        is_buy=True,
+        limit_px=Decimal(10),
+        size=Decimal(2),
+        reduce_only=False,
+        state=new,
+        created_at=0.0,
+        changed_at=0.0,
+    )
+    allowed = set(get_args(OrderFinalState))
+    with Journal.open(tmp_path) as journal:
+        for old in OrderState:
+            for filled in (Decimal(0), Decimal(1), Decimal(2)):
+                t = OrderTransition(
+                    cloid=cloid, market="xyz:COIN", old=old, new=new, at=0.0, filled_sz=filled
+                )
+                final = final_state(t, order)
+                assert final in allowed, (old, new, filled, final)
+                record = order_update_record(t, order, BASE_MS)
+                assert record is not None and record.final_state == final
+                journal.write([record])
+        assert {state for (state,) in journal.query("SELECT final_state FROM orders")} <= allowed

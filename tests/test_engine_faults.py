@@ -134,28 +134,28 @@ async def test_socket_dropped_with_a_flatten_in_flight(
         with trio.fail_after(120):
             await ready(rig)
             seen["opened"] = submitted(rig, NVDA)
-            await rig.wait_for(lambda: engine.book.size(NVDA) != 0)
-            session = engine.session
+            await rig.wait_for(lambda: engine.core.book.size(NVDA) != 0)
+            session = engine.link.session
             assert session is not None
             rig.sim.faults.reply_delay_s = 3.0  # stays armed: the next connection syncs slowly too
             rig.sim.faults.lose_posts = 0 if landed else 1
             now = trio.current_time()
             seen["entry"] = submitted(rig, COIN)
-            engine.time_stop.flatten_all(now)  # flatten everything from now on
-            engine.run_time_stop_check(now)
-            (flatten,) = [o for o in engine.book.live_orders(NVDA) if o.reduce_only]
+            engine.core.time_stop.flatten_all(now)  # flatten everything from now on
+            engine.core.tick(now)
+            (flatten,) = [o for o in engine.core.book.live_orders(NVDA) if o.reduce_only]
             seen["flatten"] = flatten.cloid
             await rig.wait_for(lambda: session.inflight > 0)
             await trio.testing.wait_all_tasks_blocked()  # the venue executed (or lost) the post
             assert session.inflight == 1 and len(rig.actions("order")) == 2
             seen["dropped_at"] = trio.current_time()
             rig.sim.close_all()
-            await rig.wait_for(lambda: engine.session is None)
+            await rig.wait_for(lambda: engine.link.session is None)
             seen["old_inflight"] = session.inflight
             seen["old_pending"] = len(session.posts)
-            await rig.wait_for(lambda: engine.ready)
+            await rig.wait_for(lambda: engine.core.ready)
             await rig.wait_for(engine.settled)
-            new = engine.session
+            new = engine.link.session
             assert new is not None and new is not session
             seen["new_inflight"] = new.inflight
         rig.stop.set()
@@ -169,7 +169,7 @@ async def test_socket_dropped_with_a_flatten_in_flight(
     second = [s for s in rig.actions() if s.connection == 2]
     assert second and all(s.at >= rig.ready_at[1] for s in second)
     # No order stayed unknown; every order has its real fate in the journal.
-    assert rig.engine.book.unknown_orders() == ()
+    assert rig.engine.core.book.unknown_orders() == ()
     states = final_states(rig)
     assert states[str(flatten)] == "filled"
     assert states[str(entry)] == ("filled" if landed else "timeout")
@@ -205,13 +205,13 @@ async def test_unanswered_post_times_out_and_a_refused_noop_means_it_landed(
             rig.sim.faults.drop_replies = 1
             rig.sim.faults.skip_ioc_order_updates = 1  # else its order update alone would settle it
             cloid = seen["cloid"] = submitted(rig, COIN)
-            await rig.wait_for(lambda: engine.stats.noops_refused == 1)
+            await rig.wait_for(lambda: engine.statistics().noops_refused == 1)
             seen["noop_answered"] = trio.current_time()
-            await rig.wait_for(lambda: engine.book.order(cloid).state is OrderState.FILLED)  # type: ignore[union-attr]
+            await rig.wait_for(lambda: engine.core.book.order(cloid).state is OrderState.FILLED)  # type: ignore[union-attr]
             seen["resolved"] = trio.current_time()
-            seen["order"] = engine.book.order(cloid)
-            assert engine.session is not None
-            seen["inflight"] = engine.session.inflight
+            seen["order"] = engine.core.book.order(cloid)
+            assert engine.link.session is not None
+            seen["inflight"] = engine.link.session.inflight
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, settings=quiet())
@@ -225,13 +225,13 @@ async def test_unanswered_post_times_out_and_a_refused_noop_means_it_landed(
     # The venue refused it as a used nonce.
     ((_, answer),) = reply_to(rig, noop.frame["id"], noop.connection)
     assert answer["status"] == "err" and f"duplicate nonce {post.nonce}" in answer["response"]
-    assert rig.engine.stats.noops_refused == 1 and rig.engine.stats.noops_accepted == 0
+    assert rig.engine.statistics().noops_refused == 1 and rig.engine.statistics().noops_accepted == 0
     # orderStatus (held back until the noop answered) resolved it one retry interval later: filled.
     ((asked_at, _, payload),) = info_requests(rig, "orderStatus")
     assert payload["oid"] == cloid.raw and asked_at == post_at + POST_TIMEOUT + RETRY == seen["resolved"]
     assert seen["order"].detail == "reconcile: filled"
     assert final_states(rig)[str(cloid)] == "filled"
-    assert seen["inflight"] == 0 and rig.engine.stats.disconnects == 1  # only the orderly stop
+    assert seen["inflight"] == 0 and rig.engine.statistics().disconnects == 1  # only the orderly stop
 
 
 # --- 3. a post is lost in transit -------------------------------------------------------------------
@@ -250,15 +250,17 @@ async def test_lost_post_is_invalidated_by_an_accepted_noop_and_the_market_trade
             await ready(rig)
             rig.sim.faults.lose_posts = 1
             lost = seen["lost"] = submitted(rig, NVDA)
-            seen["sent_at"] = await rig.wait_for(lambda: engine.book.order(lost).state is OrderState.SENT)  # type: ignore[union-attr]
-            assert engine.book.pending(NVDA)
-            await rig.wait_for(lambda: engine.book.order(lost).state.is_terminal)  # type: ignore[union-attr]
-            seen["order"] = engine.book.order(lost)
-            seen["pending"] = engine.book.pending(NVDA)
+            seen["sent_at"] = await rig.wait_for(
+                lambda: engine.core.book.order(lost).state is OrderState.SENT
+            )  # type: ignore[union-attr]
+            assert engine.core.book.pending(NVDA)
+            await rig.wait_for(lambda: engine.core.book.order(lost).state.is_terminal)  # type: ignore[union-attr]
+            seen["order"] = engine.core.book.order(lost)
+            seen["pending"] = engine.core.book.pending(NVDA)
             await trio.sleep(10)
             again = seen["again"] = submitted(rig, NVDA)  # the market is free again
-            await rig.wait_for(lambda: engine.book.size(NVDA) != 0)
-            seen["again_order"] = engine.book.order(again)
+            await rig.wait_for(lambda: engine.core.book.size(NVDA) != 0)
+            seen["again_order"] = engine.core.book.order(again)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, settings=quiet())
@@ -272,7 +274,7 @@ async def test_lost_post_is_invalidated_by_an_accepted_noop_and_the_market_trade
     assert order.state is OrderState.CANCELED and order.detail.startswith("noop accepted")
     assert order.changed_at == seen["sent_at"] + POST_TIMEOUT
     assert seen["pending"] is False
-    assert rig.engine.stats.noops_accepted == 1 and rig.engine.stats.noops_refused == 0
+    assert rig.engine.statistics().noops_accepted == 1 and rig.engine.statistics().noops_refused == 0
     assert info_requests(rig, "orderStatus") == []  # the noop settled it, not a status query
     assert final_states(rig)[str(lost)] == "timeout"
     assert venue_executions(rig)[lost.raw] == 0
@@ -293,12 +295,12 @@ async def test_a_noop_lost_like_its_post_is_sent_again_with_the_same_nonce(
         engine = rig.engine
         with trio.fail_after(60):
             await ready(rig)
-            session = engine.session
+            session = engine.link.session
             assert session is not None
             rig.sim.faults.lose_posts = 2
             lost = seen["lost"] = submitted(rig, NVDA)
-            await rig.wait_for(lambda: engine.book.order(lost).state.is_terminal)  # type: ignore[union-attr]
-            seen["order"] = engine.book.order(lost)
+            await rig.wait_for(lambda: engine.core.book.order(lost).state.is_terminal)  # type: ignore[union-attr]
+            seen["order"] = engine.core.book.order(lost)
             await trio.testing.wait_all_tasks_blocked()
             seen["inflight"] = session.inflight
         rig.stop.set()
@@ -313,7 +315,7 @@ async def test_a_noop_lost_like_its_post_is_sent_again_with_the_same_nonce(
     assert answer["status"] == "ok"
     order = seen["order"]
     assert order.state is OrderState.CANCELED and order.changed_at == second.at
-    assert rig.engine.stats.noops_accepted == 1 and seen["inflight"] == 0
+    assert rig.engine.statistics().noops_accepted == 1 and seen["inflight"] == 0
     assert info_requests(rig, "orderStatus") == []
     assert final_states(rig)[str(seen["lost"])] == "timeout"
 
@@ -331,12 +333,12 @@ async def test_duplicate_replies_are_counted_as_strays_and_applied_once(
         engine = rig.engine
         with trio.fail_after(60):
             await ready(rig)
-            session = engine.session
+            session = engine.link.session
             rig.sim.faults.duplicate_replies = 2
             seen["entry"] = submitted(rig, COIN)
-            await rig.wait_for(lambda: engine.stats.trades == 1)  # entry, then the flatten 30 s later
+            await rig.wait_for(lambda: engine.statistics().trades == 1)  # entry, then the flatten 30 s later
             await trio.testing.wait_all_tasks_blocked()  # the second copy of the last reply is in too
-            assert engine.session is session and session is not None
+            assert engine.link.session is session and session is not None
             seen["strays"] = session.stray_replies
             seen["pending"] = len(session.posts)
             seen["positions"] = (rig.positions(), rig.sim_positions())
@@ -351,7 +353,7 @@ async def test_duplicate_replies_are_counted_as_strays_and_applied_once(
     assert seen["strays"] == 2 and seen["pending"] == 0  # ...and the second copy was a counted stray
     # Nothing applied twice: one round trip, two fills, flat like the venue.
     assert seen["positions"] == ({}, {})
-    assert rig.engine.stats.trades == 1 and rig.engine.stats.fills == 2
+    assert rig.engine.statistics().trades == 1 and rig.engine.statistics().fills == 2
     assert rig.query("SELECT COUNT(*) FROM fills")[0][0] == 2
     assert set(final_states(rig).values()) == {"filled"}
 
@@ -368,7 +370,7 @@ async def test_garbage_and_truncated_frames_are_counted_and_trading_goes_on(
 
     def still_ready(rig: Rig) -> Callable[[], None]:
         def check() -> None:
-            if not rig.engine.ready:
+            if not rig.engine.core.ready:
                 not_ready.append(trio.current_time())
 
         return check
@@ -377,7 +379,7 @@ async def test_garbage_and_truncated_frames_are_counted_and_trading_goes_on(
         engine = rig.engine
         with trio.fail_after(120):
             await ready(rig)
-            session = engine.session
+            session = engine.link.session
             assert session is not None
             armed = seen["armed"] = trio.current_time()
             rig.sim.faults.garbage_frames = 3
@@ -388,10 +390,10 @@ async def test_garbage_and_truncated_frames_are_counted_and_trading_goes_on(
                 seen["bad_at"] = trio.current_time()
                 # It keeps trading: a round trip opened after the bad frames.
                 await rig.wait_for(
-                    lambda: engine.stats.trades >= 1 and bool(rig.orders(after=seen["bad_at"]))
+                    lambda: engine.statistics().trades >= 1 and bool(rig.orders(after=seen["bad_at"]))
                 )
                 nursery.cancel_scope.cancel()
-            assert engine.session is session
+            assert engine.link.session is session
             seen["bad_frames"] = session.bad_frames
             assert armed < seen["bad_at"]
         rig.stop.set()
@@ -402,7 +404,7 @@ async def test_garbage_and_truncated_frames_are_counted_and_trading_goes_on(
     bad = [r for r in rig.received if r.frame is None and r.at >= seen["armed"]]
     assert len(bad) == 5 and seen["bad_frames"] == 5  # every one of them counted, none decoded
     assert not_ready == [] and rig.ready_at == [rig.ready_at[0]]  # READY throughout, one connection
-    assert rig.engine.stats.connects == 1
+    assert rig.engine.statistics().connects == 1
     assert rig.orders(reduce_only=False, after=seen["bad_at"])
     assert flat(rig) and rig.sim_positions() == {}
 
@@ -423,12 +425,12 @@ async def test_ioc_without_order_updates_settles_from_reply_and_fills(
             rig.sim.faults.skip_ioc_order_updates = 2
             entry = seen["entry"] = submitted(rig, NVDA)
             seen["filled_at"] = await rig.wait_for(
-                lambda: engine.book.order(entry).state is OrderState.FILLED  # type: ignore[union-attr]
+                lambda: engine.core.book.order(entry).state is OrderState.FILLED  # type: ignore[union-attr]
             )
-            seen["entry_order"] = engine.book.order(entry)
-            seen["pending_after_reply"] = engine.book.pending(NVDA)
-            await rig.wait_for(lambda: engine.stats.trades == 1)
-            seen["pending_at_end"] = engine.book.pending_markets()
+            seen["entry_order"] = engine.core.book.order(entry)
+            seen["pending_after_reply"] = engine.core.book.pending(NVDA)
+            await rig.wait_for(lambda: engine.statistics().trades == 1)
+            seen["pending_at_end"] = engine.core.book.pending_markets()
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, settings=quiet())
@@ -465,15 +467,15 @@ async def test_one_empty_clearinghouse_answer_on_resync_does_not_wipe_the_positi
         with trio.fail_after(60):
             await ready(rig)
             submitted(rig, NVDA)
-            await rig.wait_for(lambda: engine.book.size(NVDA) != 0)
-            seen["size"] = engine.book.size(NVDA)
+            await rig.wait_for(lambda: engine.core.book.size(NVDA) != 0)
+            seen["size"] = engine.core.book.size(NVDA)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch, rig, lambda: sizes.append(engine.book.size(NVDA)))
+                nursery.start_soon(watch, rig, lambda: sizes.append(engine.core.book.size(NVDA)))
                 rig.sim.faults.empty_clearinghouse_once = True
                 seen["dropped_at"] = trio.current_time()
                 rig.sim.close_all()
-                await rig.wait_for(lambda: engine.session is None)
-                await rig.wait_for(lambda: engine.ready)
+                await rig.wait_for(lambda: engine.link.session is None)
+                await rig.wait_for(lambda: engine.core.ready)
                 nursery.cancel_scope.cancel()
             seen["after"] = (rig.positions(), rig.sim_positions())
         rig.stop.set()
@@ -507,16 +509,16 @@ async def test_silent_market_data_stall_reconnects_and_waits_for_data(
         engine = rig.engine
         with trio.fail_after(120):
             await ready(rig)
-            first = engine.session
+            first = engine.link.session
             assert first is not None
             seen["stalled_at"] = trio.current_time()
             rig.sim.faults.stall_market_data = True
-            seen["ended_at"] = await rig.wait_for(lambda: engine.session is None)
+            seen["ended_at"] = await rig.wait_for(lambda: engine.link.session is None)
             seen["last_md"] = first.last_market_data
             async with trio.open_nursery() as nursery:
 
                 def check() -> None:
-                    if engine.ready:
+                    if engine.core.ready:
                         ready_during_stall.append(trio.current_time())
 
                 nursery.start_soon(watch, rig, check)
@@ -525,7 +527,7 @@ async def test_silent_market_data_stall_reconnects_and_waits_for_data(
             seen["connections"] = rig.connections
             seen["cleared_at"] = trio.current_time()
             rig.sim.faults.stall_market_data = False
-            await rig.wait_for(lambda: engine.ready)
+            await rig.wait_for(lambda: engine.core.ready)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, settings=quiet(), session_config=SessionConfig(md_stall=md_stall))
@@ -557,7 +559,7 @@ async def test_inflight_limit_of_one_holds_the_second_post_until_the_first_reply
         engine = rig.engine
         with trio.fail_after(120):
             await ready(rig)
-            session = engine.session
+            session = engine.link.session
             assert session is not None
 
             def check() -> None:
@@ -568,7 +570,7 @@ async def test_inflight_limit_of_one_holds_the_second_post_until_the_first_reply
                 nursery.start_soon(watch, rig, check)
                 seen["coin"] = submitted(rig, COIN)
                 seen["nvda"] = submitted(rig, NVDA)  # both queued while nothing is in flight
-                await rig.wait_for(lambda: engine.stats.trades == 2)  # both flattened by the time stop
+                await rig.wait_for(lambda: engine.statistics().trades == 2)  # both flattened by the time stop
                 await rig.wait_for(lambda: session.inflight == 0)
                 nursery.cancel_scope.cancel()
             seen["inflight"] = session.inflight
@@ -615,26 +617,26 @@ async def test_clock_skew_beyond_the_limit_blocks_trading_until_it_is_back(
             async with trio.open_nursery() as nursery:
 
                 def check() -> None:
-                    if engine.ready:
+                    if engine.core.ready:
                         ready_while_skewed.append(trio.current_time())
 
                 nursery.start_soon(watch, rig, check)
-                await rig.wait_for(lambda: engine.readiness.ready)  # synced, but the clock blocks it
+                await rig.wait_for(lambda: engine.core.readiness.ready)  # synced, but the clock blocks it
                 await trio.sleep(60)
                 nursery.cancel_scope.cancel()
-            seen["blocked"] = engine.clock_blocked
-            seen["signals"] = engine.stats.signals
+            seen["blocked"] = engine.core.clock_blocked
+            seen["signals"] = engine.statistics().signals
             seen["actions"] = len(rig.actions())
             seen["cleared_at"] = trio.current_time()
             rig.sim.faults.clock_skew_ms = 0
-            await rig.wait_for(lambda: engine.ready)
+            await rig.wait_for(lambda: engine.core.ready)
             seen["ready_at"] = trio.current_time()
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, prepare=skew)
     assert seen["blocked"] and ready_while_skewed == []
     assert seen["signals"] > 0 and seen["actions"] == 0  # signals came, no order went out
-    assert rig.engine.stats.signals_refused["NotReady"] > 0
+    assert rig.engine.statistics().signals_refused["NotReady"] > 0
     assert any("SYNCING (clock drift)" in line for line in rig.lines)
     # While blocked it re-checks the clock every clock_recheck_s (nothing else would ask); once the
     # venue's clock is back, the first check unblocks it, on the same connection.
@@ -643,7 +645,7 @@ async def test_clock_skew_beyond_the_limit_blocks_trading_until_it_is_back(
     spacing = {b - a for a, b in itertools.pairwise(checks) if b <= seen["ready_at"]}
     assert spacing == {settings.clock_recheck_s + settings.reconcile_retry_s}
     assert seen["ready_at"] == min(at for at in checks if at > seen["cleared_at"])
-    assert rig.engine.stats.connects == 1
+    assert rig.engine.statistics().connects == 1
 
 
 # --- the orderly stop and fills still on their way --------------------------------------------------
@@ -664,17 +666,17 @@ async def test_settled_waits_for_the_fills_a_reply_announced(tmp_path: Path) -> 
     )
     cloid = Cloid.from_int(1)
     entry = OrderWire(110_000, True, Decimal(250), Decimal("0.1"), False, LimitOrderType("Ioc"), cloid=cloid)
-    engine.book.register(COIN, entry, 0.0)
-    engine.book.mark_sent(cloid, 0.0)
+    engine.core.book.register(COIN, entry, 0.0)
+    engine.core.book.mark_sent(cloid, 0.0)
     assert not engine.settled()  # a live order
-    engine.book.on_reply_filled(cloid, Filled(Decimal("0.1"), Decimal(250), oid=9), 0.1)
-    assert engine.book.live_orders() == () and engine.book.positions == {}
+    engine.core.book.on_reply_filled(cloid, Filled(Decimal("0.1"), Decimal(250), oid=9), 0.1)
+    assert engine.core.book.live_orders() == () and engine.core.book.positions == {}
     assert not engine.settled()  # the venue holds 0.1 COIN; its fill is on the way
     opened = fill(COIN, sz="0.1", px="250", cloid=cloid, oid=9, time=BASE_MS + 100)
-    engine.book.on_user_fills(user_fills(opened), 0.2)
-    assert engine.book.size(COIN) == Decimal("0.1") and not engine.settled()
+    engine.core.book.on_user_fills(user_fills(opened), 0.2)
+    assert engine.core.book.size(COIN) == Decimal("0.1") and not engine.settled()
     closed = fill(COIN, sz="0.1", px="250", is_buy=False, oid=10, time=BASE_MS + 200)
-    engine.book.on_user_fills(user_fills(closed), 0.3)
+    engine.core.book.on_user_fills(user_fills(closed), 0.3)
     assert engine.settled()
 
 
@@ -718,11 +720,11 @@ async def test_soak_lite_ten_minutes_with_a_fault_every_minute(
     assert [name for _, name in fired] == list(SOAK_FAULTS)
     assert not armed(rig.sim.faults)  # every fault met traffic
     # It traded through the faults, timed posts out both ways and reconnected.
-    assert engine.stats.trades >= 5 and engine.stats.connects >= 5
-    assert engine.stats.noops_accepted >= 1 and engine.stats.noops_refused >= 1
+    assert engine.statistics().trades >= 5 and engine.statistics().connects >= 5
+    assert engine.statistics().noops_accepted >= 1 and engine.statistics().noops_refused >= 1
     # At rest: nothing in flight or queued, no order unknown, the venue's positions.
-    assert engine.session is None and engine.settled()
-    assert len(engine.scheduler) == 0 and engine.book.unknown_orders() == ()
+    assert engine.link.session is None and engine.settled()
+    assert len(engine.core.scheduler) == 0 and engine.core.book.unknown_orders() == ()
     assert rig.positions() == rig.sim_positions() == {}
     states = final_states(rig)
     assert "unknown" not in states.values() and None not in states.values()
@@ -731,4 +733,4 @@ async def test_soak_lite_ten_minutes_with_a_fault_every_minute(
     venue_tids = [f.tid for f in rig.sim.exchange.accounts.users[rig.sim.account].fills]
     journal_tids = [tid for (tid,) in rig.query("SELECT tid FROM fills")]
     assert sorted(journal_tids) == sorted(venue_tids) and len(set(venue_tids)) == len(venue_tids)
-    assert engine.journal.dropped == 0
+    assert engine.core.journal.dropped == 0

@@ -17,11 +17,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hip3_trio import metrics
-from hip3_trio.engine import Engine, EngineSettings, LatencyHistogram, reject_reason
+from hip3_trio.core import reject_reason
+from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import JournalSink
 from hip3_trio.metrics import CLIENT_DEADLINE, EngineCollector, registry_for, serve_metrics
 from hip3_trio.risk.hard_stop import HardStop
+from hip3_trio.venue.link import LatencyHistogram
 from tests.engine_rig import Rig, run_rig
 
 
@@ -40,7 +42,7 @@ async def test_metrics_reflect_a_trading_engine(
 
     async def scenario(rig: Rig) -> None:
         await rig.wait_ready()
-        await rig.wait_for(lambda: any(p.size != 0 for p in rig.engine.book.positions.values()))
+        await rig.wait_for(lambda: any(p.size != 0 for p in rig.engine.core.book.positions.values()))
         scraped.append(samples(generate_latest(registry_for(rig.engine)).decode()))
         rig.stop.set()
 
@@ -51,7 +53,7 @@ async def test_metrics_reflect_a_trading_engine(
     assert got[("hip3_connects_total", ())] == 1
     assert got[("hip3_orders_total", ())] >= 1
     assert got[("hip3_post_latency_seconds_count", ())] >= 1
-    held = [m for m in rig.engine.book.markets if got[("hip3_position", (("market", m),))] != 0]
+    held = [m for m in rig.engine.core.book.markets if got[("hip3_position", (("market", m),))] != 0]
     assert held and all(got[("hip3_notional_usd", (("market", m),))] > 0 for m in held)
     assert got[("hip3_hard_stop", ())] == 0
 

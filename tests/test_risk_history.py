@@ -252,7 +252,7 @@ def test_a_budget_used_up_before_the_restart_latches_at_start(tmp_path: Path) ->
 def close_trade(rig: Rig, pnl: str) -> None:
     """A round trip closes on the engine the way the position book reports one: the journal's trade and
     the risk monitor's `TradeClosed`, routed in one engine step."""
-    now_ms = rig.engine.exchange_ms()
+    now_ms = rig.engine.core.exchange_ms()
     trade = ClosedTrade(
         market=M,
         is_long=True,
@@ -267,15 +267,15 @@ def close_trade(rig: Rig, pnl: str) -> None:
         closed_ms=now_ms,
         expected_edge_bps=None,
     )
-    rig.engine.outbox.emit(trade)
-    rig.engine.outbox.emit(TradeClosed(market=M, pnl=trade.net_pnl))
-    rig.engine.run_time_stop_check(trio.current_time())
+    rig.engine.core.outbox.emit(trade)
+    rig.engine.core.outbox.emit(TradeClosed(market=M, pnl=trade.net_pnl))
+    rig.engine.core.tick(trio.current_time())
 
 
 def emit(rig: Rig, *events: FlattenFailed | SlippageMeasured) -> None:
     for event in events:
-        rig.engine.outbox.emit(event)
-    rig.engine.run_time_stop_check(trio.current_time())
+        rig.engine.core.outbox.emit(event)
+    rig.engine.core.tick(trio.current_time())
 
 
 async def test_engine_restarted_mid_streak_trips_at_the_sixth_loss_like_an_uninterrupted_run(
@@ -288,7 +288,7 @@ async def test_engine_restarted_mid_streak_trips_at_the_sixth_loss_like_an_unint
             await trio.sleep(1)
         emit(rig, *[FlattenFailed(market=M, detail="test")] * 3)
         emit(rig, *[SlippageMeasured(market=M, bps=D(60))] * 2)
-        assert not rig.engine.hard_stop_latch.latched
+        assert not rig.engine.core.hard_stop_latch.latched
         rig.stop.set()
 
     await run_rig(tmp_path, first_run, dry_run=True)
@@ -297,15 +297,17 @@ async def test_engine_restarted_mid_streak_trips_at_the_sixth_loss_like_an_unint
 
     async def second_run(rig: Rig) -> None:
         await rig.wait_ready()
-        monitor = rig.engine.monitor
+        monitor = rig.engine.core.monitor
         # Carried over from the first run, not zero.
         assert (monitor.realized_pnl, monitor.consecutive_losses) == (D(-4), 4)
         assert (monitor.flatten_failures, monitor.slippage_streak) == (3, 2)
         close_trade(rig, "-1")
-        reasons.append(rig.engine.hard_stop_latch.record and rig.engine.hard_stop_latch.record.reason)
+        reasons.append(
+            rig.engine.core.hard_stop_latch.record and rig.engine.core.hard_stop_latch.record.reason
+        )
         await trio.sleep(1)
         close_trade(rig, "-1")
-        record = rig.engine.hard_stop_latch.record
+        record = rig.engine.core.hard_stop_latch.record
         reasons.append(record and record.reason)
         rig.stop.set()
 

@@ -55,7 +55,7 @@ def enter(rig: Rig, market: str, *, is_buy: bool = True) -> Cloid:
 
 def sends(rig: Rig, *, reduce_only: bool, market: str | None = None) -> list[tuple[float, dict[str, Any]]]:
     """(time, order wire) of every order sent, by reduce-only flag (and asset of `market`)."""
-    asset = rig.engine.specs[market].asset if market is not None else None
+    asset = rig.engine.core.specs[market].asset if market is not None else None
     out = []
     for s in rig.actions("order"):
         assert s.action is not None
@@ -115,13 +115,13 @@ async def test_one_dex_answering_empty_does_not_wipe_its_positions_while_another
             await rig.wait_ready()
             enter(rig, COIN)
             enter(rig, TSLA)
-            await rig.wait_for(lambda: engine.book.size(COIN) != 0 and engine.book.size(TSLA) != 0)
+            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0 and engine.core.book.size(TSLA) != 0)
             seen["before"] = rig.positions()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch, rig, lambda: tsla_sizes.append(engine.book.size(TSLA)))
+                nursery.start_soon(watch, rig, lambda: tsla_sizes.append(engine.core.book.size(TSLA)))
                 SCENARIOS["empty_one_dex"](rig.sim)  # abc (asked first) answers empty, xyz holds COIN
-                await rig.wait_for(lambda: engine.session is None)
-                await rig.wait_for(lambda: engine.ready)
+                await rig.wait_for(lambda: engine.link.session is None)
+                await rig.wait_for(lambda: engine.core.ready)
                 nursery.cancel_scope.cancel()
             seen["after"] = (rig.positions(), rig.sim_positions())
             seen["new_entries"] = len(sends(rig, reduce_only=False))
@@ -159,7 +159,7 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
             armed["on"] = False
             await trio.sleep(1.0)  # abc's state is a second old when the COIN order fills
             enter(rig_box[0], COIN)
-            await rig_box[0].wait_for(lambda: rig_box[0].engine.book.size(COIN) != 0)
+            await rig_box[0].wait_for(lambda: rig_box[0].engine.core.book.size(COIN) != 0)
             seen["filled_at"] = trio.current_time()
 
     rig_box: list[Rig] = []
@@ -171,16 +171,16 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
         with trio.fail_after(60):
             await rig.wait_ready()
             enter(rig, TSLA)
-            await rig.wait_for(lambda: engine.book.size(TSLA) != 0)
-            reconciles = engine.stats.reconciles
+            await rig.wait_for(lambda: engine.core.book.size(TSLA) != 0)
+            reconciles = engine.statistics().reconciles
             armed["on"] = True  # the next reconcile meets the fill
-            engine.outbox.emit(ReconcileRequested(reason="test", at=trio.current_time()))
-            engine.run_time_stop_check(trio.current_time())  # drains the outbox: wakes the reconcile
+            engine.core.outbox.emit(ReconcileRequested(reason="test", at=trio.current_time()))
+            engine.core.tick(trio.current_time())  # drains the outbox: wakes the reconcile
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
-                    watch, rig, lambda: sizes.append((engine.book.size(COIN), venue_position(rig, COIN)))
+                    watch, rig, lambda: sizes.append((engine.core.book.size(COIN), venue_position(rig, COIN)))
                 )
-                await rig.wait_for(lambda: engine.stats.reconciles > reconciles)
+                await rig.wait_for(lambda: engine.statistics().reconciles > reconciles)
                 nursery.cancel_scope.cancel()
             seen["after"] = (rig.positions(), rig.sim_positions())
         rig.stop.set()
@@ -232,8 +232,8 @@ async def test_a_fill_starting_from_another_position_than_the_books_reconciles_a
         with trio.fail_after(120):
             await rig.wait_ready()
             enter(rig, COIN)
-            await rig.wait_for(lambda: engine.book.size(COIN) != 0)
-            size = engine.book.size(COIN)
+            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
+            size = engine.core.book.size(COIN)
             shift_venue_position(rig, COIN, 2 * size)  # the venue holds twice what the book knows
             seen["size"] = size
             # The time stop's flatten sells `size`; its fill starts from 2 x size: reconcile → flat.
@@ -270,8 +270,8 @@ async def test_a_reduce_only_order_refused_as_increasing_reconciles_and_flattens
         with trio.fail_after(120):
             await rig.wait_ready()
             enter(rig, COIN)
-            await rig.wait_for(lambda: engine.book.size(COIN) != 0)
-            seen["short"] = -engine.book.size(COIN)
+            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
+            seen["short"] = -engine.core.book.size(COIN)
             shift_venue_position(rig, COIN, seen["short"])
             await rig.wait_for(lambda: not rig.sim_positions() and not rig.positions())
         rig.stop.set()
@@ -305,8 +305,8 @@ async def test_a_restart_keeps_the_positions_age_and_journals_the_whole_round_tr
         engine = rig.engine
         await rig.wait_ready()
         signal = rig.entry_signal(TSLA)
-        engine._on_detector(signal, trio.current_time())  # as the strategy would: journals the signal
-        await rig.wait_for(lambda: engine.book.size(TSLA) != 0)
+        engine.core.on_signal(signal, trio.current_time())  # as the strategy would: journals the signal
+        await rig.wait_for(lambda: engine.core.book.size(TSLA) != 0)
         seen["entry_at"] = trio.current_time()
         seen["expected_edge"] = signal.expected_edge_bps
         await trio.sleep(10)
@@ -353,7 +353,7 @@ async def test_a_restart_whose_entry_fill_is_gone_dates_it_by_the_journal_and_fl
         await rig.wait_ready()
         enter(rig, TSLA)
         seen["submitted_at"] = trio.current_time()
-        await rig.wait_for(lambda: rig.engine.book.size(TSLA) != 0)
+        await rig.wait_for(lambda: rig.engine.core.book.size(TSLA) != 0)
         await trio.sleep(10)
         rig.stop.set()
 
@@ -388,13 +388,13 @@ async def test_a_position_is_flattened_while_another_market_has_no_data(
         with trio.fail_after(120):
             await rig.wait_ready()
             enter(rig, COIN)
-            await rig.wait_for(lambda: engine.book.size(COIN) != 0)
+            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
             seen["entry_at"] = trio.current_time()
             rig.sim.faults.silent_markets = (TSLA,)
             rig.sim.close_all()
             await rig.wait_for(lambda: not rig.sim_positions() and not rig.positions())
             seen["flat_at"] = trio.current_time()
-            seen["ready"] = engine.ready
+            seen["ready"] = engine.core.ready
             rig.sim.faults.silent_markets = ()
         rig.stop.set()
 
@@ -416,8 +416,8 @@ async def test_a_missed_flatten_is_sent_again_one_step_wider_not_repeated(
         with trio.fail_after(120):
             await rig.wait_ready()
             enter(rig, COIN)
-            await rig.wait_for(lambda: engine.book.size(COIN) != 0)
-            seen["mark"] = engine.marks[COIN]
+            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
+            seen["mark"] = engine.core.marks[COIN]
             rig.sim.faults.stall_market_data = True
             market = rig.sim.exchange.markets[COIN]
             market.oracle = market.oracle * Decimal("0.988")

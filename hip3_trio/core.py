@@ -1,0 +1,540 @@
+"""The trading core: every decision the engine makes, as synchronous steps with no `await`.
+
+`TradingCore` owns the trading state — the position book, the batch scheduler, the executor and its
+gates, the time stop, the risk monitor and the persisted hard-stop latch, readiness, the detector, the
+latest marks and the market specs — and has one method per input:
+
+| input | method |
+|---|---|
+| `bbo` / `activeAssetCtx` | `on_bbo` / `on_asset_ctx` (readiness, marks, the detector → the gates) |
+| `orderUpdates` / `userFills` | `on_order_updates` / `on_user_fills` (→ the book) |
+| subscription ack, `error` channel | `on_subscription_ack`, `on_channel_error` |
+| a batch marked sent / resolved | `on_batch_sent` / `on_post_outcome` (→ the executor) |
+| a noop's answer | `on_noop_accepted` (the timed-out orders can never execute) |
+| connect / disconnect | `on_connect` / `on_disconnect` |
+| the venue's account state | `apply_reconcile` |
+| the clock (every second) | `tick` (the time stop, the latch, book housekeeping) |
+| the orderly stop, an outside failure | `begin_shutdown`, `trip_hard_stop` |
+
+Each step ends in `_drain`: the shared `Outbox` is emptied — risk events to the `RiskMonitor` (a crossed
+limit latches the hard stop and stops the executor in the same step), every output to the journal
+through `journal_mapping`, a flatten-all request to the `TimeStop` — and the `CoreListener` (the venue
+link) is told whether a reconcile is wanted, so it can wake its reconcile loop, the sender and waiters.
+Because no step awaits, each is atomic under Trio, and a test can drive the core directly, end to end.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Final, Protocol
+
+import attrs
+
+from hip3_trio import journal_mapping as jm
+from hip3_trio.execution.batch import Batch, BatchScheduler, SchedulerConfig
+from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
+from hip3_trio.execution.posts import PostEntry
+from hip3_trio.journal import JournalSink, Record
+from hip3_trio.position.book import BookConfig, DexState, PositionBook, Reconciled, ReconcileDeferred
+from hip3_trio.position.readiness import Readiness
+from hip3_trio.position.records import (
+    ClosedTrade,
+    FlattenAllRequested,
+    FlattenFailed,
+    OrderRejected,
+    OrderSubmitted,
+    OrderTransition,
+    Outbox,
+    Output,
+    PositionCorrected,
+    ReconcileRequested,
+    SlippageMeasured,
+    UnknownOrderEscalated,
+)
+from hip3_trio.position.time_stop import TimeStop, TimeStopConfig
+from hip3_trio.risk.hard_stop import HardStop
+from hip3_trio.risk.history import risk_event_record
+from hip3_trio.risk.monitor import RiskConfig, RiskMonitor
+from hip3_trio.strategy.detector import BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
+from hip3_trio.venue.markets import MarketSpec
+from hip3_trio.wire import messages as m
+from hip3_trio.wire.actions import Cloid
+
+__all__ = ["CoreListener", "CoreSettings", "CoreStatistics", "TradingCore", "book_top", "reject_reason"]
+
+log = logging.getLogger(__name__)
+
+ZERO: Final = Decimal(0)
+
+
+@attrs.frozen(kw_only=True)
+class CoreSettings:
+    """What the trading core needs besides its collaborators: the markets, the run mode and the
+    configuration of each part it owns."""
+
+    markets: tuple[str, ...]
+    dry_run: bool = False
+    detector: DetectorConfig = attrs.Factory(DetectorConfig)
+    executor: ExecutorConfig = attrs.Factory(ExecutorConfig)
+    scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
+    time_stop: TimeStopConfig = attrs.Factory(TimeStopConfig)
+    risk: RiskConfig = attrs.Factory(RiskConfig)
+    book: BookConfig = attrs.Factory(BookConfig)
+    flatten_on_exit: bool = True
+
+
+class CoreListener(Protocol):
+    """Who hears about the core's steps (the venue link). Called once at the end of every step."""
+
+    def after_step(self, *, reconcile_wanted: bool) -> None:
+        """The step is done: wake the reconcile loop if asked, the sender if there is work, waiters."""
+
+
+@attrs.frozen(kw_only=True)
+class CoreStatistics:
+    """A snapshot of the core's counters and state, for the status line, metrics, the soak and tests."""
+
+    signals: int
+    signals_acted: int
+    signals_refused: Mapping[str, int]
+    skips: Mapping[str, int]
+    orders: int
+    fills: int
+    rejects: int
+    rejects_by_reason: Mapping[str, int]
+    trades: int
+    realized_pnl: Decimal
+    fees: Decimal
+    unrealized_pnl: Decimal
+    positions: Mapping[str, Decimal]
+    marks: Mapping[str, Decimal]
+    ready: bool
+    readiness: Mapping[str, bool]
+    hard_stopped: bool
+    queued: int
+    queues: Mapping[str, int]
+    live_orders: int
+    unknown_orders: int
+
+
+@attrs.define
+class _Counters:
+    """The core's own counters (only the core writes them; `statistics()` snapshots them)."""
+
+    signals: int = 0
+    signals_acted: int = 0
+    signals_refused: Counter[str] = attrs.Factory(Counter)
+    skips: Counter[str] = attrs.Factory(Counter)
+    orders: int = 0
+    fills: int = 0
+    rejects: int = 0
+    rejects_by_reason: Counter[str] = attrs.Factory(Counter)
+    trades: int = 0
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+
+
+class _NoListener:
+    def after_step(self, *, reconcile_wanted: bool) -> None:
+        return None
+
+
+class TradingCore:
+    """The engine's decisions (see the module docstring). Every public method is one synchronous step."""
+
+    def __init__(
+        self,
+        settings: CoreSettings,
+        *,
+        hard_stop: HardStop,
+        journal: JournalSink,
+        exchange_ms: Callable[[], int],
+        inflight: Callable[[], int],
+        now: float,
+        listener: CoreListener | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hard_stop_latch = hard_stop
+        self.journal = journal
+        self.exchange_ms = exchange_ms
+        self.listener: CoreListener = listener if listener is not None else _NoListener()
+        self.outbox = Outbox()
+        self.specs: dict[str, MarketSpec] = {}
+        self.marks: dict[str, Decimal] = {}
+        self.book = PositionBook(settings.markets, self.outbox, settings.book)
+        self.scheduler = BatchScheduler(settings.scheduler)
+        self.readiness = Readiness(settings.markets)
+        self.executor = Executor(
+            book=self.book,
+            scheduler=self.scheduler,
+            markets=self.specs,
+            readiness=self,
+            latch=hard_stop,
+            marks=self.marks,
+            config=settings.executor,
+            inflight=inflight,
+            now=now,
+        )
+        self.time_stop = TimeStop(
+            book=self.book, executor=self.executor, marks=self.marks, config=settings.time_stop
+        )
+        self.monitor = RiskMonitor(settings.risk, hard_stop)
+        self.detector: Detector | None = None
+        self.connected = False
+        self.clock_blocked = False
+        self.stopping = False
+        self.on_order_queued: Callable[[Cloid], None] | None = None  # latency tracing (benchmarks)
+        self._counters = _Counters()
+        self._reconcile_wanted = False
+
+    # --- views -------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """READY-TRADING: connected, readiness complete, and the clock within the drift limit."""
+        return self.connected and self.readiness.ready and not self.clock_blocked
+
+    @property
+    def can_reduce(self) -> bool:
+        """Cancels and reduce-only orders may go out: connected, positions reconciled on this connection
+        and the clock within the drift limit — without waiting for every market's data, so a position
+        is never left unflattened because an unrelated market is quiet (new orders need `ready`)."""
+        return self.connected and self.readiness.positions_known and not self.clock_blocked
+
+    @property
+    def generation(self) -> int:
+        """The current connection generation (readiness marks of older ones are ignored)."""
+        return self.readiness.generation
+
+    def unrealized_pnl(self) -> Decimal:
+        """Open positions marked to the latest mark price (markets without a mark count zero)."""
+        total = ZERO
+        for market, pos in self.book.positions.items():
+            mark = self.marks.get(market)
+            if mark is not None and pos.size != 0:
+                total += (mark - pos.avg_entry_px) * pos.size
+        return total
+
+    def holds_positions(self) -> bool:
+        """A position is open (or announced by a reply): reconnecting is urgent, backoff or not."""
+        return any(self.book.has_position(market) for market in self.book.markets)
+
+    def settled(self, inflight: int) -> bool:
+        """Nothing in flight, queued or live — and, when flattening on exit, no open position, not even
+        one a reply announced whose fills are still on their way (the time stop flattens it once they
+        arrive; counting only applied fills would stop with the venue holding it)."""
+        if inflight or len(self.scheduler) or self.book.live_orders():
+            return False
+        return not self.holds_positions() or not self.settings.flatten_on_exit
+
+    def statistics(self) -> CoreStatistics:
+        c = self._counters
+        return CoreStatistics(
+            signals=c.signals,
+            signals_acted=c.signals_acted,
+            signals_refused=dict(c.signals_refused),
+            skips=dict(c.skips),
+            orders=c.orders,
+            fills=c.fills,
+            rejects=c.rejects,
+            rejects_by_reason=dict(c.rejects_by_reason),
+            trades=c.trades,
+            realized_pnl=c.realized_pnl,
+            fees=c.fees,
+            unrealized_pnl=self.unrealized_pnl(),
+            positions={mkt: pos.size for mkt, pos in self.book.positions.items() if pos.size != 0},
+            marks=dict(self.marks),
+            ready=self.ready,
+            readiness={
+                "market_data": self.readiness.md_ready,
+                "order_stream": self.readiness.orders_acked,
+                "fills_snapshot": self.readiness.fills_snapshot,
+                "reconciled": self.readiness.reconciled,
+                "clock": not self.clock_blocked,
+                "trading": self.ready,
+            },
+            hard_stopped=self.hard_stop_latch.latched,
+            queued=len(self.scheduler),
+            queues={
+                "cancel": len(self.scheduler.cancels),
+                "reduce_only": len(self.scheduler.reduce_only),
+                "new_order": len(self.scheduler.new_orders),
+            },
+            live_orders=len(self.book.live_orders()),
+            unknown_orders=len(self.book.unknown_orders()),
+        )
+
+    # --- market data -------------------------------------------------------------------------------
+
+    def on_markets(self, specs: Mapping[str, MarketSpec]) -> None:
+        """The venue's metadata for the configured markets (every sync). Asset ids must not change."""
+        if self.specs and dict(specs) != self.specs:
+            raise ValueError("the venue's asset ids changed between connections; refusing to continue")
+        self.specs.update(specs)
+        if self.detector is None:
+            self.detector = Detector(self.settings.detector, {c: s.sz_decimals for c, s in specs.items()})
+
+    def on_bbo(self, msg: m.Bbo, now: float) -> None:
+        if msg.coin in self.book.markets:
+            self.readiness.on_bbo(msg.coin, self.generation)
+            if self.detector is not None:
+                now_ms = self.exchange_ms()
+                self.detector.on_stream_alive(now_ms)
+                self._on_detector(self.detector.on_book(book_top(msg), now_ms), now)
+        self._drain(now)
+
+    def on_asset_ctx(self, msg: m.ActiveAssetCtx, now: float) -> None:
+        if msg.coin in self.book.markets:
+            self.marks[msg.coin] = msg.ctx.mark_px
+            self.readiness.on_asset_ctx(msg.coin, self.generation)
+            if self.detector is not None:
+                now_ms = self.exchange_ms()  # activeAssetCtx carries no timestamp: stamped on receipt
+                self.detector.on_stream_alive(now_ms)
+                oracle = OracleCtx(msg.coin, msg.ctx.oracle_px, msg.ctx.mark_px, now_ms)
+                self._on_detector(self.detector.on_oracle(oracle, now_ms), now)
+        self._drain(now)
+
+    def on_signal(self, result: Signal | Skip, now: float) -> None:
+        """A detector result, as the strategy produces it (also how tests inject a signal)."""
+        self._on_detector(result, now)
+        self._drain(now)
+
+    def _on_detector(self, result: Signal | Skip, now: float) -> None:
+        c = self._counters
+        if isinstance(result, Skip):
+            c.skips[result.name] += 1
+            return
+        c.signals += 1
+        if self.settings.dry_run:
+            self._record(jm.signal_record(result, refused="dry_run"))
+            log.info("signal %s (dry run: not sent)", _describe_signal(result))
+            return
+        if self.stopping:
+            self._record(jm.signal_record(result, refused="shutting_down"))
+            return
+        submitted: SubmitResult = self.executor.submit_signal(result, now)
+        if submitted.accepted:
+            c.signals_acted += 1
+            cloid = getattr(submitted, "cloid", None)
+            if self.on_order_queued is not None and cloid is not None:
+                self.on_order_queued(cloid)
+            self._record(jm.signal_record(result, cloid=str(cloid) if cloid is not None else None))
+            log.info("signal %s → order %s", _describe_signal(result), cloid)
+        else:
+            name = type(submitted).__name__
+            c.signals_refused[name] += 1
+            self._record(jm.signal_record(result, refused=name))
+            log.debug("signal %s refused: %s", _describe_signal(result), submitted)
+
+    # --- user events and the venue's answers -------------------------------------------------------
+
+    def on_order_updates(self, msg: m.OrderUpdates, now: float) -> None:
+        self.book.on_order_updates(msg, now)
+        self._drain(now)
+
+    def on_user_fills(self, msg: m.UserFills, now: float) -> None:
+        for record in jm.fill_records(msg.fills, self.book.markets):
+            self._record(record)
+        self._counters.fills += self.book.on_user_fills(msg, now)
+        if msg.is_snapshot:
+            self.readiness.on_fills_snapshot(self.generation)
+        self._drain(now)
+
+    def on_subscription_ack(self, msg: m.SubscriptionAck, now: float) -> None:
+        if msg.subscription.get("type") == "orderUpdates":
+            self.readiness.on_order_stream_acked(self.generation)
+        self._drain(now)
+
+    def on_channel_error(self, msg: m.ChannelError, now: float) -> None:
+        log.warning("venue error: %s", msg.message)
+        self._record(jm.event("venue_error", self.exchange_ms(), m=msg.message))
+        self._drain(now)
+
+    def next_batch(self, inflight: int) -> Batch | None:
+        """The next batch to send: everything when READY, only cancels and reduce-only orders while
+        positions are known but some market's data is missing, nothing otherwise (or in a dry run)."""
+        if self.settings.dry_run or not self.can_reduce:
+            return None
+        return self.scheduler.tick(inflight, reducing_only=not self.ready)
+
+    def on_batch_sent(self, batch: Batch, sent_at: float, now: float) -> None:
+        self.executor.on_batch_sent(batch, sent_at)
+        self._drain(now)
+
+    def on_post_outcome(self, entry: PostEntry[m.PostResult], now: float) -> None:
+        self.executor.on_post_outcome(entry, now)
+        self._drain(now)
+
+    def on_noop_accepted(self, cloids: Iterable[Cloid], now: float) -> None:
+        """A noop with a timed-out post's nonce was accepted: that post can never execute."""
+        for cloid in cloids:
+            self.book.resolve_never_executed(cloid, now, "noop accepted: nonce invalidated, never executed")
+        self._drain(now)
+
+    def request_reconcile(self, reason: str, now: float) -> None:
+        """Ask the venue link for a reconciliation (e.g. a refused noop: the original post landed)."""
+        self.outbox.emit(ReconcileRequested(reason=reason, at=now))
+        self._drain(now)
+
+    def on_connect(self, now: float) -> int:
+        """A new connection: readiness starts a new generation (returned)."""
+        generation = self.readiness.new_connection()
+        self.connected = True
+        self._drain(now)
+        return generation
+
+    def on_disconnect(self, drained: int, bad_frames: int, now: float) -> None:
+        """The connection is gone (its posts were already routed): a new generation, books forgotten."""
+        self.connected = False
+        self.readiness.new_connection()
+        if self.detector is not None:
+            self.detector.on_stream_lost()
+        self._record(jm.event("disconnect", self.exchange_ms(), drained_posts=drained, bad_frames=bad_frames))
+        self._drain(now)
+
+    def apply_reconcile(
+        self,
+        states: Sequence[DexState],
+        open_orders: Iterable[m.WsOrder],
+        statuses: Mapping[Cloid, m.OrderUpdate | None],
+        now: float,
+        *,
+        unknown_queried: int,
+        clock_blocked: bool | None = None,
+    ) -> Reconciled | ReconcileDeferred:
+        """Swap the venue's account state into the book (`PositionBook.reconcile_dexes`); a reconciled
+        connection may reduce positions. `clock_blocked` is the drift check of the same answer."""
+        if clock_blocked is not None:
+            if self.clock_blocked and not clock_blocked:
+                log.warning("clock back within the drift limit: trading unblocked")
+            self.clock_blocked = clock_blocked
+        self._reconcile_wanted = False
+        result = self.book.reconcile_dexes(states, open_orders, statuses, now)
+        self._record(
+            jm.event(
+                "reconcile", self.exchange_ms(), result=type(result).__name__, unknown_queried=unknown_queried
+            )
+        )
+        if isinstance(result, Reconciled):
+            self.readiness.on_reconciled(self.generation)
+        self._drain(now)
+        return result
+
+    # --- the clock and the stop --------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """One time-stop pass (every second): book housekeeping, the latch, due flattens."""
+        self.time_stop.check(now)
+        self._drain(now)
+
+    def begin_shutdown(self, reason: str, now: float) -> None:
+        """Stop new orders now; with `flatten_on_exit`, flatten every position through the time stop."""
+        if self.stopping:
+            return
+        self.stopping = True
+        flatten = self.settings.flatten_on_exit
+        log.warning("shutting down (%s): no new orders%s", reason, ", flattening" if flatten else "")
+        self._record(jm.event("shutdown", self.exchange_ms(), reason=reason))
+        self.executor.stop_new_orders(f"shutdown: {reason}", now, flatten=flatten)
+        self._drain(now)
+
+    def trip_hard_stop(self, reason: str, now: float) -> None:
+        """Latch the persisted hard stop for a failure outside the trading path, and flatten everything.
+
+        For the tasks beside the engine that find it can no longer run safely: the journal task calls
+        it when a record is lost to a write error (cannot measure, must not trade). Same effect as a
+        risk limit: the latch keeps its first reason and survives restarts, the executor refuses new
+        entries, drops queued ones and requests flatten-all.
+        """
+        now_ms = self.exchange_ms()
+        self.hard_stop_latch.trigger(reason, now_ms)
+        self._record(jm.event("hard_stop", now_ms, reason=reason))
+        self.executor.hard_stop(reason, now)
+        self._drain(now)
+
+    # --- the outbox --------------------------------------------------------------------------------
+
+    def _drain(self, now: float) -> None:
+        """After every state change: route what it emitted, then tell the listener."""
+        while items := self.outbox.drain():
+            for item in items:
+                self._route(item, now)
+        wanted, self._reconcile_wanted = self._reconcile_wanted, False
+        self.listener.after_step(reconcile_wanted=wanted)
+
+    def _route(self, item: Output, now: float) -> None:
+        c = self._counters
+        if self.outbox.is_risk_event(item):
+            reason = self.monitor.on_event(item, self.exchange_ms())  # type: ignore[arg-type]
+            if isinstance(item, OrderRejected):
+                c.rejects += 1
+                c.rejects_by_reason[reject_reason(item.message)] += 1
+                self._record(jm.event("reject", self.exchange_ms(), market=item.market, message=item.message))
+            elif isinstance(item, FlattenFailed | SlippageMeasured):  # for the restart (risk/history.py)
+                self._record(risk_event_record(item, self.exchange_ms()))
+            if reason is not None:
+                self._record(jm.event("hard_stop", self.exchange_ms(), reason=reason))
+                self.executor.hard_stop(reason, now)
+        elif isinstance(item, OrderSubmitted):
+            c.orders += 1
+            self._record(jm.order_record(item, self.exchange_ms()))
+        elif isinstance(item, OrderTransition):
+            record = jm.order_update_record(item, self.book.order(item.cloid), self.exchange_ms())
+            if record is not None:
+                self._record(record)
+        elif isinstance(item, ClosedTrade):
+            c.trades += 1
+            c.realized_pnl += item.net_pnl
+            c.fees += item.fees
+            self._record(jm.trade_record(item))
+        elif isinstance(item, FlattenAllRequested):
+            self._record(jm.event("flatten_all", self.exchange_ms(), reason=item.reason))
+            self.time_stop.flatten_all(now)
+        elif isinstance(item, ReconcileRequested):
+            self._reconcile_wanted = True
+        elif isinstance(item, PositionCorrected):
+            self._record(
+                jm.event(
+                    "position_corrected",
+                    self.exchange_ms(),
+                    market=item.market,
+                    old=item.old_size,
+                    new=item.new_size,
+                )
+            )
+        elif isinstance(item, UnknownOrderEscalated):
+            log.error("order %s on %s stayed unknown past the deadline", item.cloid, item.market)
+            self._record(
+                jm.event("unknown_escalated", self.exchange_ms(), cloid=str(item.cloid), market=item.market)
+            )
+
+    def _record(self, record: Record) -> None:
+        self.journal.record(record)
+
+
+def reject_reason(message: str) -> str:
+    """A low-cardinality label for a reject: the message up to its first number or sentence end."""
+    head = message.split(". ")[0].split(" asset=")[0]
+    return re.sub(r"\d+(\.\d+)?", "#", head)[:60] or "unknown"
+
+
+def book_top(msg: m.Bbo) -> BookTop:
+    """A `bbo` push as the detector's input (a missing side stays None)."""
+    bid, ask = msg.bid, msg.ask
+    return BookTop(
+        msg.coin,
+        bid.px if bid else None,
+        bid.sz if bid else None,
+        ask.px if ask else None,
+        ask.sz if ask else None,
+        msg.time,
+    )
+
+
+def _describe_signal(s: Signal) -> str:
+    edge = s.expected_edge_bps.quantize(Decimal("0.1"))
+    return f"{s.market} {'buy' if s.is_buy else 'sell'} {s.size} @ {s.price} ({edge} bps)"

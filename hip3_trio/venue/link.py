@@ -1,0 +1,363 @@
+"""The venue link: the `SessionHost` between one connection's `Session` and the `TradingCore`.
+
+A `Session` moves frames; the core decides; the link is the only part of the engine that awaits, so
+every question about what the venue said *when* lives here:
+
+- each decoded frame goes to the core method for its type (in the reader's own step, so a signal's
+  order is queued before the next frame is read);
+- it signs and envelopes the batches the core hands out (`next_batch`, `sign`, `next_nonce`);
+- a timed-out order post → a noop with the same nonce (`Session.invalidate`); its answer settles the
+  orders: accepted = they can never execute (`TradingCore.on_noop_accepted`), refused = the original
+  landed (reconciled by `orderStatus`, which is held back for those orders until the noop answers);
+- `sync` on every connect: markets, subscriptions, the fills snapshot, reconciliation (which also syncs
+  the nonce clock to the exchange's), then READY; afterwards it stays on as the connection's reconcile
+  loop — on the core's request, and at least every `reconcile_every_s`;
+- after every core step (`after_step`) it wakes the reconcile loop if asked, the sender if there is
+  work it may send, and everyone in `wait_until`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+import trio
+
+from hip3_trio.core import TradingCore
+from hip3_trio.execution.batch import Batch
+from hip3_trio.execution.nonce import NonceManager, TimeDrift
+from hip3_trio.execution.posts import PostEntry, Reply, Timeout
+from hip3_trio.journal_mapping import event
+from hip3_trio.position.book import DexState, ReconcileDeferred
+from hip3_trio.position.records import OrderState
+from hip3_trio.venue.queries import fetch_account_state, load_markets
+from hip3_trio.venue.session import ConnectionLost, Session
+from hip3_trio.venue.trace import LatencyTrace
+from hip3_trio.wire import messages as m
+from hip3_trio.wire.actions import Cloid
+from hip3_trio.wire.signing import Signer
+
+__all__ = ["LatencyHistogram", "LinkSettings", "LinkStatistics", "VenueLink"]
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
+
+
+@attrs.frozen(kw_only=True)
+class LinkSettings:
+    """Who we trade as and how the link syncs and reconciles (seconds)."""
+
+    user: str
+    vault_address: str | None = None
+    is_mainnet: bool = False
+    sync_timeout_s: float = 15.0
+    reconcile_retry_s: float = 1.0
+    reconcile_every_s: float = 60.0
+    clock_recheck_s: float = 10.0
+
+
+@attrs.define
+class LatencyHistogram:
+    """Post latencies in fixed buckets (seconds): bounded memory, read by the metrics endpoint."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS_S
+    counts: list[int] = attrs.Factory(lambda self: [0] * len(self.bounds), takes_self=True)
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+                return
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations ≤ bound) for every bucket, as Prometheus wants them."""
+        running, out = 0, []
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class LinkStatistics:
+    """A snapshot of the link's counters and connection state."""
+
+    connected: bool
+    inflight: int
+    connects: int
+    disconnects: int
+    frames: Mapping[str, int]
+    reconciles: int
+    noops_accepted: int
+    noops_refused: int
+    awaiting_noop: int
+    post_latency_buckets: tuple[tuple[float, int], ...]
+    post_latency_sum: float
+
+
+@attrs.define
+class _Counters:
+    connects: int = 0
+    disconnects: int = 0
+    frames: Counter[str] = attrs.Factory(Counter)
+    reconciles: int = 0
+    noops_accepted: int = 0
+    noops_refused: int = 0
+    post_latency: LatencyHistogram = attrs.Factory(LatencyHistogram)
+
+
+class VenueLink:
+    """The session host: one per engine, across connections (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        core: TradingCore,
+        *,
+        signer: Signer | None,
+        nonces: NonceManager,
+        save_nonce: Callable[[int], None] | None = None,
+    ) -> None:
+        if signer is None and not core.settings.dry_run:
+            raise ValueError("an engine that sends orders needs a signer")
+        self.settings = settings
+        self.core = core
+        self.signer = signer
+        self.nonces = nonces
+        self.session: Session | None = None
+        self.trace: LatencyTrace | None = None  # signal-to-wire instrumentation (benchmarks only)
+        self._save_nonce_to = save_nonce
+        self._counters = _Counters()
+        self._awaiting_noop: set[Cloid] = set()
+        self._reconcile_wanted = trio.Event()
+        self._changes = trio.lowlevel.ParkingLot()
+        core.listener = self
+
+    # --- views -------------------------------------------------------------------------------------
+
+    @property
+    def inflight(self) -> int:
+        """Posts on the wire of the current connection (derived from its post table)."""
+        return self.session.inflight if self.session is not None else 0
+
+    def statistics(self) -> LinkStatistics:
+        c = self._counters
+        return LinkStatistics(
+            connected=self.session is not None,
+            inflight=self.inflight,
+            connects=c.connects,
+            disconnects=c.disconnects,
+            frames=dict(c.frames),
+            reconciles=c.reconciles,
+            noops_accepted=c.noops_accepted,
+            noops_refused=c.noops_refused,
+            awaiting_noop=len(self._awaiting_noop),
+            post_latency_buckets=tuple(c.post_latency.cumulative()),
+            post_latency_sum=c.post_latency.total,
+        )
+
+    # --- the core's listener -----------------------------------------------------------------------
+
+    def after_step(self, *, reconcile_wanted: bool) -> None:
+        """After every core step: wake the reconcile loop if asked, the sender if it may send, waiters."""
+        if reconcile_wanted:
+            self._reconcile_wanted.set()
+        if self.session is not None and len(self.core.scheduler) and self.core.can_reduce:
+            self.session.wake_sender()
+        self._changes.unpark_all()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds; it is re-checked after every engine step (no polling)."""
+        while not predicate():
+            await self._changes.park()
+
+    # --- session host: frames ----------------------------------------------------------------------
+
+    def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
+        self._counters.frames[type(msg).__name__] += 1
+        core = self.core
+        if isinstance(msg, m.Bbo):
+            core.on_bbo(msg, now)
+        elif isinstance(msg, m.ActiveAssetCtx):
+            core.on_asset_ctx(msg, now)
+        elif isinstance(msg, m.OrderUpdates):
+            core.on_order_updates(msg, now)
+        elif isinstance(msg, m.UserFills):
+            core.on_user_fills(msg, now)
+        elif isinstance(msg, m.SubscriptionAck):
+            core.on_subscription_ack(msg, now)
+        elif isinstance(msg, m.ChannelError):
+            core.on_channel_error(msg, now)
+
+    # --- session host: posts -----------------------------------------------------------------------
+
+    def next_batch(self, inflight: int) -> Batch | None:
+        return self.core.next_batch(inflight)
+
+    def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
+        if self.signer is None:
+            raise RuntimeError("a dry run signs nothing")
+        vault = self.settings.vault_address
+        signature = self.signer.sign_l1_action(
+            action_wire, nonce, vault_address=vault, is_mainnet=self.settings.is_mainnet
+        )
+        payload: dict[str, Any] = {"action": action_wire, "nonce": nonce, "signature": signature}
+        if vault is not None:
+            payload["vaultAddress"] = vault
+        return payload
+
+    def next_nonce(self) -> int:
+        return self.nonces.next()
+
+    def on_batch_sent(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        sent_at = entry.sent_at if entry.sent_at is not None else 0.0
+        self.core.on_batch_sent(entry.batch, sent_at, trio.current_time())
+
+    def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        now = trio.current_time()
+        if isinstance(entry.outcome, Reply) and entry.sent_at is not None:
+            self._counters.post_latency.observe(now - entry.sent_at)
+        self.core.on_post_outcome(entry, now)
+        if isinstance(entry.outcome, Timeout) and entry.batch.kind != "cancel":
+            book = self.core.book
+            unknown = {
+                item.cloid
+                for item in entry.batch.order_items
+                if item.cloid is not None
+                and (order := book.order(item.cloid)) is not None
+                and order.state is OrderState.UNKNOWN
+            }
+            if unknown:
+                # Hold orderStatus for these until the noop answers: "not found" now could be a post
+                # that is still on its way, so only the noop can tell "never" from "not yet".
+                self._awaiting_noop |= unknown
+                session.invalidate(entry)
+                log.warning(
+                    "post %d timed out: invalidating nonce %d with a noop", entry.post_id, entry.nonce
+                )
+
+    def on_noop_outcome(
+        self, session: Session, original: PostEntry[m.PostResult], result: m.PostResult
+    ) -> None:
+        now = trio.current_time()
+        cloids = [item.cloid for item in original.batch.order_items if item.cloid is not None]
+        self._awaiting_noop.difference_update(cloids)
+        if isinstance(result, m.ActionOk):
+            self._counters.noops_accepted += 1
+            log.info("noop for nonce %d accepted: the timed-out post can never execute", original.nonce)
+            self.core.on_noop_accepted(cloids, now)
+        else:
+            self._counters.noops_refused += 1
+            landed = isinstance(result, m.ActionErr) and "nonce" in result.message.lower()
+            log.info(
+                "noop for nonce %d refused (%s): %s",
+                original.nonce,
+                result,
+                "the original landed; reconciling by orderStatus" if landed else "outcome open; reconciling",
+            )
+            self.core.request_reconcile(f"noop for nonce {original.nonce} refused", now)
+
+    def on_session_end(self, session: Session, drained: Sequence[PostEntry[m.PostResult]]) -> None:
+        if self.session is session:
+            self.session = None
+        self._counters.disconnects += 1
+        self._awaiting_noop.clear()
+        self.core.on_disconnect(len(drained), session.bad_frames, trio.current_time())
+
+    # --- session host: sync and the reconcile loop -------------------------------------------------
+
+    async def sync(self, session: Session) -> None:
+        """Markets, subscriptions, snapshot, reconciliation → READY; then reconcile on request."""
+        core = self.core
+        self.session = session
+        generation = core.on_connect(trio.current_time())
+        self._counters.connects += 1
+        self._record_event("connect", n=self._counters.connects)
+        markets = await load_markets(session, core.settings.markets)
+        core.on_markets(markets.by_coin)
+        user = self.settings.user
+        for coin in markets:
+            await session.subscribe({"type": "bbo", "coin": coin})
+            await session.subscribe({"type": "activeAssetCtx", "coin": coin})
+        await session.subscribe({"type": "orderUpdates", "user": user})
+        await session.subscribe({"type": "userFills", "user": user})
+        readiness = core.readiness
+        with trio.move_on_after(self.settings.sync_timeout_s) as waited:
+            await self.wait_until(lambda: readiness.orders_acked and readiness.fills_snapshot)
+        if waited.cancelled_caught:
+            raise ConnectionLost(f"sync: still missing {', '.join(readiness.missing())}")
+        await self.reconcile(session)
+        self.save_nonce()
+        log.info(
+            "synced (generation %d): %s; %s",
+            generation,
+            ", ".join(f"{c} asset {s.asset}" for c, s in markets.by_coin.items()),
+            ("READY (hard stop latched: no new entries)" if core.hard_stop_latch.latched else "READY")
+            if core.ready
+            else "waiting for " + ", ".join(readiness.missing() or ["clock"]),
+        )
+        while True:
+            # Reconcile on request (evidence that the book is wrong), and at least every
+            # `reconcile_every_s` anyway; while the clock blocks trading, every `clock_recheck_s`.
+            every = self.settings.reconcile_every_s
+            recheck = min(every, self.settings.clock_recheck_s) if core.clock_blocked else every
+            with trio.move_on_after(recheck):
+                await self._reconcile_wanted.wait()
+            await trio.sleep(self.settings.reconcile_retry_s)  # let a burst of requests coalesce
+            await self.reconcile(session)
+
+    async def reconcile(self, session: Session) -> None:
+        """Query the exchange's truth and swap it into the book; retry a deferred (lone empty) answer."""
+        core = self.core
+        while True:
+            self._reconcile_wanted = trio.Event()
+            unknown = [o.cloid for o in core.book.unknown_orders() if o.cloid not in self._awaiting_noop]
+            state = await fetch_account_state(
+                session,
+                user=self.settings.user,
+                dexes={s.dex for s in core.specs.values()},
+                unknown=unknown,
+                sends=lambda: core.book.sends,
+            )
+            now = trio.current_time()
+            clock_blocked = None
+            if state.clock is not None:
+                # The exchange's clock projected to now from its round trip, not the stamp itself: the
+                # queries after it (open orders, order statuses) would otherwise count as drift.
+                drift = self.nonces.sync_with_server(state.clock.server_now_ms(now))
+                clock_blocked = isinstance(drift, TimeDrift)
+            dexes = [
+                DexState(a.state.dex, a.state.positions, a.state.time, a.sends_before) for a in state.dexes
+            ]
+            self._counters.reconciles += 1
+            result = core.apply_reconcile(
+                dexes,
+                state.open_orders,
+                state.statuses,
+                now,
+                unknown_queried=len(unknown),
+                clock_blocked=clock_blocked,
+            )
+            if not isinstance(result, ReconcileDeferred):
+                return
+            await trio.sleep(self.settings.reconcile_retry_s)
+
+    # --- persistence -------------------------------------------------------------------------------
+
+    def save_nonce(self) -> None:
+        """Persist the nonce high-water mark (after every sync and at exit)."""
+        if self._save_nonce_to is None:
+            return
+        try:
+            self._save_nonce_to(self.nonces.high_water)
+        except OSError as exc:
+            log.error("could not persist the nonce high-water mark: %s", exc)
+
+    def _record_event(self, kind: str, **detail: object) -> None:
+        self.core.journal.record(event(kind, self.core.exchange_ms(), **detail))
