@@ -25,6 +25,7 @@ Because no step awaits, each is atomic under Trio, and a test can drive the core
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import Counter
@@ -190,6 +191,10 @@ class TradingCore:
         self.on_order_queued: Callable[[Cloid], None] | None = None  # latency tracing (benchmarks)
         self._counters = _Counters()
         self._reconcile_wanted = False
+        # The signal path does the least before its post leaves: in the step that queued a signal's
+        # order (`_hot`), its journal records and log line wait here until the post is written.
+        self._hot = False
+        self._after_send: list[Callable[[], None]] = []
 
     # --- views -------------------------------------------------------------------------------------
 
@@ -322,8 +327,13 @@ class TradingCore:
             cloid = getattr(submitted, "cloid", None)
             if self.on_order_queued is not None and cloid is not None:
                 self.on_order_queued(cloid)
-            self._record(jm.signal_record(result, cloid=str(cloid) if cloid is not None else None))
-            log.info("signal %s → order %s", _describe_signal(result), cloid)
+            self._hot = True
+
+            def journal_signal(signal: Signal = result, cloid: Cloid | None = cloid) -> None:
+                self._record(jm.signal_record(signal, cloid=str(cloid) if cloid is not None else None))
+                log.info("signal %s → order %s", _describe_signal(signal), cloid)
+
+            self._after_send.append(journal_signal)
         else:
             name = type(submitted).__name__
             c.signals_refused[name] += 1
@@ -365,6 +375,11 @@ class TradingCore:
         self.executor.on_batch_sent(batch, sent_at)
         self._drain(now)
 
+    def on_batch_written(self, now: float) -> None:
+        """A batch's frame was handed to the transport: what the signal's step held back goes now."""
+        self._flush_after_send()
+        self._drain(now)
+
     def on_post_outcome(self, entry: PostEntry[m.PostResult], now: float) -> None:
         self.executor.on_post_outcome(entry, now)
         self._drain(now)
@@ -389,6 +404,7 @@ class TradingCore:
 
     def on_disconnect(self, drained: int, bad_frames: int, now: float) -> None:
         """The connection is gone (its posts were already routed): a new generation, books forgotten."""
+        self._flush_after_send()
         self.connected = False
         self.readiness.new_connection()
         if self.detector is not None:
@@ -427,7 +443,9 @@ class TradingCore:
     # --- the clock and the stop --------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """One time-stop pass (every second): book housekeeping, the latch, due flattens."""
+        """One time-stop pass (every second): book housekeeping, the latch, due flattens; and anything a
+        signal held back whose order never went out (refused by the venue link, dropped by a stop)."""
+        self._flush_after_send()
         self.time_stop.check(now)
         self._drain(now)
 
@@ -436,6 +454,7 @@ class TradingCore:
         if self.stopping:
             return
         self.stopping = True
+        self._flush_after_send()
         flatten = self.settings.flatten_on_exit
         log.warning("shutting down (%s): no new orders%s", reason, ", flattening" if flatten else "")
         self._record(jm.event("shutdown", self.exchange_ms(), reason=reason))
@@ -463,8 +482,15 @@ class TradingCore:
         while items := self.outbox.drain():
             for item in items:
                 self._route(item, now)
+        self._hot = False
         wanted, self._reconcile_wanted = self._reconcile_wanted, False
         self.listener.after_step(reconcile_wanted=wanted)
+
+    def _flush_after_send(self) -> None:
+        """Journal and log what a signal's step held back (see `_after_send`)."""
+        held, self._after_send = self._after_send, []
+        for work in held:
+            work()
 
     def _route(self, item: Output, now: float) -> None:
         c = self._counters
@@ -481,11 +507,15 @@ class TradingCore:
                 self.executor.hard_stop(reason, now)
         elif isinstance(item, OrderSubmitted):
             c.orders += 1
-            self._record(jm.order_record(item, self.exchange_ms()))
+            journal_order = functools.partial(self._record_order, item, self.exchange_ms())
+            if self._hot:
+                self._after_send.append(journal_order)
+            else:
+                journal_order()
         elif isinstance(item, OrderTransition):
-            record = jm.order_update_record(item, self.book.order(item.cloid), self.exchange_ms())
-            if record is not None:
-                self._record(record)
+            update = jm.order_update_record(item, self.book.order(item.cloid), self.exchange_ms())
+            if update is not None:
+                self._record(update)
         elif isinstance(item, ClosedTrade):
             c.trades += 1
             c.realized_pnl += item.net_pnl
@@ -514,6 +544,9 @@ class TradingCore:
 
     def _record(self, record: Record) -> None:
         self.journal.record(record)
+
+    def _record_order(self, submitted: OrderSubmitted, time_ms: int) -> None:
+        self._record(jm.order_record(submitted, time_ms))
 
 
 def reject_reason(message: str) -> str:

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResult
-from hip3_trio.journal import FillRecord, Journal, OrderFinalState, Record
+from hip3_trio.journal import FillRecord, Journal, JournalSink, OrderFinalState, Record
 from hip3_trio.journal_mapping import final_state, order_update_record
 from hip3_trio.position.book import TrackedOrder
 from hip3_trio.position.records import OrderState, OrderTransition
@@ -329,3 +329,36 @@ def test_every_terminal_order_state_maps_to_a_journal_final_state(new: OrderStat
                 assert record is not None and record.final_state == final
                 journal.write([record])
         assert {state for (state,) in journal.query("SELECT final_state FROM orders")} <= allowed
+
+
+async def test_an_acted_signal_is_journaled_after_its_post_is_written(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal path does the least before the post leaves: the signal's and its order's journal
+    records are built after the order's frame was handed to the transport (issue 14)."""
+    events: list[str] = []
+    original = JournalSink.record
+
+    def spy(sink: JournalSink, record: Record) -> None:
+        events.append(type(record).__name__)
+        original(sink, record)
+
+    monkeypatch.setattr(JournalSink, "record", spy)
+
+    async def before_send(frame: dict[str, object]) -> None:
+        request = frame.get("request")
+        payload = request.get("payload", {}) if isinstance(request, dict) else {}
+        if isinstance(payload, dict) and payload.get("action", {}).get("type") == "order":
+            events.append("order frame sent")
+
+    async def scenario(rig: Rig) -> None:
+        rig.before_send = before_send
+        await rig.wait_ready()
+        events.clear()
+        rig.engine.core.on_signal(rig.entry_signal(MARKETS[0]), trio.current_time())
+        await rig.wait_for(lambda: "SignalRecord" in events)
+        rig.stop.set()
+
+    await run_rig(tmp_path, scenario, settings=quiet_settings, config=sim_config(dislocation_rate=0.0))
+    sent = events.index("order frame sent")
+    assert sent < events.index("SignalRecord") and sent < events.index("OrderRecord")

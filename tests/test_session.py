@@ -61,6 +61,9 @@ class FakeHost:
     def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
         self.messages.append(msg)
 
+    def on_batch_written(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        pass
+
     def on_batch_sent(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         pass
 

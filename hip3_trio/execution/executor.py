@@ -79,6 +79,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _COUNTER_BITS: Final = 64
+_IOC: Final = LimitOrderType("Ioc")
 
 
 class Latch(Protocol):
@@ -313,10 +314,12 @@ class Executor:
         spec = self.specs.get(market)
         if spec is None or market not in self.book.markets:
             return UnknownMarket(market)
-        built = self._build(spec, is_buy=signal.is_buy, px=signal.price, sz=signal.size, reduce_only=False)
-        if isinstance(built, InvalidOrder):
-            return built
-        refused = self._check_caps(market, built.sz)
+        priced = self._price_size(
+            spec, is_buy=signal.is_buy, px=signal.price, sz=signal.size, reduce_only=False
+        )
+        if isinstance(priced, InvalidOrder):
+            return priced
+        refused = self._check_caps(market, priced[1])
         if refused is not None:
             return refused
         if self.book.has_position(market):
@@ -325,7 +328,7 @@ class Executor:
             return PendingOrderExists(market)
         if not self.budget.try_take(now):
             return BudgetExhausted()
-        order = attrs.evolve(built, cloid=self._next_cloid())
+        order = self._order(spec, priced, is_buy=signal.is_buy, reduce_only=False)
         self.book.register(
             market,
             order,
@@ -361,10 +364,10 @@ class Executor:
         spec = self.specs.get(market)
         if spec is None or market not in self.book.markets:
             return UnknownMarket(market)
-        built = self._build(spec, is_buy=is_buy, px=limit_px, sz=size, reduce_only=True)
-        if isinstance(built, InvalidOrder):
-            return built
-        order = attrs.evolve(built, cloid=self._next_cloid())
+        priced = self._price_size(spec, is_buy=is_buy, px=limit_px, sz=size, reduce_only=True)
+        if isinstance(priced, InvalidOrder):
+            return priced
+        order = self._order(spec, priced, is_buy=is_buy, reduce_only=True)
         self.book.register(market, order, now, reason=reason)
         queued = self.scheduler.enqueue_reduce_only(OrderItem(market, order))
         if isinstance(queued, QueueFull):
@@ -458,10 +461,10 @@ class Executor:
 
     # --- internals ---------------------------------------------------------------------------------
 
-    def _build(
+    def _price_size(
         self, spec: MarketSpec, *, is_buy: bool, px: Decimal, sz: Decimal, reduce_only: bool
-    ) -> OrderWire | InvalidOrder:
-        """An IOC limit order priced aggressively (buy up, sell down) and sized down to the lot."""
+    ) -> tuple[Decimal, Decimal] | InvalidOrder:
+        """An IOC's price (snapped aggressively: buy up, sell down) and size (floored to the lot)."""
         try:
             price = spec.price(px, Rounding.for_order(is_buy=is_buy, aggressive=True))
             size = spec.size(sz)
@@ -469,13 +472,21 @@ class Executor:
                 check_min_notional(price, size, self.config.min_notional_usd)
         except InvalidNumber as exc:
             return InvalidOrder(spec.coin, str(exc))
+        return price, size
+
+    def _order(
+        self, spec: MarketSpec, priced: tuple[Decimal, Decimal], *, is_buy: bool, reduce_only: bool
+    ) -> OrderWire:
+        """The order, built once, with the next cloid (only orders that passed every gate take one)."""
+        price, size = priced
         return OrderWire(
             asset=spec.asset,
             is_buy=is_buy,
             limit_px=price,
             sz=size,
             reduce_only=reduce_only,
-            order_type=LimitOrderType("Ioc"),
+            order_type=_IOC,
+            cloid=self._next_cloid(),
         )
 
     def _check_caps(

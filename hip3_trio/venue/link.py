@@ -219,6 +219,9 @@ class VenueLink:
         sent_at = entry.sent_at if entry.sent_at is not None else 0.0
         self.core.on_batch_sent(entry.batch, sent_at, trio.current_time())
 
+    def on_batch_written(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        self.core.on_batch_written(trio.current_time())
+
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         now = trio.current_time()
         if isinstance(entry.outcome, Reply) and entry.sent_at is not None:

@@ -88,6 +88,9 @@ class SessionHost(Protocol):
     def on_batch_sent(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         """A batch post was just marked `sent` (it may be on the wire from now on)."""
 
+    def on_batch_written(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
+        """The batch's frame was handed to the transport: work that must not delay a send goes now."""
+
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         """A batch post reached its outcome: reply, timeout, disconnect, not sent or send error."""
 
@@ -373,6 +376,7 @@ class Session:
         if self.trace is not None:
             self.trace.post_handed(batch)
         await self._send(text)
+        self.host.on_batch_written(self, entry)
 
     async def _send_noop(self, original: PostEntry[m.PostResult]) -> None:
         payload = self.host.sign({"type": "noop"}, original.nonce)
