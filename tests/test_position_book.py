@@ -480,7 +480,7 @@ def _resent_across_a_reconcile(book: PositionBook, truth: str) -> Cloid:
     again."""
     book.on_user_fills(user_fills(fill(sz="1", is_buy=False, time=100), fill(B, time=100)), 0.5)
     flatten = registered(book, is_buy=True, sz="1", reduce_only=True, now=1.0)
-    book.requeued(flatten, 2.0, "requeued after senderror")
+    book.requeued(flatten, 2.0, "requeued after disconnected")
     book.reconcile([asset_position(A, truth), asset_position(B, "1")], [], {}, 3.0, as_of_ms=500)
     book.outbox.drain()
     book.mark_sent(flatten, 4.0)
@@ -925,8 +925,8 @@ class BookMachine(RuleBasedStateMachine):
         self.executor.submit_signal(sig, self.now)
 
     @precondition(lambda self: self.connected)
-    @rule(fail=st.booleans(), data=st.data())
-    def send(self, fail: bool, data: st.DataObject) -> None:
+    @rule()
+    def send(self) -> None:
         batch = self.scheduler.tick(self.posts.inflight)
         if batch is None:
             return
@@ -934,10 +934,6 @@ class BookMachine(RuleBasedStateMachine):
         entry = self.posts.create(batch, self.nonce, self.now)
         self.posts.mark_sent(entry.post_id, self.now)
         self.executor.on_batch_sent(batch, self.now)
-        if fail and data.draw(st.integers(0, 3)) == 0:
-            if data.draw(st.booleans()):
-                self.execute(batch, data)
-            self.route(self.posts.mark_send_failed(entry.post_id, "boom", self.now))
 
     @precondition(lambda self: len(self.posts) > 0)
     @rule(data=st.data(), mode=st.sampled_from(["ok", "ok", "short", "action_err", "transport_err"]))
@@ -1022,9 +1018,9 @@ class BookMachine(RuleBasedStateMachine):
         self.submit(market, is_buy, usd)
 
     @precondition(lambda self: self.connected)
-    @rule(data=st.data())
-    def send_ok(self, data: st.DataObject) -> None:
-        self.send(False, data)
+    @rule()
+    def send_ok(self) -> None:
+        self.send()
 
     @precondition(lambda self: len(self.posts) > 0)
     @rule(data=st.data())

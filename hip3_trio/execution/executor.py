@@ -11,7 +11,7 @@ a hard stop and while not ready) but not the queue bounds.
 
 `on_post_outcome` routes every resolved post exactly once (the post table hands each out once): reply
 statuses are zipped with the batch's orders; a whole-action error rejects them all; a post that may
-have executed (timeout, disconnect, send error) makes its new orders unknown for reconciliation and
+have executed (timeout, disconnect) makes its new orders unknown for reconciliation and
 requeues reduce-only orders and cancels; a post that certainly never executed releases its new orders
 and requeues the rest.
 
@@ -37,7 +37,7 @@ from hip3_trio.execution.batch import (
     QueuedReplaced,
     QueueFull,
 )
-from hip3_trio.execution.posts import Disconnected, NotSent, PostEntry, Reply, SendError, Timeout
+from hip3_trio.execution.posts import Disconnected, NotSent, PostEntry, Reply, Timeout
 from hip3_trio.position.book import PositionBook
 from hip3_trio.position.records import FlattenAllRequested, OrderState, OrderSubmitted
 from hip3_trio.strategy.detector import Signal
@@ -453,7 +453,7 @@ class Executor:
                 self._route_statuses(batch.order_items, (), now)
         elif isinstance(outcome, NotSent):
             self._never_executed(batch, now, "not sent")
-        elif isinstance(outcome, Timeout | Disconnected | SendError):
+        elif isinstance(outcome, Timeout | Disconnected):
             self._maybe_executed(batch, now, type(outcome).__name__.lower())
 
     # --- internals ---------------------------------------------------------------------------------

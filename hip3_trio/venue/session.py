@@ -89,7 +89,7 @@ class SessionHost(Protocol):
         """A batch post was just marked `sent` (it may be on the wire from now on)."""
 
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
-        """A batch post reached its outcome: reply, timeout, disconnect, not sent or send error."""
+        """A batch post reached its outcome: reply, timeout, disconnect or not sent."""
 
     def next_batch(self, inflight: int) -> Batch | None:
         """The next batch to send given the session's inflight posts, or None."""
