@@ -52,7 +52,19 @@ from hip3_trio.wire.messages import (
     TransportErr,
     UnknownPostStatus,
 )
-from tests.test_position_book import MARKETS, SPECS, A, B, C, D, Flags, fill, of_type, user_fills
+from tests.test_position_book import (
+    MARKETS,
+    SPECS,
+    A,
+    B,
+    C,
+    D,
+    Flags,
+    fill,
+    of_type,
+    pending_markets,
+    user_fills,
+)
 
 PREFIX = 0xABC
 
@@ -339,7 +351,7 @@ def test_a_whole_action_error_rejects_every_order_of_the_batch() -> None:
     cloids = three_orders(rig)
     rig.reply(rig.send(), ActionErr("Invalid nonce: duplicate nonce"))
     assert {rig.state(x) for x in cloids} == {OrderState.REJECTED}
-    assert not rig.book.pending_markets()
+    assert not pending_markets(rig.book)
     assert len(of_type(rig.book.outbox.drain(), OrderRejected)) == 3
 
 

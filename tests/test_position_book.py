@@ -199,6 +199,11 @@ def state(book: PositionBook, cloid: Cloid) -> OrderState:
     return order.state
 
 
+def pending_markets(book: PositionBook) -> frozenset[str]:
+    """The configured markets with an order that is not terminal (`PositionBook.pending`)."""
+    return frozenset(m for m in book.markets if book.pending(m))
+
+
 # --- the order state machine and the pending mark ---------------------------------------------------
 
 
@@ -458,10 +463,8 @@ def test_a_persisting_reply_fill_mismatch_requests_reconciliation_once() -> None
     book.check(6.0)
     book.check(7.0)
     assert len(of_type(book.outbox.drain(), ReconcileRequested)) == 1
-    assert book.reconcile_wanted
     book.reconcile([asset_position(A, "2")], [], {}, 8.0)
     assert book.size(A) == 2 and book.expected_size(A) == 2
-    assert not book.reconcile_wanted
 
 
 def test_a_reconcile_does_not_cover_a_reply_that_just_came_in() -> None:
@@ -502,7 +505,7 @@ def test_a_fill_of_an_order_sent_before_and_after_a_reconcile_is_exposure_until_
     assert book.exposure(A) == 1  # the short (1 or 0) or flat: 1 covers both
     assert len(of_type(book.outbox.drain(), ReconcileRequested)) == 1
     book.reconcile([asset_position(B, "1")], [], {}, 6.0, as_of_ms=600)  # A is flat either way
-    assert book.size(A) == 0 and book.expected_size(A) == 0 and not book.reconcile_wanted
+    assert book.size(A) == 0 and book.expected_size(A) == 0
 
 
 def test_an_order_first_sent_after_a_reconcile_applies_its_fill_of_the_same_millisecond() -> None:
