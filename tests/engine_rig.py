@@ -280,7 +280,7 @@ async def _run_rig(
 
         async def watch_ready() -> None:
             while True:
-                await engine.readiness.wait_ready()
+                await engine.wait_until(lambda: engine.readiness.ready)
                 rig.ready_at.append(trio.current_time())
                 generation = engine.readiness.generation
                 await engine.wait_until(lambda g=generation: engine.readiness.generation != g)  # type: ignore[misc]
