@@ -29,7 +29,7 @@ from hip3_trio.execution.batch import Batch
 from hip3_trio.execution.posts import PostEntry, PostTable
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
-from hip3_trio.wire.actions import action_to_wire
+from hip3_trio.wire.actions import NoopAction, action_to_wire
 
 __all__ = [
     "Backoff",
@@ -375,7 +375,7 @@ class Session:
         await self._send(text)
 
     async def _send_noop(self, original: PostEntry[m.PostResult]) -> None:
-        payload = self.host.sign({"type": "noop"}, original.nonce)
+        payload = self.host.sign(action_to_wire(NoopAction()), original.nonce)
         post_id, control = self._new_control(invalidates=original)
         control.expires_at = trio.current_time() + self.config.post_timeout
         self._posted.unpark_all()
