@@ -489,12 +489,10 @@ class Executor:
         in_market = self.book.notional(market, mark) + adding
         if in_market > cfg.max_position_per_market_usd:
             return MaxPositionPerMarket(market, in_market, cfg.max_position_per_market_usd)
-        total = adding
-        for other in self.book.exposed_markets():
-            other_mark = self.marks.get(other)
-            if other_mark is None:
-                return NoMark(other)
-            total += self.book.notional(other, other_mark)
+        held = self.book.total_notional(self.marks)
+        if held is None:  # an exposed market without a mark: fail closed, naming it
+            return NoMark(next(m for m in self.book.exposed_markets() if self.marks.get(m) is None))
+        total = adding + held
         if total > cfg.max_position_total_usd:
             return MaxPositionTotal(total, cfg.max_position_total_usd)
         return None
