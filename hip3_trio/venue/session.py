@@ -192,7 +192,11 @@ class Session:
             lost, rest = group.split(ConnectionLost)
             if rest is not None or lost is None:
                 raise
-            raise _first_leaf(lost) from group
+            leaf = _first_leaf(lost)
+            # A new exception, not the leaf `from` the group: the group contains the leaf, which would put
+            # it inside its own cause chain and lose its real cause (the transport error, if any). The
+            # group stays reachable as the (suppressed) `__context__`.
+            raise ConnectionLost(*leaf.args).with_traceback(leaf.__traceback__) from leaf.__cause__
         finally:
             self.recover()
             with trio.move_on_after(self.config.close_timeout, shield=True):
