@@ -1,4 +1,7 @@
-"""write_atomic: the old file or the new one, whole; no temp file left; a durability failure is raised."""
+"""write_atomic: the old file or the new one, whole; no temp file left; a durability failure is raised.
+
+The order of the syncs is checked through its callers (tests/test_nonce.py, tests/test_hard_stop.py).
+"""
 
 from __future__ import annotations
 
@@ -17,26 +20,6 @@ def test_replaces_the_file_and_leaves_no_temp_file(tmp_path: Path) -> None:
     write_atomic(path, b"two\n")
     assert path.read_bytes() == b"two\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
-
-
-def test_the_data_is_synced_before_the_rename_and_the_directory_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        calls.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
-        real_fsync(fd)
-
-    def replace(src: str, dst: str) -> None:
-        calls.append("replace")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
-    write_atomic(tmp_path / "state.json", b"x")
-    assert calls == ["fsync file", "replace", "fsync dir"]
 
 
 def test_a_failure_before_the_rename_keeps_the_old_file_and_removes_the_temp_file(
