@@ -32,6 +32,10 @@ running, a record lost to a write error is reported (once) through `run_journal`
 the app wires to `Engine.trip_hard_stop`: the hard stop latches and every position is flattened. A write
 error never escapes the journal task, so it cannot cancel trading before that flatten.
 
+Readers outside the engine (the report, the operator's ``hardstop`` command) find the file with
+`journal_path` and open it with `open_journal_read_only`: a ``mode=ro`` URI that never creates or writes
+the database, refusing (`JournalUnavailable`) a missing file or a schema this version cannot read.
+
 Threading: SQLite connections must not be used by two threads at once. The connection is opened with
 ``check_same_thread=False`` (which only lifts Python's thread-affinity check) and every use goes through
 one `threading.Lock` inside `Journal`. In the engine, `run_journal` is the only writer and awaits each
@@ -108,6 +112,7 @@ __all__ = [
     "JournalError",
     "JournalSink",
     "JournalStats",
+    "JournalUnavailable",
     "OrderFinalState",
     "OrderRecord",
     "OrderUpdateRecord",
@@ -116,6 +121,8 @@ __all__ = [
     "SignalRecord",
     "TradeRecord",
     "WriteRunner",
+    "journal_path",
+    "open_journal_read_only",
     "run_journal",
     "side_of",
     "write_in_thread",
@@ -157,6 +164,10 @@ class JournalError(Exception):
 
     The message is one line naming the file: the command line prints it and exits 3.
     """
+
+
+class JournalUnavailable(Exception):
+    """The journal cannot be read: missing, not a hip3-trio journal, a newer schema, or SQLite failed."""
 
 
 def side_of(is_buy: bool) -> Side:
@@ -684,6 +695,45 @@ class Journal:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+# --- reading it from outside the engine (the report, the operator's hardstop command) ---------------
+
+
+def journal_path(state_dir: Path) -> Path:
+    """Where the engine keeps its journal in `state_dir`."""
+    return state_dir / JOURNAL_FILENAME
+
+
+def open_journal_read_only(path: Path) -> sqlite3.Connection:
+    """Open an existing journal read-only (a ``mode=ro`` URI: never creates or writes the database).
+
+    Raises `JournalUnavailable` when the file is missing or is not a journal this version can read.
+    SQLite may still create the ``-wal``/``-shm`` side files WAL readers need; they are harmless.
+    """
+    if not path.is_file():
+        raise JournalUnavailable(
+            f"no journal at {path} (wrong --state-dir or $HIP3_STATE_DIR? the engine creates it on its "
+            "first run)"
+        )
+    try:
+        conn = sqlite3.connect(
+            path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, timeout=5.0
+        )
+    except sqlite3.Error as exc:
+        raise JournalUnavailable(f"cannot open the journal {path}: {exc}") from exc
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        conn.close()
+        raise JournalUnavailable(f"cannot read the journal {path}: {exc}") from exc
+    if version < 1 or version > SCHEMA_VERSION:
+        conn.close()
+        raise JournalUnavailable(
+            f"{path} is not a journal this version can read (schema version {version}, "
+            f"expected 1..{SCHEMA_VERSION})"
+        )
+    return conn
 
 
 # --- the producer side ------------------------------------------------------------------------------

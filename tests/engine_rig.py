@@ -282,7 +282,7 @@ async def _run_rig(
 
         async def watch_ready() -> None:
             while True:
-                await engine.core.readiness.wait_ready()
+                await engine.wait_until(lambda: engine.core.readiness.ready)
                 rig.ready_at.append(trio.current_time())
                 generation = engine.core.readiness.generation
                 await engine.wait_until(lambda g=generation: engine.core.readiness.generation != g)  # type: ignore[misc]

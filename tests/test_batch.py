@@ -181,7 +181,6 @@ def test_degraded_mode_new_orders_are_queued_but_not_sent() -> None:
     assert sched.enqueue_new(at, inflight=80) == QueuedDegraded(inflight=80, watermark=80)
     assert sched.enqueue_new(order(), inflight=99).accepted
     assert sched.tick(inflight=80) is None  # at the watermark new orders wait
-    assert not sched.has_sendable(80)
     batch = sched.tick(inflight=79)  # inflight dropped below the watermark
     assert batch is not None
     assert batch.items[:2] == (below, at)
@@ -207,7 +206,6 @@ def test_at_the_inflight_limit_tick_returns_nothing_not_even_cancels() -> None:
     assert sched.enqueue_new(order(), inflight=100) == InflightFull(inflight=100, limit=100)
     assert sched.tick(inflight=100) is None
     assert sched.tick(inflight=150) is None
-    assert not sched.has_sendable(100)
     assert (sched.cancels, sched.reduce_only, sched.new_orders) == ((cx,), (ro,), ())
     assert sched.tick(inflight=99) == Batch("cancel", (cx,))
 
@@ -483,14 +481,6 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert len(self.sched.new_orders) <= CONFIG.new_order_capacity  # requeue never adds new orders
         markets = [i.market for i in self.sched.reduce_only]
         assert len(markets) == len(set(markets))  # one flatten per market
-
-    @invariant()
-    def has_sendable_agrees_with_tick(self) -> None:
-        for inflight in (0, CONFIG.inflight_watermark, CONFIG.inflight_limit):
-            expected = bool(self.cancels or self.reduce_only) or (
-                bool(self.new_orders) and inflight < CONFIG.inflight_watermark
-            )
-            assert self.sched.has_sendable(inflight) == (expected and inflight < CONFIG.inflight_limit)
 
 
 SchedulerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

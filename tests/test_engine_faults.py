@@ -34,7 +34,7 @@ from hip3_trio.venue.session import SessionConfig
 from hip3_trio.wire.actions import Cloid, LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
 from tests.engine_rig import BASE_MS, MARKETS, Rig, quiet_settings, run_rig, sim_config
-from tests.test_position_book import fill, user_fills
+from tests.test_position_book import fill, pending_markets, user_fills
 
 COIN, NVDA = MARKETS
 POST_TIMEOUT = SessionConfig().post_timeout
@@ -430,7 +430,7 @@ async def test_ioc_without_order_updates_settles_from_reply_and_fills(
             seen["entry_order"] = engine.core.book.order(entry)
             seen["pending_after_reply"] = engine.core.book.pending(NVDA)
             await rig.wait_for(lambda: engine.statistics().trades == 1)
-            seen["pending_at_end"] = engine.core.book.pending_markets()
+            seen["pending_at_end"] = pending_markets(engine.core.book)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, settings=quiet())

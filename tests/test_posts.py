@@ -19,7 +19,6 @@ from hip3_trio.execution.posts import (
     PostState,
     PostTable,
     Reply,
-    SendError,
     StrayReason,
     StrayReply,
     Timeout,
@@ -61,24 +60,6 @@ def test_normal_flow_created_sent_replied() -> None:
     assert done.outcome == Reply(OK_REPLY)
     assert (done.created_at, done.sent_at, done.resolved_at) == (10.0, 10.01, 10.2)
     assert table.inflight == 0 and len(table) == 0
-
-
-def test_send_failure_resolves_as_send_error() -> None:
-    table: PostTable[object] = PostTable()
-    before_send = table.create(batch(), nonce=1, now=0.0)
-    failed = table.mark_send_failed(before_send.post_id, "ConnectionClosed", now=0.1)
-    assert isinstance(failed, PostEntry)
-    assert failed.outcome == SendError("ConnectionClosed") and failed.sent_at is None
-
-    during_send = table.create(batch(), nonce=2, now=1.0)
-    table.mark_sent(during_send.post_id, now=1.0)
-    assert table.inflight == 1
-    failed = table.mark_send_failed(during_send.post_id, "BrokenPipe", now=1.1)
-    assert isinstance(failed, PostEntry) and failed.outcome == SendError("BrokenPipe")
-    assert table.inflight == 0 and len(table) == 0
-    assert table.mark_send_failed(during_send.post_id, "again", now=1.2) == AlreadyResolved(
-        during_send.post_id
-    )
 
 
 def test_a_sent_post_times_out_after_five_seconds_and_a_late_reply_is_stray() -> None:
@@ -185,7 +166,7 @@ def test_invariant_sent_minus_resolved_equals_inflight() -> None:
         assert sent - resolved_after_send == table.inflight
     table.resolve(ids[0], "r", now=2.0)
     table.resolve(ids[0], "dup", now=2.0)  # a duplicate changes nothing
-    table.mark_send_failed(ids[1], "e", now=2.0)
+    table.resolve(ids[1], "e", now=2.0)
     resolved_after_send += 2
     assert sent - resolved_after_send == table.inflight == 3
     resolved_after_send += sum(1 for e in table.expire(now=6.5) if e.sent_at is not None)
@@ -253,18 +234,6 @@ class PostTableMachine(RuleBasedStateMachine):
         assert isinstance(entry, PostEntry) and entry.state is PostState.SENT
         self.model[post_id] = PostState.SENT
         self.sent_count += 1
-
-    @precondition(lambda self: self.model)
-    @rule(pick=st.integers(0, 100))
-    def send_failed(self, pick: int) -> None:
-        post_id = list(self.model)[pick % len(self.model)]
-        was = self.model[post_id]
-        result = self.table.mark_send_failed(post_id, "boom", now=self.now)
-        if was is PostState.RESOLVED:
-            assert result == AlreadyResolved(post_id)
-        else:
-            assert isinstance(result, PostEntry) and result.outcome == SendError("boom")
-            self.record(result, was)
 
     @rule(post_id=st.integers(-2, 40), payload=st.integers())
     def reply(self, post_id: int, payload: int) -> None:

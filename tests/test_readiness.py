@@ -1,10 +1,8 @@
-"""Readiness: four conditions per connection generation, reset on disconnect, waiters that never hang."""
+"""Readiness: four conditions per connection generation, reset on disconnect."""
 
 from __future__ import annotations
 
 import pytest
-import trio
-import trio.testing
 
 from hip3_trio.execution.executor import NotReady, Submitted
 from hip3_trio.position.readiness import Readiness
@@ -80,54 +78,3 @@ def test_the_not_ready_gate_reads_readiness() -> None:
     assert isinstance(rig.executor.submit_signal(signal(), 0.0), Submitted)
     readiness.on_disconnect()
     assert isinstance(rig.executor.submit_signal(signal(B, price="20"), 0.0), NotReady)
-
-
-async def test_wait_ready_blocks_until_ready(autojump_clock: trio.testing.MockClock) -> None:
-    readiness = Readiness(MARKETS)
-    readiness.new_connection()
-    woke: list[tuple[float, int]] = []
-
-    async def waiter() -> None:
-        generation = await readiness.wait_ready()
-        woke.append((trio.current_time(), generation))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(waiter)
-        await trio.sleep(5)
-        all_but(readiness, "reconciled")
-        await trio.sleep(5)
-        assert woke == []
-        readiness.on_reconciled()
-    assert woke == [(10.0, 1)]
-
-
-async def test_a_waiter_survives_a_disconnect_and_wakes_on_the_next_generation(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    readiness = Readiness(MARKETS)
-    readiness.new_connection()
-    woke: list[tuple[float, int]] = []
-
-    async def waiter() -> None:
-        generation = await readiness.wait_ready()
-        woke.append((trio.current_time(), generation))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(waiter)
-        await trio.sleep(1)
-        all_but(readiness, "fills")
-        readiness.on_disconnect()  # generation 1 ends unready: its waiters re-check and keep waiting
-        await trio.sleep(1)
-        assert woke == []
-        readiness.on_fills_snapshot()  # for generation 2, which has nothing else yet
-        await trio.sleep(1)
-        assert woke == []
-        all_but(readiness, "")
-    assert woke == [(3.0, 2)]
-
-
-async def test_wait_ready_returns_at_once_when_ready() -> None:
-    readiness = Readiness(MARKETS)
-    all_but(readiness, "")
-    with trio.fail_after(1):
-        assert await readiness.wait_ready() == 0

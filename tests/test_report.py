@@ -14,18 +14,18 @@ from hip3_trio.journal import (
     JOURNAL_FILENAME,
     EventRecord,
     Journal,
+    JournalUnavailable,
     OrderFinalState,
     OrderRecord,
     OrderUpdateRecord,
     Record,
     SignalRecord,
     TradeRecord,
+    open_journal_read_only,
 )
-from hip3_trio.ops import report as rp
 from hip3_trio.ops.report import (
     EventRow,
     JournalRows,
-    JournalUnavailable,
     OrderRow,
     TradeRow,
     compute_report,
@@ -458,7 +458,7 @@ def test_reads_while_the_engine_writes_and_never_writes(tmp_path: Path) -> None:
         assert compute_report(load_rows(tmp_path / JOURNAL_FILENAME)).overall.trades == 1
         engine.write([trade(entry_ms=T0 + 1)])  # the writer is not blocked by the reader
         assert compute_report(load_rows(tmp_path / JOURNAL_FILENAME)).overall.trades == 2
-        conn = rp.open_journal_read_only(tmp_path / JOURNAL_FILENAME)
+        conn = open_journal_read_only(tmp_path / JOURNAL_FILENAME)
         try:
             with pytest.raises(sqlite3.OperationalError, match="readonly"):
                 conn.execute("DELETE FROM trades")

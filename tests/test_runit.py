@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import pytest
 
 from hip3_trio.config import Config
-from hip3_trio.ops.report import JournalUnavailable, journal_path, open_journal_read_only
+from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
 from hip3_trio.risk.hard_stop import HardStop
 
 REPO = Path(__file__).resolve().parent.parent

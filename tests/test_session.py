@@ -215,6 +215,44 @@ async def test_socket_drop_recovers_inflight_posts_exactly_once(
         assert host.ended == [2]
 
 
+def causes(exc: BaseException) -> list[BaseException]:
+    """Every exception in `exc`'s cause chain, with the members of any group in it."""
+    out: list[BaseException] = []
+    todo = [exc.__cause__]
+    while todo:
+        cause = todo.pop()
+        if cause is None or any(cause is seen for seen in out):
+            continue
+        out.append(cause)
+        todo.append(cause.__cause__)
+        if isinstance(cause, BaseExceptionGroup):
+            todo.extend(cause.exceptions)
+    return out
+
+
+@pytest.mark.parametrize("how", ["socket closed", "no pong"])
+async def test_the_connection_lost_is_not_inside_its_own_cause(
+    autojump_clock: trio.testing.MockClock, how: str
+) -> None:
+    """`run()` turns the session's group into one ConnectionLost that keeps the failure's own cause (the
+    transport error, or none) and is not itself in its cause chain (raising a leaf `from` the group
+    that contains it made the chain loop back to it)."""
+    host = FakeHost()
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host, SessionConfig(md_stall=1000))
+        if how == "socket closed":
+            nursery.start_soon(server.aclose)
+        lost = await run_until_lost(session)
+    chain = causes(lost)
+    assert not any(cause is lost for cause in chain)
+    if how == "socket closed":
+        assert "receive failed" in str(lost)
+        assert isinstance(lost.__cause__, ConnectionClosed)
+    else:
+        assert "no pong" in str(lost)
+        assert lost.__cause__ is None
+
+
 async def test_idle_connection_pings_after_50_s_and_a_missing_pong_ends_it_at_60_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

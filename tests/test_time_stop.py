@@ -4,14 +4,10 @@ flatten-all for every position."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import Decimal
 
-import trio
-import trio.testing
-
-from hip3_trio.position.records import FlattenFailed, Output, UnknownOrderEscalated
-from hip3_trio.position.time_stop import TimeStop, TimeStopConfig, run_time_stop
+from hip3_trio.position.records import FlattenFailed, UnknownOrderEscalated
+from hip3_trio.position.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.wire.actions import LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
 from tests.test_executor import Rig, signal
@@ -168,25 +164,3 @@ def test_check_runs_the_book_housekeeping() -> None:
     rig.book.mark_unknown(cloid, 0.0, "timeout")
     stop.check(60.0)
     assert of_type(rig.book.outbox.drain(), UnknownOrderEscalated)
-
-
-async def test_the_loop_checks_every_second_and_forwards_the_outbox(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    rig, stop = setup(hold_s=30.0, check_interval_s=1.0)
-    rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
-    forwarded: list[Output] = []
-
-    def forward(items: Sequence[Output]) -> None:
-        forwarded.extend(items)
-
-    with trio.move_on_after(29.5):
-        await run_time_stop(stop, forward=forward)
-    assert queued_markets(rig) == []
-    with trio.move_on_after(1.0):  # checks at 29.5 s (nothing yet) and 30.5 s is past the window
-        await run_time_stop(stop, forward=forward)
-    assert queued_markets(rig) == []
-    with trio.move_on_after(0.5):  # the check at 30.5 s flattens
-        await run_time_stop(stop, forward=forward)
-    assert queued_markets(rig) == [A]
-    assert forwarded and len(rig.book.outbox) == 0

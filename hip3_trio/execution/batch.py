@@ -264,14 +264,6 @@ class BatchScheduler:
     def __len__(self) -> int:
         return len(self._cancels) + len(self._reduce_only) + len(self._new_orders)
 
-    def has_sendable(self, inflight: int) -> bool:
-        """Whether `tick(inflight)` would return a batch (for the sender to wait on)."""
-        if inflight >= self.config.inflight_limit:
-            return False
-        if self._cancels or self._reduce_only:
-            return True
-        return bool(self._new_orders) and inflight < self.config.inflight_watermark
-
     # --- admission ---------------------------------------------------------------------------------
 
     def enqueue_cancel(self, item: CancelItem) -> Queued | QueueFull:

@@ -11,7 +11,7 @@ a hard stop and while not ready) but not the queue bounds.
 
 `on_post_outcome` routes every resolved post exactly once (the post table hands each out once): reply
 statuses are zipped with the batch's orders; a whole-action error rejects them all; a post that may
-have executed (timeout, disconnect, send error) makes its new orders unknown for reconciliation and
+have executed (timeout, disconnect) makes its new orders unknown for reconciliation and
 requeues reduce-only orders and cancels; a post that certainly never executed releases its new orders
 and requeues the rest.
 
@@ -37,7 +37,7 @@ from hip3_trio.execution.batch import (
     QueuedReplaced,
     QueueFull,
 )
-from hip3_trio.execution.posts import Disconnected, NotSent, PostEntry, Reply, SendError, Timeout
+from hip3_trio.execution.posts import Disconnected, NotSent, PostEntry, Reply, Timeout
 from hip3_trio.position.book import PositionBook
 from hip3_trio.position.records import FlattenAllRequested, OrderState, OrderSubmitted
 from hip3_trio.strategy.detector import Signal
@@ -456,7 +456,7 @@ class Executor:
                 self._route_statuses(batch.order_items, (), now)
         elif isinstance(outcome, NotSent):
             self._never_executed(batch, now, "not sent")
-        elif isinstance(outcome, Timeout | Disconnected | SendError):
+        elif isinstance(outcome, Timeout | Disconnected):
             self._maybe_executed(batch, now, type(outcome).__name__.lower())
 
     # --- internals ---------------------------------------------------------------------------------
@@ -500,12 +500,10 @@ class Executor:
         in_market = self.book.notional(market, mark) + adding
         if in_market > cfg.max_position_per_market_usd:
             return MaxPositionPerMarket(market, in_market, cfg.max_position_per_market_usd)
-        total = adding
-        for other in self.book.exposed_markets():
-            other_mark = self.marks.get(other)
-            if other_mark is None:
-                return NoMark(other)
-            total += self.book.notional(other, other_mark)
+        held = self.book.total_notional(self.marks)
+        if held is None:  # an exposed market without a mark: fail closed, naming it
+            return NoMark(next(m for m in self.book.exposed_markets() if self.marks.get(m) is None))
+        total = adding + held
         if total > cfg.max_position_total_usd:
             return MaxPositionTotal(total, cfg.max_position_total_usd)
         return None

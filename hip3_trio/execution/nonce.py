@@ -12,15 +12,15 @@ Trio). The high-water mark can be saved to and loaded from a small state file (`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+
+from hip3_trio.atomic import write_atomic
 
 __all__ = [
     "InSync",
@@ -167,34 +167,10 @@ def load_high_water(path: Path) -> int:
 
 
 def save_high_water(path: Path, high_water: int) -> None:
-    """Persist the high-water mark atomically: write a temp file, fsync it, `os.replace` it over `path`.
-
-    A crash at any point leaves either the old file or the new one, never a torn one. The directory is
-    fsynced too (where the platform allows) so the rename itself survives a power loss.
+    """Persist the high-water mark atomically and durably (`atomic.write_atomic`: temp file, fsync,
+    `os.replace` over `path`, directory fsync): a crash at any point leaves the old file or the new one,
+    never a torn one, and the rename itself survives a power loss.
     """
     if type(high_water) is not int or high_water < 0:
         raise ValueError(f"high_water must be a non-negative int, got {high_water!r}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = (json.dumps({_STATE_KEY: high_water}) + "\n").encode("utf-8")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. platforms that cannot open directories
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, (json.dumps({_STATE_KEY: high_water}) + "\n").encode("utf-8"))

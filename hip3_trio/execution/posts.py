@@ -2,8 +2,7 @@
 
 An entry moves `created → sent → resolved` (or `created → resolved` when it never left). Resolved
 carries an outcome: the decoded `Reply` (ok statuses, action error or transport error — the table does
-not look inside), `Timeout`, `Disconnected` (was sent; it may have executed), `NotSent` (never left) or
-`SendError` (the transport raised while sending).
+not look inside), `Timeout`, `Disconnected` (was sent; it may have executed) or `NotSent` (never left).
 
 **Inflight is derived**: the number of entries in state `sent`. There is no counter to drift from the
 truth. Resolved entries leave the table and are returned to the caller, who routes each outcome exactly
@@ -13,9 +12,9 @@ being applied twice.
 The table is per connection (post ids are only unique per connection) and pure: times are monotonic
 seconds passed in by the caller, and every method is synchronous (one atomic transition under Trio).
 Intended use by the sender: `create` → sign → `mark_sent` immediately before handing the frame to the
-transport (no `await` in between), so `sent` means "may be on the wire"; `mark_send_failed` if the
-transport raised. A post whose `mark_sent` returns `AlreadyResolved` (expired while still unsent) must
-not be sent.
+transport (no `await` in between), so `sent` means "may be on the wire". A transport that raises ends
+the connection, and `drain_on_disconnect` resolves the post as `Disconnected` (it may have executed). A
+post whose `mark_sent` returns `AlreadyResolved` (expired while still unsent) must not be sent.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ __all__ = [
     "PostState",
     "PostTable",
     "Reply",
-    "SendError",
     "StrayReason",
     "StrayReply",
     "Timeout",
@@ -75,14 +73,7 @@ class NotSent:
     """Never handed to the transport: it certainly did not execute."""
 
 
-@attrs.frozen
-class SendError:
-    """The transport raised while sending; `error` describes it. Whether any of it left is unknown."""
-
-    error: str
-
-
-Outcome = Reply[R] | Timeout | Disconnected | NotSent | SendError
+Outcome = Reply[R] | Timeout | Disconnected | NotSent
 
 
 @attrs.frozen
@@ -115,7 +106,7 @@ class StrayReply(Generic[R]):
 
 @attrs.frozen
 class AlreadyResolved:
-    """A `mark_sent`/`mark_send_failed` for a post that has already been resolved: nothing changed."""
+    """A `mark_sent` for a post that has already been resolved: nothing changed."""
 
     post_id: int
 
@@ -179,13 +170,6 @@ class PostTable(Generic[R]):
         sent = attrs.evolve(entry, state=PostState.SENT, sent_at=now)
         self._pending[post_id] = sent
         return sent
-
-    def mark_send_failed(self, post_id: int, error: str, now: float) -> PostEntry[R] | AlreadyResolved:
-        """Resolve a created or sent post as `SendError` (the transport raised)."""
-        entry = self._pending_or_resolved(post_id)
-        if isinstance(entry, AlreadyResolved):
-            return entry
-        return self._resolve(entry, SendError(error), now)
 
     def resolve(self, post_id: int, payload: R, now: float) -> PostEntry[R] | StrayReply[R]:
         """Resolve a pending post with the exchange's reply, or report the reply as stray."""

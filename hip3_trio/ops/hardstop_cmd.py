@@ -35,8 +35,15 @@ from pathlib import Path
 from typing import Final
 
 from hip3_trio.config import Config, resolve_state_dir
-from hip3_trio.journal import EventRecord, Journal, JournalError
-from hip3_trio.ops.report import JournalUnavailable, format_time_ms, journal_path, open_journal_read_only
+from hip3_trio.journal import (
+    EventRecord,
+    Journal,
+    JournalError,
+    JournalUnavailable,
+    journal_path,
+    open_journal_read_only,
+)
+from hip3_trio.ops.report import format_time_ms
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME, ClearedRecord, HardStop
 
 __all__ = ["CLEARED_EVENT_KIND", "build_parser", "default_operator", "last_cleared", "main"]

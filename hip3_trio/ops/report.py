@@ -61,7 +61,7 @@ from typing import Any, Final
 import attrs
 
 from hip3_trio.config import Config, resolve_state_dir
-from hip3_trio.journal import JOURNAL_FILENAME, SCHEMA_VERSION
+from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
 
 __all__ = [
     "ACCEPTED_STATES",
@@ -78,7 +78,6 @@ __all__ = [
     "FillCounts",
     "FlattenCounts",
     "JournalRows",
-    "JournalUnavailable",
     "MarketStats",
     "OrderRow",
     "PlotUnavailable",
@@ -90,12 +89,10 @@ __all__ = [
     "flatten_counts",
     "format_report",
     "format_time_ms",
-    "journal_path",
     "load_pyplot",
     "load_rows",
     "main",
     "market_stats",
-    "open_journal_read_only",
     "parse_since",
     "percentile",
     "verdict",
@@ -119,10 +116,6 @@ EXCLUDED_STATES: Final = frozenset({"not_sent", "dry_run"})  # and NULL: still o
 FLATTEN_FILLED_STATE: Final = "filled"
 
 OVERALL: Final = "overall"
-
-
-class JournalUnavailable(Exception):
-    """The journal cannot be read: missing, not a hip3-trio journal, a newer schema, or SQLite failed."""
 
 
 class PlotUnavailable(Exception):
@@ -433,42 +426,6 @@ def compute_report(rows: JournalRows, *, since_ms: int | None = None) -> Report:
 
 
 # --- loading -----------------------------------------------------------------------------------------
-
-
-def journal_path(state_dir: Path) -> Path:
-    """Where the engine keeps its journal in `state_dir`."""
-    return state_dir / JOURNAL_FILENAME
-
-
-def open_journal_read_only(path: Path) -> sqlite3.Connection:
-    """Open an existing journal read-only (a ``mode=ro`` URI: never creates or writes the database).
-
-    Raises `JournalUnavailable` when the file is missing or is not a journal this version can read.
-    SQLite may still create the ``-wal``/``-shm`` side files WAL readers need; they are harmless.
-    """
-    if not path.is_file():
-        raise JournalUnavailable(
-            f"no journal at {path} (wrong --state-dir or $HIP3_STATE_DIR? the engine creates it on its "
-            "first run)"
-        )
-    try:
-        conn = sqlite3.connect(
-            path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, timeout=5.0
-        )
-    except sqlite3.Error as exc:
-        raise JournalUnavailable(f"cannot open the journal {path}: {exc}") from exc
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.Error as exc:
-        conn.close()
-        raise JournalUnavailable(f"cannot read the journal {path}: {exc}") from exc
-    if version < 1 or version > SCHEMA_VERSION:
-        conn.close()
-        raise JournalUnavailable(
-            f"{path} is not a journal this version can read (schema version {version}, "
-            f"expected 1..{SCHEMA_VERSION})"
-        )
-    return conn
 
 
 _TRADES_SQL: Final = """

@@ -424,9 +424,6 @@ class PositionBook:
         """True while any order of `market` is not terminal (queued, sent, resting or unknown)."""
         return any(True for _ in self._live(market))
 
-    def pending_markets(self) -> frozenset[str]:
-        return frozenset(o.market for o in self._live(None))
-
     def live_flatten(self, market: str) -> TrackedOrder | None:
         """The reduce-only order of `market` that is queued, sent or resting, if any.
 
@@ -465,14 +462,6 @@ class PositionBook:
                 return None
             total += self.notional(market, mark)
         return total
-
-    @property
-    def reconcile_wanted(self) -> bool:
-        """True while an order is unknown or a reply's fills are unconfirmed past the grace period."""
-        return any(
-            o.state is OrderState.UNKNOWN or (o.mismatch_reported and o.unconfirmed_fill > 0)
-            for o in self._unsettled.values()
-        )
 
     def remember_entries(self, hints: Mapping[Cloid, EntryHint]) -> None:
         """Entry orders the journal remembers from earlier runs (at start-up): what positions learned by

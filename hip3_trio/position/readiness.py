@@ -8,17 +8,14 @@ reconciled. A disconnect starts a new *generation* with all four false.
 Marks may carry the generation they were observed on; a mark for an old generation (a late answer from
 a session that already ended) is ignored, so it cannot make the new connection look ready.
 
-Waiters: each generation has one `trio.Event`, set when that generation becomes ready *or ends*, so
-`wait_ready()` wakes and re-checks instead of hanging on a generation that will never be ready.
-`wait_ready` is the only `await`; every transition is a plain synchronous method.
+Every transition is a plain synchronous method and nothing here awaits: whoever needs to wait for
+readiness waits on the owner's state (the engine's `wait_until`), which is re-checked after every step.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-
-import trio
 
 __all__ = ["Readiness"]
 
@@ -31,7 +28,7 @@ class Readiness:
     def __init__(self, markets: Collection[str]) -> None:
         self.markets = frozenset(markets)
         self._generation = 0
-        self._event = trio.Event()
+        self._announced = False  # "ready to trade" logged for this generation
         self._bbo: set[str] = set()
         self._ctx: set[str] = set()
         self._orders_acked = False
@@ -91,13 +88,9 @@ class Readiness:
     # --- transitions -------------------------------------------------------------------------------
 
     def new_connection(self) -> int:
-        """Start a new generation (on connect, and on disconnect): every condition resets.
-
-        The old generation's event is set so its waiters wake and re-check against the new one.
-        """
+        """Start a new generation (on connect, and on disconnect): every condition resets."""
         was_ready = self.ready
-        self._event.set()
-        self._event = trio.Event()
+        self._announced = False
         self._generation += 1
         self._bbo.clear()
         self._ctx.clear()
@@ -133,14 +126,6 @@ class Readiness:
             self._reconciled = True
             self._maybe_ready()
 
-    # --- waiting -----------------------------------------------------------------------------------
-
-    async def wait_ready(self) -> int:
-        """Wait until the current generation is ready; returns that generation."""
-        while not self.ready:
-            await self._event.wait()
-        return self._generation
-
     # --- internals ---------------------------------------------------------------------------------
 
     def _current(self, generation: int | None) -> bool:
@@ -150,6 +135,6 @@ class Readiness:
         return False
 
     def _maybe_ready(self) -> None:
-        if self.ready and not self._event.is_set():
+        if self.ready and not self._announced:
             log.info("ready to trade (generation %d)", self._generation)
-            self._event.set()
+            self._announced = True

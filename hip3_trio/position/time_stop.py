@@ -14,25 +14,25 @@ flatten that is rejected or fills only partly is no longer live, so the next che
 If a market is still not flat `flatten_fail_after_s` after its first flatten, a `FlattenFailed` event goes
 to the risk monitor — again each further deadline — and retries continue.
 
-`check(now)` is synchronous; `run_time_stop` is the small periodic task around it.
+`check(now)` is synchronous; the app's time-stop task calls it (through the engine, which drains the
+outbox after it) every `check_interval_s`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Final, NoReturn
+from typing import Final
 
 import attrs
-import trio
 
 from hip3_trio.execution.executor import Executor, Submitted
 from hip3_trio.position.book import PositionBook, TrackedOrder
-from hip3_trio.position.records import FlattenFailed, OrderState, Output
+from hip3_trio.position.records import FlattenFailed, OrderState
 from hip3_trio.wire.numbers import InvalidNumber, clamp_reduce_only_size
 
-__all__ = ["TimeStop", "TimeStopConfig", "run_time_stop"]
+__all__ = ["TimeStop", "TimeStopConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -167,17 +167,3 @@ class TimeStop:
             detail = f"not flat {now - since:.0f} s after the first flatten (size {self.book.size(market)})"
             log.error("flatten failed on %s: %s", market, detail)
             self.book.outbox.emit(FlattenFailed(market=market, detail=detail))
-
-
-async def run_time_stop(
-    time_stop: TimeStop,
-    *,
-    forward: Callable[[Sequence[Output]], object] | None = None,
-    clock: Callable[[], float] = trio.current_time,
-) -> NoReturn:
-    """Run `check` every `check_interval_s`; `forward` receives the outbox after each check."""
-    while True:
-        time_stop.check(clock())
-        if forward is not None:
-            forward(time_stop.book.outbox.drain())
-        await trio.sleep(time_stop.config.check_interval_s)

@@ -3,9 +3,9 @@ clears it — across restarts.
 
 The latch keeps its FIRST reason: the first trigger is the root cause, later ones are usually
 consequences of it. The state lives in a small JSON file in the state directory, written atomically
-(temp file + fsync, `os.replace`, fsync of the directory) so a crash mid-write leaves either the old or
-the new state, never a torn file. It is loaded at start-up, so an engine restarted by runit after a hard
-stop comes back stopped.
+(`atomic.write_atomic`: temp file + fsync, `os.replace`, fsync of the directory) so a crash mid-write
+leaves either the old or the new state, never a torn file. It is loaded at start-up, so an engine
+restarted by runit after a hard stop comes back stopped.
 
 Failing safe: a latch file that exists but cannot be read or parsed is treated as LATCHED (with a reason
 naming the file), never as clear — only `clear()` by an operator un-latches. A missing file means the
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
+
+from hip3_trio.atomic import write_atomic
 
 __all__ = ["DEFAULT_FILENAME", "ClearedRecord", "HardStop", "StopRecord"]
 
@@ -76,28 +76,8 @@ def _parse(text: str) -> StopRecord | None:
     return StopRecord(reason, time_ms)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Replace `path` with `doc` so that a crash at any point leaves the old or the new file whole."""
-    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+def _write_doc(path: Path, doc: dict[str, Any]) -> None:
+    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
 @attrs.define
@@ -164,7 +144,7 @@ class HardStop:
             assert self._record is not None
             doc = {"version": _VERSION, "latched": True, **attrs.asdict(self._record)}
             try:
-                _write_atomic(self.path, doc)
+                _write_doc(self.path, doc)
             except OSError:
                 log.exception("could not persist the hard stop to %s; it holds in memory only", self.path)
             else:
@@ -180,9 +160,7 @@ class HardStop:
         if self._record is None:
             return None
         cleared = ClearedRecord(self._record.reason, self._record.time_ms, by, now_ms)
-        _write_atomic(
-            self.path, {"version": _VERSION, "latched": False, "last_cleared": attrs.asdict(cleared)}
-        )
+        _write_doc(self.path, {"version": _VERSION, "latched": False, "last_cleared": attrs.asdict(cleared)})
         self._record = None
         self._persisted = True
         log.warning("hard stop cleared by %s: %s", by, cleared.reason)

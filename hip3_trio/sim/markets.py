@@ -20,7 +20,7 @@ from decimal import Decimal
 import attrs
 
 from .config import MarketModel
-from .numbers import is_valid_size, round_price, round_size, tick_of
+from .numbers import round_price, round_size, tick_of
 
 
 @attrs.frozen
@@ -238,6 +238,3 @@ class Market:
                 agg[order.limit_px] = (sz + order.sz, n + 1)
         prices = sorted(agg, reverse=is_buy)[:depth]
         return [(px, agg[px][0], agg[px][1]) for px in prices]
-
-    def valid_lot(self, size: Decimal) -> bool:
-        return is_valid_size(size, self.spec.sz_decimals)

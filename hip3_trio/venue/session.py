@@ -29,7 +29,7 @@ from hip3_trio.execution.batch import Batch
 from hip3_trio.execution.posts import PostEntry, PostTable
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
-from hip3_trio.wire.actions import action_to_wire
+from hip3_trio.wire.actions import NoopAction, action_to_wire
 
 __all__ = [
     "Backoff",
@@ -92,7 +92,7 @@ class SessionHost(Protocol):
         """The batch's frame was handed to the transport: work that must not delay a send goes now."""
 
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
-        """A batch post reached its outcome: reply, timeout, disconnect, not sent or send error."""
+        """A batch post reached its outcome: reply, timeout, disconnect or not sent."""
 
     def next_batch(self, inflight: int) -> Batch | None:
         """The next batch to send given the session's inflight posts, or None."""
@@ -195,7 +195,11 @@ class Session:
             lost, rest = group.split(ConnectionLost)
             if rest is not None or lost is None:
                 raise
-            raise _first_leaf(lost) from group
+            leaf = _first_leaf(lost)
+            # A new exception, not the leaf `from` the group: the group contains the leaf, which would put
+            # it inside its own cause chain and lose its real cause (the transport error, if any). The
+            # group stays reachable as the (suppressed) `__context__`.
+            raise ConnectionLost(*leaf.args).with_traceback(leaf.__traceback__) from leaf.__cause__
         finally:
             self.recover()
             with trio.move_on_after(self.config.close_timeout, shield=True):
@@ -379,7 +383,7 @@ class Session:
         self.host.on_batch_written(self, entry)
 
     async def _send_noop(self, original: PostEntry[m.PostResult]) -> None:
-        payload = self.host.sign({"type": "noop"}, original.nonce)
+        payload = self.host.sign(action_to_wire(NoopAction()), original.nonce)
         post_id, control = self._new_control(invalidates=original)
         control.expires_at = trio.current_time() + self.config.post_timeout
         self._posted.unpark_all()

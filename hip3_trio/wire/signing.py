@@ -163,11 +163,6 @@ class Signer:
         return cls(SecretKey.from_hex(hex_private_key))
 
     @classmethod
-    def from_secret(cls, secret: SecretKey) -> Signer:
-        """A signer for an already loaded key (see `keys.load_secret_key`)."""
-        return cls(secret)
-
-    @classmethod
     def load(
         cls,
         *,
