@@ -14,14 +14,12 @@ the status line and summary made from it. See docs/architecture.md for the task 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from decimal import Decimal
-from typing import Final
+from collections.abc import Callable
 
 import attrs
 import trio
 
-from hip3_trio.core import CoreSettings, TradingCore
+from hip3_trio.core import CoreSettings, CoreStatistics, TradingCore
 from hip3_trio.execution.batch import SchedulerConfig
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.nonce import NonceManager
@@ -31,7 +29,7 @@ from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.strategy.detector import DetectorConfig
-from hip3_trio.venue.link import LinkSettings, VenueLink
+from hip3_trio.venue.link import LinkSettings, LinkStatistics, VenueLink
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire.signing import Signer
 
@@ -39,7 +37,6 @@ __all__ = ["Engine", "EngineSettings", "EngineStatistics"]
 
 log = logging.getLogger(__name__)
 
-ZERO: Final = Decimal(0)
 
 
 @attrs.frozen(kw_only=True)
@@ -91,42 +88,11 @@ class EngineSettings:
 
 @attrs.frozen(kw_only=True)
 class EngineStatistics:
-    """One snapshot of the engine (the core's and the link's), for the status line, the summary,
-    metrics, the soak and tests."""
+    """One snapshot of the engine: the core's, the link's and the journal sink's, taken together."""
 
     markets: tuple[str, ...]
-    connected: bool
-    ready: bool
-    readiness: Mapping[str, bool]
-    hard_stopped: bool
-    inflight: int
-    queued: int
-    queues: Mapping[str, int]
-    live_orders: int
-    unknown_orders: int
-    positions: Mapping[str, Decimal]
-    marks: Mapping[str, Decimal]
-    connects: int
-    disconnects: int
-    reconciles: int
-    frames: Mapping[str, int]
-    signals: int
-    signals_acted: int
-    signals_refused: Mapping[str, int]
-    skips: Mapping[str, int]
-    orders: int
-    fills: int
-    rejects: int
-    rejects_by_reason: Mapping[str, int]
-    trades: int
-    realized_pnl: Decimal
-    fees: Decimal
-    unrealized_pnl: Decimal
-    noops_accepted: int
-    noops_refused: int
-    awaiting_noop: int
-    post_latency_buckets: tuple[tuple[float, int], ...]
-    post_latency_sum: float
+    core: CoreStatistics
+    link: LinkStatistics
     journal_sent: int
     journal_dropped: int
 
@@ -189,53 +155,23 @@ class Engine:
     # --- what the operator reads ---------------------------------------------------------------------
 
     def statistics(self) -> EngineStatistics:
-        core, link, journal = self.core.statistics(), self.link.statistics(), self.core.journal
+        journal = self.core.journal
         return EngineStatistics(
             markets=self.settings.markets,
-            connected=link.connected,
-            ready=core.ready,
-            readiness=core.readiness,
-            hard_stopped=core.hard_stopped,
-            inflight=link.inflight,
-            queued=core.queued,
-            queues=core.queues,
-            live_orders=core.live_orders,
-            unknown_orders=core.unknown_orders,
-            positions=core.positions,
-            marks=core.marks,
-            connects=link.connects,
-            disconnects=link.disconnects,
-            reconciles=link.reconciles,
-            frames=link.frames,
-            signals=core.signals,
-            signals_acted=core.signals_acted,
-            signals_refused=core.signals_refused,
-            skips=core.skips,
-            orders=core.orders,
-            fills=core.fills,
-            rejects=core.rejects,
-            rejects_by_reason=core.rejects_by_reason,
-            trades=core.trades,
-            realized_pnl=core.realized_pnl,
-            fees=core.fees,
-            unrealized_pnl=core.unrealized_pnl,
-            noops_accepted=link.noops_accepted,
-            noops_refused=link.noops_refused,
-            awaiting_noop=link.awaiting_noop,
-            post_latency_buckets=link.post_latency_buckets,
-            post_latency_sum=link.post_latency_sum,
+            core=self.core.statistics(),
+            link=self.link.statistics(),
             journal_sent=journal.sent,
             journal_dropped=journal.dropped,
         )
 
     def _state_text(self, s: EngineStatistics) -> str:
         core = self.core
-        if s.hard_stopped:
+        if s.core.hard_stopped:
             record = core.hard_stop_latch.record
             return f"HARD STOP ({record.reason if record else 'latched'}): no new entries"
-        if s.ready:
+        if s.core.ready:
             return "READY"
-        if not s.connected:
+        if not s.link.connected:
             return "DISCONNECTED"
         missing = core.readiness.missing() or (["clock drift"] if core.clock_blocked else [])
         return "SYNCING (" + ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "") + ")"
@@ -243,31 +179,33 @@ class Engine:
     def status_line(self, elapsed: float) -> str:
         """One concise line: connection, READY, inflight, positions, PnL, counts."""
         s = self.statistics()
-        positions = ", ".join(f"{mkt} {size:+}" for mkt, size in sorted(s.positions.items()))
+        c, k = s.core, s.link
+        positions = ", ".join(f"{mkt} {size:+}" for mkt, size in sorted(c.positions.items()))
         mode = " DRY-RUN" if self.settings.dry_run else ""
         return (
-            f"[{elapsed:6.0f}s]{mode} {self._state_text(s)} inflight={s.inflight} queued={s.queued} "
-            f"pos=[{positions}] pnl={s.realized_pnl:.2f}/{s.unrealized_pnl:.2f}u "
-            f"signals={s.signals} orders={s.orders} fills={s.fills} rejects={s.rejects} trades={s.trades} "
-            f"conn={s.connects}/{s.disconnects}"
+            f"[{elapsed:6.0f}s]{mode} {self._state_text(s)} inflight={k.inflight} queued={c.queued} "
+            f"pos=[{positions}] pnl={c.realized_pnl:.2f}/{c.unrealized_pnl:.2f}u "
+            f"signals={c.signals} orders={c.orders} fills={c.fills} rejects={c.rejects} trades={c.trades} "
+            f"conn={k.connects}/{k.disconnects}"
         )
 
     def summary(self) -> str:
         """The final summary printed on exit."""
         s = self.statistics()
+        c, k = s.core, s.link
         latch = self.core.hard_stop_latch
         record = latch.record
         latched = "clear" if not latch.latched else (f"LATCHED: {record.reason}" if record else "LATCHED")
-        skips = dict(sorted(s.skips.items(), key=lambda kv: -kv[1])[:3])
+        skips = dict(sorted(c.skips.items(), key=lambda kv: -kv[1])[:3])
         lines = [
             "summary" + (" (dry run: no orders were sent)" if self.settings.dry_run else ""),
-            f"  connects {s.connects}, disconnects {s.disconnects}, reconciles {s.reconciles}",
-            f"  signals {s.signals} (refused {dict(s.signals_refused)})",
+            f"  connects {k.connects}, disconnects {k.disconnects}, reconciles {k.reconciles}",
+            f"  signals {c.signals} (refused {dict(c.signals_refused)})",
             f"  top skip reasons {skips}",
-            f"  orders {s.orders}, fills {s.fills}, rejects {s.rejects}, trades {s.trades}",
-            f"  realized PnL {s.realized_pnl:.4f} net (fees {s.fees:.4f}), unrealized {s.unrealized_pnl:.4f}",
-            f"  noops accepted {s.noops_accepted}, refused {s.noops_refused}",
-            f"  open positions {({m: str(v) for m, v in s.positions.items()}) or 'none'}",
+            f"  orders {c.orders}, fills {c.fills}, rejects {c.rejects}, trades {c.trades}",
+            f"  realized PnL {c.realized_pnl:.4f} net (fees {c.fees:.4f}), unrealized {c.unrealized_pnl:.4f}",
+            f"  noops accepted {k.noops_accepted}, refused {k.noops_refused}",
+            f"  open positions {({m: str(v) for m, v in c.positions.items()}) or 'none'}",
             f"  hard stop {latched}",
             f"  journal records {s.journal_sent}, dropped {s.journal_dropped}",
         ]

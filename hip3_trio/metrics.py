@@ -43,15 +43,16 @@ class EngineCollector(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        s = self.engine.statistics()
-        yield _gauge("hip3_connected", "1 while a session is connected", 1 if s.connected else 0)
-        yield _counter("hip3_connects", "Connections established", s.connects)
-        yield _counter("hip3_disconnects", "Connections lost or closed", s.disconnects)
+        snapshot = self.engine.statistics()
+        s, k = snapshot.core, snapshot.link
+        yield _gauge("hip3_connected", "1 while a session is connected", 1 if k.connected else 0)
+        yield _counter("hip3_connects", "Connections established", k.connects)
+        yield _counter("hip3_disconnects", "Connections lost or closed", k.disconnects)
         ready = GaugeMetricFamily("hip3_ready", "READY-TRADING flags (1 = satisfied)", labels=["flag"])
         for flag, value in s.readiness.items():
             ready.add_metric([flag], 1 if value else 0)
         yield ready
-        yield _gauge("hip3_inflight_posts", "Posts on the wire awaiting a reply", s.inflight)
+        yield _gauge("hip3_inflight_posts", "Posts on the wire awaiting a reply", k.inflight)
         queues = GaugeMetricFamily("hip3_queue_depth", "Queued items by queue", labels=["queue"])
         for queue, depth in s.queues.items():
             queues.add_metric([queue], depth)
@@ -71,12 +72,12 @@ class EngineCollector(Collector):
         yield HistogramMetricFamily(
             "hip3_post_latency_seconds",
             "Post sent → reply received",
-            buckets=[(_le(bound), count) for bound, count in s.post_latency_buckets],
-            sum_value=s.post_latency_sum,
+            buckets=[(_le(bound), count) for bound, count in k.post_latency_buckets],
+            sum_value=k.post_latency_sum,
         )
         position = GaugeMetricFamily("hip3_position", "Signed position size", labels=["market"])
         notional = GaugeMetricFamily("hip3_notional_usd", "Position notional at mark", labels=["market"])
-        for market in sorted(s.markets):
+        for market in sorted(snapshot.markets):
             size = s.positions.get(market, Decimal(0))
             position.add_metric([market], float(size))
             mark = s.marks.get(market)

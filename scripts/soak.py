@@ -316,7 +316,7 @@ def probes(engine: Engine) -> list[Probe]:
         Probe("session.inflight", "transient", lambda e, _r: e.link.inflight),
         Probe("session.control", "transient", lambda e, _r: _session_len(e, "_control")),
         Probe("session.pending_noops", "transient", lambda e, _r: _session_len(e, "_pending_noops")),
-        Probe("engine.awaiting_noop", "transient", lambda e, _r: e.statistics().awaiting_noop),
+        Probe("engine.awaiting_noop", "transient", lambda e, _r: e.statistics().link.awaiting_noop),
         Probe("scheduler.cancels", "transient", lambda _e, _r: len(scheduler.cancels)),
         Probe("scheduler.reduce_only", "transient", lambda _e, _r: len(scheduler.reduce_only)),
         Probe("scheduler.new_orders", "transient", lambda _e, _r: len(scheduler.new_orders)),
@@ -363,16 +363,24 @@ def probes(engine: Engine) -> list[Probe]:
             markets,
         ),
         Probe("time_stop.failed_at", "keyed", lambda e, _r: _len(e.core, "time_stop", "_failed_at"), markets),
-        Probe("stats.frames", "keyed", lambda e, _r: len(e.statistics().frames), LABEL_CAP),
-        Probe("stats.skips", "keyed", lambda e, _r: len(e.statistics().skips), len(Skip)),
-        Probe("stats.signals_refused", "keyed", lambda e, _r: len(e.statistics().signals_refused), LABEL_CAP),
+        Probe("stats.frames", "keyed", lambda e, _r: len(e.statistics().link.frames), LABEL_CAP),
+        Probe("stats.skips", "keyed", lambda e, _r: len(e.statistics().core.skips), len(Skip)),
         Probe(
-            "stats.rejects_by_reason", "keyed", lambda e, _r: len(e.statistics().rejects_by_reason), LABEL_CAP
+            "stats.signals_refused",
+            "keyed",
+            lambda e, _r: len(e.statistics().core.signals_refused),
+            LABEL_CAP,
+        ),
+        Probe(
+            "stats.rejects_by_reason",
+            "keyed",
+            lambda e, _r: len(e.statistics().core.rejects_by_reason),
+            LABEL_CAP,
         ),
         Probe(
             "stats.latency_buckets",
             "keyed",
-            lambda e, _r: len(e.statistics().post_latency_buckets),
+            lambda e, _r: len(e.statistics().link.post_latency_buckets),
             LABEL_CAP,
         ),
         Probe(
@@ -467,7 +475,8 @@ class Sampler:
         if tracemalloc.is_tracing():
             TRACED[str(minute)] = tracemalloc.take_snapshot()
         objects, self.census = object_census()
-        engine, s = self.engine, self.engine.statistics()
+        engine = self.engine
+        s, k = engine.statistics().core, engine.statistics().link
         return Sample(
             minute=minute,
             at_s=round(trio.current_time() - self.started, 1),
@@ -482,7 +491,7 @@ class Sampler:
             sessions_alive=len(SoakSession.alive),
             websockets_alive=self.census.get("WebSocketConnection", 0),
             trades=s.trades,
-            connects=s.connects,
+            connects=k.connects,
             orders=s.orders,
             fills=s.fills,
             sizes={p.name: p.read(engine, self.receive) for p in self.probes},

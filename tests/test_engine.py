@@ -40,7 +40,7 @@ async def test_full_run_trades_a_round_trip_and_journals_it(
 ) -> None:
     async def scenario(rig: Rig) -> None:
         await rig.wait_ready()
-        await rig.wait_for(lambda: rig.engine.statistics().trades >= 1)
+        await rig.wait_for(lambda: rig.engine.statistics().core.trades >= 1)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario)
@@ -65,7 +65,7 @@ async def test_full_run_trades_a_round_trip_and_journals_it(
     assert entries and all(o["t"] == {"limit": {"tif": "Ioc"}} for o in entries)
     nonces = [s.nonce for s in rig.actions()]
     assert nonces == sorted(nonces) and len(set(nonces)) == len(nonces)
-    assert engine.statistics().rejects == len(
+    assert engine.statistics().core.rejects == len(
         [r for r in rig.query("SELECT final_state FROM orders") if r[0] == "rejected"]
     )
 
@@ -96,7 +96,7 @@ async def test_entry_order_is_journaled_with_intent_and_outcome(
 ) -> None:
     async def scenario(rig: Rig) -> None:
         await rig.wait_ready()
-        await rig.wait_for(lambda: rig.engine.statistics().fills >= 1)
+        await rig.wait_for(lambda: rig.engine.statistics().core.fills >= 1)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario)
@@ -138,7 +138,7 @@ async def test_dry_run_journals_signals_and_sends_no_action(
 ) -> None:
     async def scenario(rig: Rig) -> None:
         await rig.wait_ready()
-        await rig.wait_for(lambda: rig.engine.statistics().signals >= 2)
+        await rig.wait_for(lambda: rig.engine.statistics().core.signals >= 2)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, scenario, dry_run=True)
@@ -167,7 +167,7 @@ async def test_hard_stop_mid_run_flattens_stops_entries_and_persists_the_latch(
     latch = HardStop.load(rig.state_dir, BASE_MS)
     assert latch.latched and latch.record is not None and "loss" in latch.record.reason
     assert rig.orders(reduce_only=False, after=stop_time[0]) == []
-    assert rig.engine.statistics().signals_refused["HardStopped"] > 0
+    assert rig.engine.statistics().core.signals_refused["HardStopped"] > 0
     assert flat(rig)
     # The monitor reports every trigger (journaled each time); the latch keeps the first reason.
     assert rig.query("SELECT COUNT(*) FROM events WHERE kind = 'hard_stop'")[0][0] >= 1
@@ -186,8 +186,8 @@ async def test_restart_with_a_latched_hard_stop_stays_stopped(
 
     rig = await run_rig(tmp_path, scenario, prepare=latch)
     assert rig.actions("order") == []
-    assert rig.engine.statistics().signals > 0
-    assert set(rig.engine.statistics().signals_refused) == {"HardStopped"}
+    assert rig.engine.statistics().core.signals > 0
+    assert set(rig.engine.statistics().core.signals_refused) == {"HardStopped"}
     assert any("HARD STOP" in line for line in rig.lines)
 
 

@@ -205,7 +205,7 @@ async def test_unanswered_post_times_out_and_a_refused_noop_means_it_landed(
             rig.sim.faults.drop_replies = 1
             rig.sim.faults.skip_ioc_order_updates = 1  # else its order update alone would settle it
             cloid = seen["cloid"] = submitted(rig, COIN)
-            await rig.wait_for(lambda: engine.statistics().noops_refused == 1)
+            await rig.wait_for(lambda: engine.statistics().link.noops_refused == 1)
             seen["noop_answered"] = trio.current_time()
             await rig.wait_for(lambda: engine.core.book.order(cloid).state is OrderState.FILLED)  # type: ignore[union-attr]
             seen["resolved"] = trio.current_time()
@@ -225,13 +225,15 @@ async def test_unanswered_post_times_out_and_a_refused_noop_means_it_landed(
     # The venue refused it as a used nonce.
     ((_, answer),) = reply_to(rig, noop.frame["id"], noop.connection)
     assert answer["status"] == "err" and f"duplicate nonce {post.nonce}" in answer["response"]
-    assert rig.engine.statistics().noops_refused == 1 and rig.engine.statistics().noops_accepted == 0
+    assert (
+        rig.engine.statistics().link.noops_refused == 1 and rig.engine.statistics().link.noops_accepted == 0
+    )
     # orderStatus (held back until the noop answered) resolved it one retry interval later: filled.
     ((asked_at, _, payload),) = info_requests(rig, "orderStatus")
     assert payload["oid"] == cloid.raw and asked_at == post_at + POST_TIMEOUT + RETRY == seen["resolved"]
     assert seen["order"].detail == "reconcile: filled"
     assert final_states(rig)[str(cloid)] == "filled"
-    assert seen["inflight"] == 0 and rig.engine.statistics().disconnects == 1  # only the orderly stop
+    assert seen["inflight"] == 0 and rig.engine.statistics().link.disconnects == 1  # only the orderly stop
 
 
 # --- 3. a post is lost in transit -------------------------------------------------------------------
@@ -274,7 +276,9 @@ async def test_lost_post_is_invalidated_by_an_accepted_noop_and_the_market_trade
     assert order.state is OrderState.CANCELED and order.detail.startswith("noop accepted")
     assert order.changed_at == seen["sent_at"] + POST_TIMEOUT
     assert seen["pending"] is False
-    assert rig.engine.statistics().noops_accepted == 1 and rig.engine.statistics().noops_refused == 0
+    assert (
+        rig.engine.statistics().link.noops_accepted == 1 and rig.engine.statistics().link.noops_refused == 0
+    )
     assert info_requests(rig, "orderStatus") == []  # the noop settled it, not a status query
     assert final_states(rig)[str(lost)] == "timeout"
     assert venue_executions(rig)[lost.raw] == 0
@@ -315,7 +319,7 @@ async def test_a_noop_lost_like_its_post_is_sent_again_with_the_same_nonce(
     assert answer["status"] == "ok"
     order = seen["order"]
     assert order.state is OrderState.CANCELED and order.changed_at == second.at
-    assert rig.engine.statistics().noops_accepted == 1 and seen["inflight"] == 0
+    assert rig.engine.statistics().link.noops_accepted == 1 and seen["inflight"] == 0
     assert info_requests(rig, "orderStatus") == []
     assert final_states(rig)[str(seen["lost"])] == "timeout"
 
@@ -336,7 +340,9 @@ async def test_duplicate_replies_are_counted_as_strays_and_applied_once(
             session = engine.link.session
             rig.sim.faults.duplicate_replies = 2
             seen["entry"] = submitted(rig, COIN)
-            await rig.wait_for(lambda: engine.statistics().trades == 1)  # entry, then the flatten 30 s later
+            await rig.wait_for(
+                lambda: engine.statistics().core.trades == 1
+            )  # entry, then the flatten 30 s later
             await trio.testing.wait_all_tasks_blocked()  # the second copy of the last reply is in too
             assert engine.link.session is session and session is not None
             seen["strays"] = session.stray_replies
@@ -353,7 +359,7 @@ async def test_duplicate_replies_are_counted_as_strays_and_applied_once(
     assert seen["strays"] == 2 and seen["pending"] == 0  # ...and the second copy was a counted stray
     # Nothing applied twice: one round trip, two fills, flat like the venue.
     assert seen["positions"] == ({}, {})
-    assert rig.engine.statistics().trades == 1 and rig.engine.statistics().fills == 2
+    assert rig.engine.statistics().core.trades == 1 and rig.engine.statistics().core.fills == 2
     assert rig.query("SELECT COUNT(*) FROM fills")[0][0] == 2
     assert set(final_states(rig).values()) == {"filled"}
 
@@ -390,7 +396,7 @@ async def test_garbage_and_truncated_frames_are_counted_and_trading_goes_on(
                 seen["bad_at"] = trio.current_time()
                 # It keeps trading: a round trip opened after the bad frames.
                 await rig.wait_for(
-                    lambda: engine.statistics().trades >= 1 and bool(rig.orders(after=seen["bad_at"]))
+                    lambda: engine.statistics().core.trades >= 1 and bool(rig.orders(after=seen["bad_at"]))
                 )
                 nursery.cancel_scope.cancel()
             assert engine.link.session is session
@@ -404,7 +410,7 @@ async def test_garbage_and_truncated_frames_are_counted_and_trading_goes_on(
     bad = [r for r in rig.received if r.frame is None and r.at >= seen["armed"]]
     assert len(bad) == 5 and seen["bad_frames"] == 5  # every one of them counted, none decoded
     assert not_ready == [] and rig.ready_at == [rig.ready_at[0]]  # READY throughout, one connection
-    assert rig.engine.statistics().connects == 1
+    assert rig.engine.statistics().link.connects == 1
     assert rig.orders(reduce_only=False, after=seen["bad_at"])
     assert flat(rig) and rig.sim_positions() == {}
 
@@ -429,7 +435,7 @@ async def test_ioc_without_order_updates_settles_from_reply_and_fills(
             )
             seen["entry_order"] = engine.core.book.order(entry)
             seen["pending_after_reply"] = engine.core.book.pending(NVDA)
-            await rig.wait_for(lambda: engine.statistics().trades == 1)
+            await rig.wait_for(lambda: engine.statistics().core.trades == 1)
             seen["pending_at_end"] = pending_markets(engine.core.book)
         rig.stop.set()
 
@@ -570,7 +576,9 @@ async def test_inflight_limit_of_one_holds_the_second_post_until_the_first_reply
                 nursery.start_soon(watch, rig, check)
                 seen["coin"] = submitted(rig, COIN)
                 seen["nvda"] = submitted(rig, NVDA)  # both queued while nothing is in flight
-                await rig.wait_for(lambda: engine.statistics().trades == 2)  # both flattened by the time stop
+                await rig.wait_for(
+                    lambda: engine.statistics().core.trades == 2
+                )  # both flattened by the time stop
                 await rig.wait_for(lambda: session.inflight == 0)
                 nursery.cancel_scope.cancel()
             seen["inflight"] = session.inflight
@@ -625,7 +633,7 @@ async def test_clock_skew_beyond_the_limit_blocks_trading_until_it_is_back(
                 await trio.sleep(60)
                 nursery.cancel_scope.cancel()
             seen["blocked"] = engine.core.clock_blocked
-            seen["signals"] = engine.statistics().signals
+            seen["signals"] = engine.statistics().core.signals
             seen["actions"] = len(rig.actions())
             seen["cleared_at"] = trio.current_time()
             rig.sim.faults.clock_skew_ms = 0
@@ -636,7 +644,7 @@ async def test_clock_skew_beyond_the_limit_blocks_trading_until_it_is_back(
     rig = await run_rig(tmp_path, scenario, prepare=skew)
     assert seen["blocked"] and ready_while_skewed == []
     assert seen["signals"] > 0 and seen["actions"] == 0  # signals came, no order went out
-    assert rig.engine.statistics().signals_refused["NotReady"] > 0
+    assert rig.engine.statistics().core.signals_refused["NotReady"] > 0
     assert any("SYNCING (clock drift)" in line for line in rig.lines)
     # While blocked it re-checks the clock every clock_recheck_s (nothing else would ask); once the
     # venue's clock is back, the first check unblocks it, on the same connection.
@@ -645,7 +653,7 @@ async def test_clock_skew_beyond_the_limit_blocks_trading_until_it_is_back(
     spacing = {b - a for a, b in itertools.pairwise(checks) if b <= seen["ready_at"]}
     assert spacing == {settings.clock_recheck_s + settings.reconcile_retry_s}
     assert seen["ready_at"] == min(at for at in checks if at > seen["cleared_at"])
-    assert rig.engine.statistics().connects == 1
+    assert rig.engine.statistics().link.connects == 1
 
 
 # --- the orderly stop and fills still on their way --------------------------------------------------
@@ -720,8 +728,8 @@ async def test_soak_lite_ten_minutes_with_a_fault_every_minute(
     assert [name for _, name in fired] == list(SOAK_FAULTS)
     assert not armed(rig.sim.faults)  # every fault met traffic
     # It traded through the faults, timed posts out both ways and reconnected.
-    assert engine.statistics().trades >= 5 and engine.statistics().connects >= 5
-    assert engine.statistics().noops_accepted >= 1 and engine.statistics().noops_refused >= 1
+    assert engine.statistics().core.trades >= 5 and engine.statistics().link.connects >= 5
+    assert engine.statistics().link.noops_accepted >= 1 and engine.statistics().link.noops_refused >= 1
     # At rest: nothing in flight or queued, no order unknown, the venue's positions.
     assert engine.link.session is None and engine.settled()
     assert len(engine.core.scheduler) == 0 and engine.core.book.unknown_orders() == ()

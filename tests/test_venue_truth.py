@@ -172,7 +172,7 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
             await rig.wait_ready()
             enter(rig, TSLA)
             await rig.wait_for(lambda: engine.core.book.size(TSLA) != 0)
-            reconciles = engine.statistics().reconciles
+            reconciles = engine.statistics().link.reconciles
             armed["on"] = True  # the next reconcile meets the fill
             engine.core.outbox.emit(ReconcileRequested(reason="test", at=trio.current_time()))
             engine.core.tick(trio.current_time())  # drains the outbox: wakes the reconcile
@@ -180,7 +180,7 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
                 nursery.start_soon(
                     watch, rig, lambda: sizes.append((engine.core.book.size(COIN), venue_position(rig, COIN)))
                 )
-                await rig.wait_for(lambda: engine.statistics().reconciles > reconciles)
+                await rig.wait_for(lambda: engine.statistics().link.reconciles > reconciles)
                 nursery.cancel_scope.cancel()
             seen["after"] = (rig.positions(), rig.sim_positions())
         rig.stop.set()
