@@ -1,5 +1,20 @@
 """The engine's configuration: one TOML file, structured by cattrs into frozen attrs classes.
 
+Each section of the file is the configuration class of the part it configures, defined next to that
+part with its one set of defaults and validators (`hip3_trio.validators`):
+
+    [detector]    strategy.detector.DetectorConfig
+    [limits]      execution.executor.ExecutorConfig
+    [time_stop]   position.time_stop.TimeStopConfig
+    [risk]        risk.monitor.RiskConfig
+    [batch]       execution.batch.BatchConfig        (the scheduler, and the session's sender)
+    [connection]  venue.session.ConnectionConfig     (the session, reconnects, the reconcile loop)
+
+The few fields of those classes that are not keys of the file are marked `NOT_IN_FILE` (the file may
+not set them); `app.engine_settings` derives them — the per-process cloid prefix, the per-market
+minimum edges of ``[[markets]]``, the executor's minimum order value from the detector's — or leaves
+their defaults. `Config` itself adds the checks that span sections.
+
 Every field has a safe default, so `--env sim` runs with no file at all. Everything else about the
 file is strict, because a typo that silently falls back to a default is a risk limit nobody set:
 
@@ -43,7 +58,13 @@ import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, override
 
-from hip3_trio.validators import Invalid, cross_check, ge, gt, le, lt, optional
+from hip3_trio.execution.batch import BatchConfig
+from hip3_trio.execution.executor import ExecutorConfig
+from hip3_trio.position.time_stop import TimeStopConfig
+from hip3_trio.risk.monitor import RiskConfig
+from hip3_trio.strategy.detector import DetectorConfig
+from hip3_trio.validators import Invalid, cross_check, finite_decimal, ge, in_file, optional
+from hip3_trio.venue.session import ConnectionConfig
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -51,17 +72,11 @@ __all__ = [
     "KEY_ENV_VAR",
     "SIM_MARKETS",
     "STATE_DIR_ENV_VAR",
-    "BatchConfig",
     "Config",
     "ConfigError",
-    "ConnectionConfig",
-    "DetectorSettings",
     "Env",
-    "LimitsConfig",
     "MarketConfig",
     "PathsConfig",
-    "RiskSettings",
-    "TimeStopConfig",
     "load_config",
     "parse_config",
     "resolve_state_dir",
@@ -78,9 +93,6 @@ KEY_ENV_VAR: Final = "HIP3_PRIVATE_KEY"
 
 STATE_DIR_ENV_VAR: Final = "HIP3_STATE_DIR"
 DEFAULT_STATE_DIR: Final = Path("hip3-state")
-
-VENUE_MAX_INFLIGHT_POSTS: Final = 100
-VENUE_IDLE_CLOSE_S: Final = 60.0
 
 _ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 # HIP-3 markets are "dex:COIN": a lower-case dex name and the coin as the dex lists it.
@@ -124,11 +136,6 @@ def _market(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         )
 
 
-def _ws_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not (isinstance(value, str) and value.startswith(("ws://", "wss://"))):
-        raise Invalid(f"must be a ws:// or wss:// URL, got {value!r}", attribute.name)
-
-
 # --- the config classes -----------------------------------------------------------------------------
 
 
@@ -138,149 +145,7 @@ class MarketConfig:
 
     coin: str = attrs.field(validator=_market)
     # Replaces detector.min_edge_bps for this market (the signal threshold is fee + slippage + min edge).
-    min_edge_bps: Decimal | None = attrs.field(default=None, validator=optional(ge(0)))
-
-
-@attrs.frozen(kw_only=True)
-class DetectorSettings:
-    """Signal thresholds and sizing (mapped onto `hip3_trio.strategy.detector.DetectorConfig`)."""
-
-    taker_fee_bps: Decimal = attrs.field(default=Decimal("4.5"), validator=ge(0))
-    slippage_bps: Decimal = attrs.field(default=Decimal(2), validator=ge(0))
-    min_edge_bps: Decimal = attrs.field(default=Decimal(3), validator=ge(0))
-    alpha: Decimal = attrs.field(default=Decimal("0.1"), validator=[gt(0), le(1)])
-    max_notional_usd: Decimal = attrs.field(default=Decimal(25), validator=gt(0))
-    min_notional_usd: Decimal = attrs.field(default=Decimal(10), validator=gt(0))
-    liquidity_floor_usd: Decimal = attrs.field(default=Decimal(500), validator=ge(0))
-    liquidity_full_usd: Decimal = attrs.field(default=Decimal(5000), validator=gt(0))
-    stale_oracle_s: float = attrs.field(default=8.0, validator=gt(0))
-    stale_book_s: float = attrs.field(default=2.0, validator=gt(0))
-    cooldown_s: float = attrs.field(default=10.0, validator=ge(0))
-
-    def __attrs_post_init__(self) -> None:
-        cross_check(
-            (
-                self.liquidity_full_usd <= self.liquidity_floor_usd,
-                f"liquidity_full_usd ({self.liquidity_full_usd}) must be above "
-                f"liquidity_floor_usd ({self.liquidity_floor_usd})",
-            ),
-            (
-                self.min_notional_usd > self.max_notional_usd,
-                f"min_notional_usd ({self.min_notional_usd}) must not exceed "
-                f"max_notional_usd ({self.max_notional_usd}): no order could ever be sized",
-            ),
-        )
-
-
-@attrs.frozen(kw_only=True)
-class LimitsConfig:
-    """Position limits (USD notional at mark) and the new-order budget (a token bucket)."""
-
-    max_position_per_market_usd: Decimal = attrs.field(default=Decimal(50), validator=gt(0))
-    max_position_total_usd: Decimal = attrs.field(default=Decimal(100), validator=gt(0))
-    order_rate_per_s: float = attrs.field(default=0.5, validator=gt(0))
-    order_burst: int = attrs.field(default=5, validator=ge(1))
-
-    def __attrs_post_init__(self) -> None:
-        if self.max_position_per_market_usd > self.max_position_total_usd:
-            raise Invalid(
-                f"max_position_per_market_usd ({self.max_position_per_market_usd}) must not exceed "
-                f"max_position_total_usd ({self.max_position_total_usd})"
-            )
-
-
-@attrs.frozen(kw_only=True)
-class TimeStopConfig:
-    """How long a position may live, how it is flattened, and what happens on exit."""
-
-    hold_s: float = attrs.field(default=30.0, validator=gt(0))
-    # Price limit of the reduce-only IOC relative to mark: wide enough to fill through a thin book.
-    flatten_slippage_bps: Decimal = attrs.field(default=Decimal(50), validator=[gt(0), le(Decimal(5000))])
-    # Each further flatten of one position is priced one flatten_slippage_bps step wider, up to this.
-    flatten_max_slippage_bps: Decimal = attrs.field(
-        default=Decimal(500), validator=[gt(0), le(Decimal(5000))]
-    )
-    # A position still open this long after its time stop counts as a flatten failure (risk monitor).
-    flatten_fail_after_s: float = attrs.field(default=60.0, validator=gt(0))
-    flatten_on_exit: bool = True
-    # On SIGINT/SIGTERM/duration: how long to wait for flatten replies and the journal before exiting.
-    exit_deadline_s: float = attrs.field(default=10.0, validator=gt(0))
-
-    def __attrs_post_init__(self) -> None:
-        if self.flatten_max_slippage_bps < self.flatten_slippage_bps:
-            raise Invalid(
-                f"flatten_max_slippage_bps ({self.flatten_max_slippage_bps}) must not be below "
-                f"flatten_slippage_bps ({self.flatten_slippage_bps})"
-            )
-
-
-@attrs.frozen(kw_only=True)
-class RiskSettings:
-    """Hard-stop triggers (mapped onto `hip3_trio.risk.monitor.RiskConfig`); each trips strictly above."""
-
-    max_loss_usd: Decimal = attrs.field(default=Decimal(20), validator=gt(0))
-    max_consecutive_losses: int = attrs.field(default=5, validator=ge(1))
-    max_flatten_failures: int = attrs.field(default=3, validator=ge(0))
-    max_rejects_per_hour: int = attrs.field(default=10, validator=ge(0))
-    slippage_bps_limit: Decimal = attrs.field(default=Decimal(50), validator=gt(0))
-    slippage_strikes: int = attrs.field(default=3, validator=ge(1))
-
-
-@attrs.frozen(kw_only=True)
-class BatchConfig:
-    """Order batching and the bounded queues (mapped onto the scheduler and the session)."""
-
-    # Minimum gap between two posts while busy; an idle engine sends at once.
-    interval_ms: int = attrs.field(default=100, validator=[ge(0), le(10_000)])
-    max_batch: int = attrs.field(default=50, validator=ge(1))
-    cancel_capacity: int = attrs.field(default=200, validator=ge(1))
-    reduce_only_capacity: int = attrs.field(default=500, validator=ge(1))
-    new_order_capacity: int = attrs.field(default=1000, validator=ge(1))
-    inflight_limit: int = attrs.field(
-        default=VENUE_MAX_INFLIGHT_POSTS,
-        validator=[ge(1), le(VENUE_MAX_INFLIGHT_POSTS, " (the venue's limit per connection)")],
-    )
-    # Above this many posts in flight new orders are still queued but reported as degraded.
-    inflight_watermark: int = attrs.field(default=80, validator=ge(1))
-    post_timeout_s: float = attrs.field(default=5.0, validator=gt(0))
-
-    def __attrs_post_init__(self) -> None:
-        if self.inflight_watermark > self.inflight_limit:
-            raise Invalid(
-                f"inflight_watermark ({self.inflight_watermark}) must not exceed "
-                f"inflight_limit ({self.inflight_limit})"
-            )
-
-
-@attrs.frozen(kw_only=True)
-class ConnectionConfig:
-    """WebSocket liveness and reconnection."""
-
-    # None = the environment's endpoint (the CLI's --ws-url overrides both).
-    ws_url: str | None = attrs.field(default=None, validator=_ws_url)
-    ping_after_idle_s: float = attrs.field(
-        default=50.0, validator=[gt(0), lt(VENUE_IDLE_CLOSE_S, " (the venue closes idle sockets at 60 s)")]
-    )
-    pong_timeout_s: float = attrs.field(default=10.0, validator=gt(0))
-    # No market data for this long on an open socket ends the session (a silent stall).
-    md_stall_s: float = attrs.field(default=30.0, validator=gt(0))
-    info_timeout_s: float = attrs.field(default=10.0, validator=gt(0))
-    backoff_initial_s: float = attrs.field(default=1.0, validator=gt(0))
-    backoff_max_s: float = attrs.field(default=60.0, validator=gt(0))
-    # A session that stayed up this long resets the backoff.
-    healthy_after_s: float = attrs.field(default=60.0, validator=gt(0))
-    # Positions and orders are reconciled with the venue on every connect, on evidence that the book is
-    # wrong, and at least this often.
-    reconcile_every_s: float = attrs.field(default=60.0, validator=gt(0))
-    # While the clock is beyond the drift limit (trading blocked), re-check it this often.
-    clock_recheck_s: float = attrs.field(default=10.0, validator=gt(0))
-
-    def __attrs_post_init__(self) -> None:
-        if self.backoff_initial_s > self.backoff_max_s:
-            raise Invalid(
-                f"backoff_initial_s ({self.backoff_initial_s}) must not exceed "
-                f"backoff_max_s ({self.backoff_max_s})"
-            )
+    min_edge_bps: Decimal | None = attrs.field(default=None, validator=optional(finite_decimal, ge(0)))
 
 
 @attrs.frozen(kw_only=True)
@@ -314,20 +179,30 @@ class Config:
     key_file: Path | None = None
     allow_mainnet: bool = False
     markets: tuple[MarketConfig, ...] = attrs.field(default=(), validator=_unique_markets)
-    detector: DetectorSettings = attrs.Factory(DetectorSettings)
-    limits: LimitsConfig = attrs.Factory(LimitsConfig)
+    detector: DetectorConfig = attrs.Factory(DetectorConfig)
+    limits: ExecutorConfig = attrs.Factory(ExecutorConfig)
     time_stop: TimeStopConfig = attrs.Factory(TimeStopConfig)
-    risk: RiskSettings = attrs.Factory(RiskSettings)
+    risk: RiskConfig = attrs.Factory(RiskConfig)
     batch: BatchConfig = attrs.Factory(BatchConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
     paths: PathsConfig = attrs.Factory(PathsConfig)
 
     def __attrs_post_init__(self) -> None:
-        if self.detector.max_notional_usd > self.limits.max_position_per_market_usd:
-            raise Invalid(
-                f"detector.max_notional_usd ({self.detector.max_notional_usd}) must not exceed "
-                f"limits.max_position_per_market_usd ({self.limits.max_position_per_market_usd})"
-            )
+        # Settings that make trading impossible or breach a limit by construction. Built in code (tests),
+        # a detector may be configured to size nothing; in a file it is a mistake.
+        d, limits = self.detector, self.limits
+        cross_check(
+            (
+                d.max_notional_usd > limits.max_position_per_market_usd,
+                f"detector.max_notional_usd ({d.max_notional_usd}) must not exceed "
+                f"limits.max_position_per_market_usd ({limits.max_position_per_market_usd})",
+            ),
+            (
+                d.min_notional_usd > d.max_notional_usd,
+                f"detector.min_notional_usd ({d.min_notional_usd}) must not exceed "
+                f"detector.max_notional_usd ({d.max_notional_usd}): no order could ever be sized",
+            ),
+        )
 
     @property
     def coins(self) -> tuple[str, ...]:
@@ -342,10 +217,10 @@ class Config:
 
 _CLASSES: Final[tuple[type, ...]] = (
     MarketConfig,
-    DetectorSettings,
-    LimitsConfig,
+    DetectorConfig,
+    ExecutorConfig,
     TimeStopConfig,
-    RiskSettings,
+    RiskConfig,
     BatchConfig,
     ConnectionConfig,
     PathsConfig,
@@ -444,8 +319,11 @@ def _build_converter() -> cattrs.Converter:
     converter.register_structure_hook(Path, _structure_path)
     for cls in _CLASSES:
         attrs.resolve_types(cls)
+        # A field that is not a file key is omitted, so the file may not set it (an unknown key).
         overrides: dict[str, Any] = {
-            a.name: override(struct_hook=_field_hook(converter, a)) for a in attrs.fields(cls)
+            a.name: override(struct_hook=_field_hook(converter, a)) if in_file(a) else override(omit=True)
+            for a in attrs.fields(cls)
+            if a.init
         }
         table_fn: Callable[[Any, Any], Any] = make_dict_structure_fn(
             cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True, **overrides
@@ -473,7 +351,7 @@ def _format_exception(exc: BaseException, field_type: type | None) -> str:
     if isinstance(exc, Invalid):
         return exc.reason
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = [a.name for a in attrs.fields(exc.cl)]
+        allowed = [a.name for a in attrs.fields(exc.cl) if in_file(a)]
         parts = []
         for name in sorted(exc.extra_fields):
             close = difflib.get_close_matches(name, allowed, n=1)

@@ -32,7 +32,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from hip3_trio.execution.batch import Batch, BatchScheduler, SchedulerConfig
+from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.nonce import NonceManager, TimeDrift
 from hip3_trio.execution.posts import PostEntry, Reply, Timeout
@@ -72,7 +72,7 @@ from hip3_trio.risk.monitor import RiskConfig, RiskMonitor
 from hip3_trio.strategy.detector import BPS, BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
 from hip3_trio.venue.markets import MarketSpec
 from hip3_trio.venue.queries import fetch_account_state, load_markets
-from hip3_trio.venue.session import ConnectionLost, Session
+from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
@@ -87,7 +87,13 @@ ZERO: Final = Decimal(0)
 
 @attrs.frozen(kw_only=True)
 class EngineSettings:
-    """Everything one engine run needs besides its collaborators (built from `Config` by the app)."""
+    """Everything one engine run needs besides its collaborators.
+
+    The sections are the config file's own classes, passed through by the app (`app.engine_settings`)
+    together with what only the run knows: markets, user, vault, network, dry run, and the derived
+    fields of the detector and executor configs. The session of each connection is configured by
+    `connection` and `scheduler` (the file's ``[batch]``) as well.
+    """
 
     markets: tuple[str, ...]
     user: str
@@ -96,16 +102,37 @@ class EngineSettings:
     dry_run: bool = False
     detector: DetectorConfig = attrs.Factory(DetectorConfig)
     executor: ExecutorConfig = attrs.Factory(ExecutorConfig)
-    scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
+    scheduler: BatchConfig = attrs.Factory(BatchConfig)
     time_stop: TimeStopConfig = attrs.Factory(TimeStopConfig)
     risk: RiskConfig = attrs.Factory(RiskConfig)
     book: BookConfig = attrs.Factory(BookConfig)
-    flatten_on_exit: bool = True
-    exit_deadline_s: float = 10.0
-    sync_timeout_s: float = 15.0
+    connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
+    # Not in the config file: the pause that lets a burst of reconcile requests coalesce.
     reconcile_retry_s: float = 1.0
-    reconcile_every_s: float = 60.0
-    clock_recheck_s: float = 10.0
+
+    # The engine reads these under their own names; each value lives in one section above.
+
+    @property
+    def flatten_on_exit(self) -> bool:
+        return self.time_stop.flatten_on_exit
+
+    @property
+    def exit_deadline_s(self) -> float:
+        return self.time_stop.exit_deadline_s
+
+    @property
+    def sync_timeout_s(self) -> float:
+        """A connect's whole sync (several info requests and the snapshots) may take half again as long
+        as one info request."""
+        return self.connection.info_timeout_s * 1.5
+
+    @property
+    def reconcile_every_s(self) -> float:
+        return self.connection.reconcile_every_s
+
+    @property
+    def clock_recheck_s(self) -> float:
+        return self.connection.clock_recheck_s
 
 
 LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))

@@ -1,28 +1,49 @@
-"""Validators for the configuration classes.
+"""Validators for the configuration classes, and the mark of a field that is not a config-file key.
 
-They run both when a class is built in code and when `hip3_trio.config` structures a field from the
-TOML file: there the `Invalid.reason` is what the loader reports against the key path, e.g.
+Each part of the engine is configured by one frozen attrs class that lives next to the code it
+configures (`DetectorConfig`, `ExecutorConfig`, `BatchConfig`, ...), and `hip3_trio.config` structures
+the TOML file's sections straight into those classes. So each field has one default and one set of
+validators, and they run both when a class is built in code and when the loader structures the field:
+there the `Invalid.reason` is what the loader reports against the key path, e.g.
 ``limits.max_position_per_market_usd: must be > 0, got -5``.
+
+A field marked `NOT_IN_FILE` is not a key of the file: the loader refuses it like any unknown key, and
+whoever builds the engine's settings derives it (a per-process cloid prefix, the per-market overrides
+of the ``[[markets]]`` table) or leaves its default (a tuning knob for tests and benchmarks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, TypeAlias
+from types import MappingProxyType
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 __all__ = [
+    "NOT_IN_FILE",
     "Invalid",
     "Validator",
     "cross_check",
+    "finite_decimal",
     "ge",
     "gt",
+    "in_file",
     "le",
     "lt",
     "optional",
 ]
+
+_FILE_KEY: Final = "hip3_trio.file_key"
+
+NOT_IN_FILE: Final[Mapping[str, bool]] = MappingProxyType({_FILE_KEY: False})
+"""attrs field metadata: the field is set in code only, never from the config file."""
+
+
+def in_file(attribute: attrs.Attribute[Any]) -> bool:
+    """True if `attribute` is a key of the config file (an `__init__` argument not marked NOT_IN_FILE)."""
+    return attribute.init and attribute.metadata.get(_FILE_KEY, True)
 
 
 class Invalid(ValueError):
@@ -68,6 +89,14 @@ def optional(*validators: Validator) -> Validator:
                 validator(inst, attribute, value)
 
     return check
+
+
+def finite_decimal(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """Money, prices and basis points are finite `Decimal`s: a float never reaches a threshold or a limit.
+
+    A `TypeError`, not an `Invalid`: only code can get this wrong (the loader parses numbers itself)."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise TypeError(f"{attribute.name} must be a finite Decimal, got {value!r}")
 
 
 def cross_check(*checks: tuple[bool, str]) -> None:
