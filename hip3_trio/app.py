@@ -32,23 +32,18 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import attrs
 import trio
 import trio_websocket
 
 from hip3_trio.config import Config
 from hip3_trio.engine import Engine, EngineSettings, EngineStatistics
-from hip3_trio.execution.batch import SchedulerConfig
-from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.journal import Journal, JournalStats, Record, WriteRunner, run_journal, write_in_thread
-from hip3_trio.position import time_stop
-from hip3_trio.risk.monitor import RiskConfig
-from hip3_trio.strategy.detector import DetectorConfig
-from hip3_trio.venue.session import Backoff, Connect, Session, SessionConfig, WsLike, run_connection
+from hip3_trio.venue.session import Connect, Session, WsLike, run_connection
 
 __all__ = [
     "engine_settings",
     "run_engine",
-    "session_settings",
     "websocket_connector",
 ]
 
@@ -57,89 +52,28 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
 def engine_settings(
     config: Config, *, user: str, dry_run: bool, is_mainnet: bool, cloid_prefix: int
 ) -> EngineSettings:
-    """Map the config file's sections onto the engine's parts (renames, seconds → milliseconds)."""
-    d, lim, ts, risk, batch = config.detector, config.limits, config.time_stop, config.risk, config.batch
+    """The engine's settings for this run: the config file's sections as they are, plus what only the
+    run knows (user, network, dry run, this process's cloid prefix) and what is derived from other
+    keys (the per-market minimum edges of ``[[markets]]``, the detector's minimum order value for the
+    executor)."""
     return EngineSettings(
-        markets=tuple(mc.coin for mc in config.markets),
+        markets=config.coins,
         user=user,
         vault_address=config.vault_address,
         is_mainnet=is_mainnet,
         dry_run=dry_run,
-        detector=DetectorConfig(
-            taker_fee_bps=d.taker_fee_bps,
-            slippage_bps=d.slippage_bps,
-            min_edge_bps=d.min_edge_bps,
-            min_edge_bps_by_market={
-                mc.coin: mc.min_edge_bps for mc in config.markets if mc.min_edge_bps is not None
-            },
-            alpha=d.alpha,
-            max_notional_usd=d.max_notional_usd,
-            liquidity_floor_usd=d.liquidity_floor_usd,
-            liquidity_full_usd=d.liquidity_full_usd,
-            max_oracle_age_ms=_ms(d.stale_oracle_s),
-            max_book_age_ms=_ms(d.stale_book_s),
-            cooldown_ms=_ms(d.cooldown_s),
-            min_notional_usd=d.min_notional_usd,
+        detector=attrs.evolve(config.detector, min_edge_bps_by_market=config.min_edge_bps_by_market),
+        executor=attrs.evolve(
+            config.limits, min_notional_usd=config.detector.min_notional_usd, cloid_prefix=cloid_prefix
         ),
-        executor=ExecutorConfig(
-            max_position_per_market_usd=lim.max_position_per_market_usd,
-            max_position_total_usd=lim.max_position_total_usd,
-            order_rate_per_s=lim.order_rate_per_s,
-            order_burst=lim.order_burst,
-            min_notional_usd=d.min_notional_usd,
-            cloid_prefix=cloid_prefix,
-        ),
-        scheduler=SchedulerConfig(
-            cancel_capacity=batch.cancel_capacity,
-            reduce_only_capacity=batch.reduce_only_capacity,
-            new_order_capacity=batch.new_order_capacity,
-            max_batch=batch.max_batch,
-            inflight_limit=batch.inflight_limit,
-            inflight_watermark=batch.inflight_watermark,
-        ),
-        time_stop=time_stop.TimeStopConfig(
-            hold_s=ts.hold_s,
-            flatten_slippage_bps=ts.flatten_slippage_bps,
-            flatten_max_slippage_bps=ts.flatten_max_slippage_bps,
-            flatten_fail_after_s=ts.flatten_fail_after_s,
-        ),
-        risk=RiskConfig(
-            max_cumulative_loss_usd=risk.max_loss_usd,
-            max_consecutive_losses=risk.max_consecutive_losses,
-            max_flatten_failures=risk.max_flatten_failures,
-            max_rejects_per_window=risk.max_rejects_per_hour,
-            max_slippage_bps=risk.slippage_bps_limit,
-            slippage_streak=risk.slippage_strikes,
-        ),
-        flatten_on_exit=ts.flatten_on_exit,
-        exit_deadline_s=ts.exit_deadline_s,
-        sync_timeout_s=config.connection.info_timeout_s * 1.5,
-        reconcile_every_s=config.connection.reconcile_every_s,
-        clock_recheck_s=config.connection.clock_recheck_s,
+        scheduler=config.batch,
+        time_stop=config.time_stop,
+        risk=config.risk,
+        connection=config.connection,
     )
-
-
-def session_settings(config: Config) -> tuple[SessionConfig, Backoff]:
-    """The session's timing and the reconnect backoff from the config's batch and connection sections."""
-    conn, batch = config.connection, config.batch
-    session = SessionConfig(
-        ping_after_idle=conn.ping_after_idle_s,
-        pong_timeout=conn.pong_timeout_s,
-        md_stall=conn.md_stall_s,
-        post_timeout=batch.post_timeout_s,
-        info_timeout=conn.info_timeout_s,
-        batch_interval=batch.interval_ms / 1000,
-        inflight_limit=batch.inflight_limit,
-    )
-    backoff = Backoff(base=conn.backoff_initial_s, cap=conn.backoff_max_s, healthy_after=conn.healthy_after_s)
-    return session, backoff
 
 
 def websocket_connector(url: str) -> Connect:
@@ -190,8 +124,6 @@ async def run_engine(
     journal_receive: trio.MemoryReceiveChannel[Record],
     duration: float | None = None,
     status_every: float = 5.0,
-    session_config: SessionConfig | None = None,
-    backoff: Backoff | None = None,
     rng: random.Random | None = None,
     handle_signals: bool = False,
     stop: trio.Event | None = None,
@@ -202,8 +134,11 @@ async def run_engine(
 ) -> EngineStatistics:
     """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
 
-    Returns the engine's stats after the journal has been flushed.
+    Each connection's session, and the reconnect backoff, are configured by the engine's settings
+    (`connection`, and `scheduler` for the sender). Returns the engine's stats after the journal has
+    been flushed.
     """
+    settings = engine.settings
     started = trio.current_time()
     stop = stop if stop is not None else trio.Event()
     reasons: list[str] = []
@@ -231,8 +166,10 @@ async def run_engine(
                 trading.start_soon(
                     lambda: run_connection(
                         connect,
-                        lambda ws: session_class(ws, engine.link, session_config, trace=engine.link.trace),
-                        backoff=backoff,
+                        lambda ws: session_class(
+                            ws, engine.link, settings.connection, settings.scheduler, trace=engine.link.trace
+                        ),
+                        connection=settings.connection,
                         rng=rng,
                         urgent=engine.core.holds_positions,
                     )
@@ -250,12 +187,12 @@ async def run_engine(
                 engine.begin_shutdown(
                     reasons[0] if reasons else ("stop requested" if stop.is_set() else "duration reached")
                 )
-                with trio.move_on_after(engine.settings.exit_deadline_s) as waited:
+                with trio.move_on_after(settings.time_stop.exit_deadline_s) as waited:
                     await engine.wait_settled()
                 if waited.cancelled_caught:
                     log.error(
                         "exit deadline (%.0f s) passed before everything settled: %s",
-                        engine.settings.exit_deadline_s,
+                        settings.time_stop.exit_deadline_s,
                         engine.status_line(trio.current_time() - started),
                     )
                 trading.cancel_scope.cancel()

@@ -32,7 +32,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from hip3_trio.app import engine_settings, run_engine, session_settings, websocket_connector
+from hip3_trio.app import engine_settings, run_engine, websocket_connector
 from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_state_dir
 from hip3_trio.engine import Engine
 from hip3_trio.execution.nonce import (
@@ -192,7 +192,6 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
             record.reason if record else "unreadable latch file",
         )
     nonces = NonceManager(wall_clock_ms, high_water=load_high_water(nonce_path))
-    session_config, backoff = session_settings(config)
     # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
     with Journal.open(state_dir) as journal:
         async with _venue(args, config) as (url, user, signer):
@@ -224,8 +223,6 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 journal_receive=receive,
                 duration=args.duration,
                 status_every=args.status_every,
-                session_config=session_config,
-                backoff=backoff,
                 handle_signals=True,
                 metrics_port=args.metrics_port,
                 out=out,

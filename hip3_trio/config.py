@@ -1,5 +1,20 @@
 """The engine's configuration: one TOML file, structured by cattrs into frozen attrs classes.
 
+Each section of the file is the configuration class of the part it configures, defined next to that
+part with its one set of defaults and validators (`hip3_trio.validators`):
+
+    [detector]    strategy.detector.DetectorConfig
+    [limits]      execution.executor.ExecutorConfig
+    [time_stop]   position.time_stop.TimeStopConfig
+    [risk]        risk.monitor.RiskConfig
+    [batch]       execution.batch.BatchConfig        (the scheduler, and the session's sender)
+    [connection]  venue.session.ConnectionConfig     (the session, reconnects, the reconcile loop)
+
+The few fields of those classes that are not keys of the file are marked `NOT_IN_FILE` (the file may
+not set them); `app.engine_settings` derives them — the per-process cloid prefix, the per-market
+minimum edges of ``[[markets]]``, the executor's minimum order value from the detector's — or leaves
+their defaults. `Config` itself adds the checks that span sections.
+
 Every field has a safe default, so `--env sim` runs with no file at all. Everything else about the
 file is strict, because a typo that silently falls back to a default is a risk limit nobody set:
 
@@ -43,23 +58,25 @@ import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, override
 
+from hip3_trio.execution.batch import BatchConfig
+from hip3_trio.execution.executor import ExecutorConfig
+from hip3_trio.position.time_stop import TimeStopConfig
+from hip3_trio.risk.monitor import RiskConfig
+from hip3_trio.strategy.detector import DetectorConfig
+from hip3_trio.validators import Invalid, cross_check, finite_decimal, ge, in_file, optional
+from hip3_trio.venue.session import ConnectionConfig
+
 __all__ = [
     "DEFAULT_STATE_DIR",
     "ENVS",
     "KEY_ENV_VAR",
     "SIM_MARKETS",
     "STATE_DIR_ENV_VAR",
-    "BatchConfig",
     "Config",
     "ConfigError",
-    "ConnectionConfig",
-    "DetectorSettings",
     "Env",
-    "LimitsConfig",
     "MarketConfig",
     "PathsConfig",
-    "RiskSettings",
-    "TimeStopConfig",
     "load_config",
     "parse_config",
     "resolve_state_dir",
@@ -76,9 +93,6 @@ KEY_ENV_VAR: Final = "HIP3_PRIVATE_KEY"
 
 STATE_DIR_ENV_VAR: Final = "HIP3_STATE_DIR"
 DEFAULT_STATE_DIR: Final = Path("hip3-state")
-
-VENUE_MAX_INFLIGHT_POSTS: Final = 100
-VENUE_IDLE_CLOSE_S: Final = 60.0
 
 _ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 # HIP-3 markets are "dex:COIN": a lower-case dex name and the coin as the dex lists it.
@@ -105,50 +119,6 @@ class ConfigError(Exception):
 # --- validators -------------------------------------------------------------------------------------
 
 
-class _Invalid(ValueError):
-    """A value that fails a check. `reason` is the message without the field name (cattrs adds the path)."""
-
-    def __init__(self, reason: str, name: str | None = None) -> None:
-        super().__init__(f"{name}: {reason}" if name else reason)
-        self.reason = reason
-
-
-Validator: TypeAlias = Callable[[Any, "attrs.Attribute[Any]", Any], None]
-
-
-def _bound(op: str, bound: object, test: Callable[[Any], bool], note: str = "") -> Validator:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not test(value):
-            raise _Invalid(f"must be {op} {bound}{note}, got {value}", attribute.name)
-
-    return check
-
-
-def _gt(bound: int | Decimal) -> Validator:
-    return _bound(">", bound, lambda v: v > bound)
-
-
-def _ge(bound: int | Decimal) -> Validator:
-    return _bound(">=", bound, lambda v: v >= bound)
-
-
-def _le(bound: int | Decimal, note: str = "") -> Validator:
-    return _bound("<=", bound, lambda v: v <= bound, note)
-
-
-def _lt(bound: float, note: str = "") -> Validator:
-    return _bound("<", bound, lambda v: v < bound, note)
-
-
-def _optional(*validators: Validator) -> Validator:
-    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None:
-            for validator in validators:
-                validator(inst, attribute, value)
-
-    return check
-
-
 def _address(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (not isinstance(value, str) or not _ADDRESS_RE.fullmatch(value)):
         shown = (
@@ -156,26 +126,14 @@ def _address(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
             if isinstance(value, str) and len(value) <= 42
             else f"a {len(str(value))}-character value"
         )
-        raise _Invalid(f"must be a 0x-prefixed 40-hex-digit address, got {shown}", attribute.name)
+        raise Invalid(f"must be a 0x-prefixed 40-hex-digit address, got {shown}", attribute.name)
 
 
 def _market(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not _MARKET_RE.fullmatch(value):
-        raise _Invalid(
+        raise Invalid(
             f"must be a HIP-3 market in 'dex:COIN' form (e.g. 'xyz:COIN'), got {value!r}", attribute.name
         )
-
-
-def _ws_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not (isinstance(value, str) and value.startswith(("ws://", "wss://"))):
-        raise _Invalid(f"must be a ws:// or wss:// URL, got {value!r}", attribute.name)
-
-
-def _cross_check(*checks: tuple[bool, str]) -> None:
-    """Raise one `_Invalid` naming every failed cross-field check (`(failed, reason)` pairs)."""
-    failed = [reason for bad, reason in checks if bad]
-    if failed:
-        raise _Invalid("; ".join(failed))
 
 
 # --- the config classes -----------------------------------------------------------------------------
@@ -187,149 +145,7 @@ class MarketConfig:
 
     coin: str = attrs.field(validator=_market)
     # Replaces detector.min_edge_bps for this market (the signal threshold is fee + slippage + min edge).
-    min_edge_bps: Decimal | None = attrs.field(default=None, validator=_optional(_ge(0)))
-
-
-@attrs.frozen(kw_only=True)
-class DetectorSettings:
-    """Signal thresholds and sizing (mapped onto `hip3_trio.strategy.detector.DetectorConfig`)."""
-
-    taker_fee_bps: Decimal = attrs.field(default=Decimal("4.5"), validator=_ge(0))
-    slippage_bps: Decimal = attrs.field(default=Decimal(2), validator=_ge(0))
-    min_edge_bps: Decimal = attrs.field(default=Decimal(3), validator=_ge(0))
-    alpha: Decimal = attrs.field(default=Decimal("0.1"), validator=[_gt(0), _le(1)])
-    max_notional_usd: Decimal = attrs.field(default=Decimal(25), validator=_gt(0))
-    min_notional_usd: Decimal = attrs.field(default=Decimal(10), validator=_gt(0))
-    liquidity_floor_usd: Decimal = attrs.field(default=Decimal(500), validator=_ge(0))
-    liquidity_full_usd: Decimal = attrs.field(default=Decimal(5000), validator=_gt(0))
-    stale_oracle_s: float = attrs.field(default=8.0, validator=_gt(0))
-    stale_book_s: float = attrs.field(default=2.0, validator=_gt(0))
-    cooldown_s: float = attrs.field(default=10.0, validator=_ge(0))
-
-    def __attrs_post_init__(self) -> None:
-        _cross_check(
-            (
-                self.liquidity_full_usd <= self.liquidity_floor_usd,
-                f"liquidity_full_usd ({self.liquidity_full_usd}) must be above "
-                f"liquidity_floor_usd ({self.liquidity_floor_usd})",
-            ),
-            (
-                self.min_notional_usd > self.max_notional_usd,
-                f"min_notional_usd ({self.min_notional_usd}) must not exceed "
-                f"max_notional_usd ({self.max_notional_usd}): no order could ever be sized",
-            ),
-        )
-
-
-@attrs.frozen(kw_only=True)
-class LimitsConfig:
-    """Position limits (USD notional at mark) and the new-order budget (a token bucket)."""
-
-    max_position_per_market_usd: Decimal = attrs.field(default=Decimal(50), validator=_gt(0))
-    max_position_total_usd: Decimal = attrs.field(default=Decimal(100), validator=_gt(0))
-    order_rate_per_s: float = attrs.field(default=0.5, validator=_gt(0))
-    order_burst: int = attrs.field(default=5, validator=_ge(1))
-
-    def __attrs_post_init__(self) -> None:
-        if self.max_position_per_market_usd > self.max_position_total_usd:
-            raise _Invalid(
-                f"max_position_per_market_usd ({self.max_position_per_market_usd}) must not exceed "
-                f"max_position_total_usd ({self.max_position_total_usd})"
-            )
-
-
-@attrs.frozen(kw_only=True)
-class TimeStopConfig:
-    """How long a position may live, how it is flattened, and what happens on exit."""
-
-    hold_s: float = attrs.field(default=30.0, validator=_gt(0))
-    # Price limit of the reduce-only IOC relative to mark: wide enough to fill through a thin book.
-    flatten_slippage_bps: Decimal = attrs.field(default=Decimal(50), validator=[_gt(0), _le(Decimal(5000))])
-    # Each further flatten of one position is priced one flatten_slippage_bps step wider, up to this.
-    flatten_max_slippage_bps: Decimal = attrs.field(
-        default=Decimal(500), validator=[_gt(0), _le(Decimal(5000))]
-    )
-    # A position still open this long after its time stop counts as a flatten failure (risk monitor).
-    flatten_fail_after_s: float = attrs.field(default=60.0, validator=_gt(0))
-    flatten_on_exit: bool = True
-    # On SIGINT/SIGTERM/duration: how long to wait for flatten replies and the journal before exiting.
-    exit_deadline_s: float = attrs.field(default=10.0, validator=_gt(0))
-
-    def __attrs_post_init__(self) -> None:
-        if self.flatten_max_slippage_bps < self.flatten_slippage_bps:
-            raise _Invalid(
-                f"flatten_max_slippage_bps ({self.flatten_max_slippage_bps}) must not be below "
-                f"flatten_slippage_bps ({self.flatten_slippage_bps})"
-            )
-
-
-@attrs.frozen(kw_only=True)
-class RiskSettings:
-    """Hard-stop triggers (mapped onto `hip3_trio.risk.monitor.RiskConfig`); each trips strictly above."""
-
-    max_loss_usd: Decimal = attrs.field(default=Decimal(20), validator=_gt(0))
-    max_consecutive_losses: int = attrs.field(default=5, validator=_ge(1))
-    max_flatten_failures: int = attrs.field(default=3, validator=_ge(0))
-    max_rejects_per_hour: int = attrs.field(default=10, validator=_ge(0))
-    slippage_bps_limit: Decimal = attrs.field(default=Decimal(50), validator=_gt(0))
-    slippage_strikes: int = attrs.field(default=3, validator=_ge(1))
-
-
-@attrs.frozen(kw_only=True)
-class BatchConfig:
-    """Order batching and the bounded queues (mapped onto the scheduler and the session)."""
-
-    # Minimum gap between two posts while busy; an idle engine sends at once.
-    interval_ms: int = attrs.field(default=100, validator=[_ge(0), _le(10_000)])
-    max_batch: int = attrs.field(default=50, validator=_ge(1))
-    cancel_capacity: int = attrs.field(default=200, validator=_ge(1))
-    reduce_only_capacity: int = attrs.field(default=500, validator=_ge(1))
-    new_order_capacity: int = attrs.field(default=1000, validator=_ge(1))
-    inflight_limit: int = attrs.field(
-        default=VENUE_MAX_INFLIGHT_POSTS,
-        validator=[_ge(1), _le(VENUE_MAX_INFLIGHT_POSTS, " (the venue's limit per connection)")],
-    )
-    # Above this many posts in flight new orders are still queued but reported as degraded.
-    inflight_watermark: int = attrs.field(default=80, validator=_ge(1))
-    post_timeout_s: float = attrs.field(default=5.0, validator=_gt(0))
-
-    def __attrs_post_init__(self) -> None:
-        if self.inflight_watermark > self.inflight_limit:
-            raise _Invalid(
-                f"inflight_watermark ({self.inflight_watermark}) must not exceed "
-                f"inflight_limit ({self.inflight_limit})"
-            )
-
-
-@attrs.frozen(kw_only=True)
-class ConnectionConfig:
-    """WebSocket liveness and reconnection."""
-
-    # None = the environment's endpoint (the CLI's --ws-url overrides both).
-    ws_url: str | None = attrs.field(default=None, validator=_ws_url)
-    ping_after_idle_s: float = attrs.field(
-        default=50.0, validator=[_gt(0), _lt(VENUE_IDLE_CLOSE_S, " (the venue closes idle sockets at 60 s)")]
-    )
-    pong_timeout_s: float = attrs.field(default=10.0, validator=_gt(0))
-    # No market data for this long on an open socket ends the session (a silent stall).
-    md_stall_s: float = attrs.field(default=30.0, validator=_gt(0))
-    info_timeout_s: float = attrs.field(default=10.0, validator=_gt(0))
-    backoff_initial_s: float = attrs.field(default=1.0, validator=_gt(0))
-    backoff_max_s: float = attrs.field(default=60.0, validator=_gt(0))
-    # A session that stayed up this long resets the backoff.
-    healthy_after_s: float = attrs.field(default=60.0, validator=_gt(0))
-    # Positions and orders are reconciled with the venue on every connect, on evidence that the book is
-    # wrong, and at least this often.
-    reconcile_every_s: float = attrs.field(default=60.0, validator=_gt(0))
-    # While the clock is beyond the drift limit (trading blocked), re-check it this often.
-    clock_recheck_s: float = attrs.field(default=10.0, validator=_gt(0))
-
-    def __attrs_post_init__(self) -> None:
-        if self.backoff_initial_s > self.backoff_max_s:
-            raise _Invalid(
-                f"backoff_initial_s ({self.backoff_initial_s}) must not exceed "
-                f"backoff_max_s ({self.backoff_max_s})"
-            )
+    min_edge_bps: Decimal | None = attrs.field(default=None, validator=optional(finite_decimal, ge(0)))
 
 
 @attrs.frozen(kw_only=True)
@@ -345,7 +161,7 @@ def _unique_markets(_: Any, attribute: attrs.Attribute[Any], value: tuple[Market
     seen: set[str] = set()
     for market in value:
         if market.coin in seen:
-            raise _Invalid(f"{market.coin!r} is listed more than once", attribute.name)
+            raise Invalid(f"{market.coin!r} is listed more than once", attribute.name)
         seen.add(market.coin)
 
 
@@ -363,20 +179,30 @@ class Config:
     key_file: Path | None = None
     allow_mainnet: bool = False
     markets: tuple[MarketConfig, ...] = attrs.field(default=(), validator=_unique_markets)
-    detector: DetectorSettings = attrs.Factory(DetectorSettings)
-    limits: LimitsConfig = attrs.Factory(LimitsConfig)
+    detector: DetectorConfig = attrs.Factory(DetectorConfig)
+    limits: ExecutorConfig = attrs.Factory(ExecutorConfig)
     time_stop: TimeStopConfig = attrs.Factory(TimeStopConfig)
-    risk: RiskSettings = attrs.Factory(RiskSettings)
+    risk: RiskConfig = attrs.Factory(RiskConfig)
     batch: BatchConfig = attrs.Factory(BatchConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
     paths: PathsConfig = attrs.Factory(PathsConfig)
 
     def __attrs_post_init__(self) -> None:
-        if self.detector.max_notional_usd > self.limits.max_position_per_market_usd:
-            raise _Invalid(
-                f"detector.max_notional_usd ({self.detector.max_notional_usd}) must not exceed "
-                f"limits.max_position_per_market_usd ({self.limits.max_position_per_market_usd})"
-            )
+        # Settings that make trading impossible or breach a limit by construction. Built in code (tests),
+        # a detector may be configured to size nothing; in a file it is a mistake.
+        d, limits = self.detector, self.limits
+        cross_check(
+            (
+                d.max_notional_usd > limits.max_position_per_market_usd,
+                f"detector.max_notional_usd ({d.max_notional_usd}) must not exceed "
+                f"limits.max_position_per_market_usd ({limits.max_position_per_market_usd})",
+            ),
+            (
+                d.min_notional_usd > d.max_notional_usd,
+                f"detector.min_notional_usd ({d.min_notional_usd}) must not exceed "
+                f"detector.max_notional_usd ({d.max_notional_usd}): no order could ever be sized",
+            ),
+        )
 
     @property
     def coins(self) -> tuple[str, ...]:
@@ -391,10 +217,10 @@ class Config:
 
 _CLASSES: Final[tuple[type, ...]] = (
     MarketConfig,
-    DetectorSettings,
-    LimitsConfig,
+    DetectorConfig,
+    ExecutorConfig,
     TimeStopConfig,
-    RiskSettings,
+    RiskConfig,
     BatchConfig,
     ConnectionConfig,
     PathsConfig,
@@ -419,48 +245,48 @@ def _describe(value: object) -> str:
 
 def _structure_decimal(value: object, _: type) -> Decimal:
     if isinstance(value, bool):
-        raise _Invalid(f"expected a number, got {_describe(value)}")
+        raise Invalid(f"expected a number, got {_describe(value)}")
     if isinstance(value, Decimal | int | float | str):
         try:
             # str() first: a float is taken at its shortest repr (0.1 -> "0.1"), never its binary value.
             result = Decimal(value.strip() if isinstance(value, str) else str(value))
         except InvalidOperation:
-            raise _Invalid(f"expected a number, got {_describe(value)}") from None
+            raise Invalid(f"expected a number, got {_describe(value)}") from None
         if result.is_finite():
             return result
-    raise _Invalid(f"expected a finite number, got {_describe(value)}")
+    raise Invalid(f"expected a finite number, got {_describe(value)}")
 
 
 def _structure_float(value: object, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, Decimal | int | float):
-        raise _Invalid(f"expected a number, got {_describe(value)}")
+        raise Invalid(f"expected a number, got {_describe(value)}")
     result = float(value)
     if result != result or result in (float("inf"), float("-inf")):
-        raise _Invalid(f"expected a finite number, got {_describe(value)}")
+        raise Invalid(f"expected a finite number, got {_describe(value)}")
     return result
 
 
 def _structure_int(value: object, _: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"expected an integer, got {_describe(value)}")
+        raise Invalid(f"expected an integer, got {_describe(value)}")
     return value
 
 
 def _structure_bool(value: object, _: type) -> bool:
     if not isinstance(value, bool):
-        raise _Invalid(f"expected true or false, got {_describe(value)}")
+        raise Invalid(f"expected true or false, got {_describe(value)}")
     return value
 
 
 def _structure_str(value: object, _: type) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f"expected a string, got {_describe(value)}")
+        raise Invalid(f"expected a string, got {_describe(value)}")
     return value
 
 
 def _structure_path(value: object, _: type) -> Path:
     if not isinstance(value, str) or not value.strip():
-        raise _Invalid(f"expected a non-empty path string, got {_describe(value)}")
+        raise Invalid(f"expected a non-empty path string, got {_describe(value)}")
     return Path(value).expanduser()
 
 
@@ -474,7 +300,7 @@ def _field_hook(converter: cattrs.Converter, attribute: attrs.Attribute[Any]) ->
     def hook(value: Any, _: Any) -> Any:
         if is_array and not isinstance(value, list | tuple):
             # cattrs would iterate a string character by character; TOML wants an array here.
-            raise _Invalid(f"expected an array, got {_describe(value)}")
+            raise Invalid(f"expected an array, got {_describe(value)}")
         result: Any = converter.structure(value, cast(type, field_type))
         if validator is not None:
             validator(None, attribute, result)
@@ -493,8 +319,11 @@ def _build_converter() -> cattrs.Converter:
     converter.register_structure_hook(Path, _structure_path)
     for cls in _CLASSES:
         attrs.resolve_types(cls)
+        # A field that is not a file key is omitted, so the file may not set it (an unknown key).
         overrides: dict[str, Any] = {
-            a.name: override(struct_hook=_field_hook(converter, a)) for a in attrs.fields(cls)
+            a.name: override(struct_hook=_field_hook(converter, a)) if in_file(a) else override(omit=True)
+            for a in attrs.fields(cls)
+            if a.init
         }
         table_fn: Callable[[Any, Any], Any] = make_dict_structure_fn(
             cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True, **overrides
@@ -509,7 +338,7 @@ def _table_hook(cls: type, table_fn: Callable[[Any, Any], Any]) -> Callable[[Any
             value = {"coin": value}  # markets = ["xyz:COIN"] is shorthand for [{coin = "xyz:COIN"}]
         if not isinstance(value, Mapping):
             expected = "a 'dex:COIN' string or a table" if cls is MarketConfig else "a table"
-            raise _Invalid(f"expected {expected}, got {_describe(value)}")
+            raise Invalid(f"expected {expected}, got {_describe(value)}")
         return table_fn(value, t)
 
     return hook
@@ -519,10 +348,10 @@ _CONVERTER: Final = _build_converter()
 
 
 def _format_exception(exc: BaseException, field_type: type | None) -> str:
-    if isinstance(exc, _Invalid):
+    if isinstance(exc, Invalid):
         return exc.reason
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = [a.name for a in attrs.fields(exc.cl)]
+        allowed = [a.name for a in attrs.fields(exc.cl) if in_file(a)]
         parts = []
         for name in sorted(exc.extra_fields):
             close = difflib.get_close_matches(name, allowed, n=1)

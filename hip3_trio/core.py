@@ -36,7 +36,7 @@ from typing import Final, Protocol
 import attrs
 
 from hip3_trio import journal_mapping as jm
-from hip3_trio.execution.batch import Batch, BatchScheduler, SchedulerConfig
+from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.posts import PostEntry
 from hip3_trio.journal import JournalSink, Record
@@ -81,11 +81,10 @@ class CoreSettings:
     dry_run: bool = False
     detector: DetectorConfig = attrs.Factory(DetectorConfig)
     executor: ExecutorConfig = attrs.Factory(ExecutorConfig)
-    scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
+    scheduler: BatchConfig = attrs.Factory(BatchConfig)
     time_stop: TimeStopConfig = attrs.Factory(TimeStopConfig)
     risk: RiskConfig = attrs.Factory(RiskConfig)
     book: BookConfig = attrs.Factory(BookConfig)
-    flatten_on_exit: bool = True
 
 
 class CoreListener(Protocol):
@@ -234,7 +233,7 @@ class TradingCore:
         arrive; counting only applied fills would stop with the venue holding it)."""
         if inflight or len(self.scheduler) or self.book.live_orders():
             return False
-        return not self.holds_positions() or not self.settings.flatten_on_exit
+        return not self.holds_positions() or not self.settings.time_stop.flatten_on_exit
 
     def statistics(self) -> CoreStatistics:
         c = self._counters
@@ -455,7 +454,7 @@ class TradingCore:
             return
         self.stopping = True
         self._flush_after_send()
-        flatten = self.settings.flatten_on_exit
+        flatten = self.settings.time_stop.flatten_on_exit
         log.warning("shutting down (%s): no new orders%s", reason, ", flattening" if flatten else "")
         self._record(jm.event("shutdown", self.exchange_ms(), reason=reason))
         self.executor.stop_new_orders(f"shutdown: {reason}", now, flatten=flatten)

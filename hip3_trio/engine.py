@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from hip3_trio.core import CoreSettings, CoreStatistics, TradingCore
-from hip3_trio.execution.batch import SchedulerConfig
+from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import JournalSink
@@ -30,6 +30,7 @@ from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.strategy.detector import DetectorConfig
 from hip3_trio.venue.link import LinkSettings, LinkStatistics, VenueLink
+from hip3_trio.venue.session import ConnectionConfig
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire.signing import Signer
 
@@ -38,10 +39,15 @@ __all__ = ["Engine", "EngineSettings", "EngineStatistics"]
 log = logging.getLogger(__name__)
 
 
-
 @attrs.frozen(kw_only=True)
 class EngineSettings:
-    """Everything one engine run needs besides its collaborators (built from `Config` by the app)."""
+    """Everything one engine run needs besides its collaborators.
+
+    The sections are the config file's own classes, passed through by the app (`app.engine_settings`)
+    together with what only the run knows: markets, user, vault, network, dry run, and the derived
+    fields of the detector and executor configs. The session of each connection is configured by
+    `connection` and `scheduler` (the file's ``[batch]``) as well.
+    """
 
     markets: tuple[str, ...]
     user: str
@@ -50,18 +56,16 @@ class EngineSettings:
     dry_run: bool = False
     detector: DetectorConfig = attrs.Factory(DetectorConfig)
     executor: ExecutorConfig = attrs.Factory(ExecutorConfig)
-    scheduler: SchedulerConfig = attrs.Factory(SchedulerConfig)
+    scheduler: BatchConfig = attrs.Factory(BatchConfig)
     time_stop: TimeStopConfig = attrs.Factory(TimeStopConfig)
     risk: RiskConfig = attrs.Factory(RiskConfig)
     book: BookConfig = attrs.Factory(BookConfig)
-    flatten_on_exit: bool = True
-    exit_deadline_s: float = 10.0
-    sync_timeout_s: float = 15.0
+    connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
+    # Not in the config file: the pause that lets a burst of reconcile requests coalesce.
     reconcile_retry_s: float = 1.0
-    reconcile_every_s: float = 60.0
-    clock_recheck_s: float = 10.0
 
     def core(self) -> CoreSettings:
+        """What the trading core is configured by."""
         return CoreSettings(
             markets=self.markets,
             dry_run=self.dry_run,
@@ -71,18 +75,16 @@ class EngineSettings:
             time_stop=self.time_stop,
             risk=self.risk,
             book=self.book,
-            flatten_on_exit=self.flatten_on_exit,
         )
 
     def link(self) -> LinkSettings:
+        """What the venue link is configured by."""
         return LinkSettings(
             user=self.user,
             vault_address=self.vault_address,
             is_mainnet=self.is_mainnet,
-            sync_timeout_s=self.sync_timeout_s,
+            connection=self.connection,
             reconcile_retry_s=self.reconcile_retry_s,
-            reconcile_every_s=self.reconcile_every_s,
-            clock_recheck_s=self.clock_recheck_s,
         )
 
 

@@ -44,7 +44,7 @@ from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, open_simulator
 from hip3_trio.strategy.detector import DetectorConfig
-from hip3_trio.venue.session import Session, SessionConfig
+from hip3_trio.venue.session import Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire.actions import Cloid, LimitOrderType, OrderWire, action_to_wire
 from hip3_trio.wire.signing import Signer
@@ -70,7 +70,7 @@ class FixedTickSession(Session):
             if self._pending_noops:
                 await self._send_noop(self._pending_noops.pop(0))
                 continue
-            if self.inflight >= self.config.inflight_limit:
+            if self.inflight >= self.batch.inflight_limit:
                 continue
             batch = self.host.next_batch(self.inflight)
             if batch is not None:
@@ -126,7 +126,7 @@ async def engine_run(
         settings = EngineSettings(
             markets=MARKETS,
             user=venue.account,
-            detector=DetectorConfig(cooldown_ms=240, max_book_age_ms=60_000, max_oracle_age_ms=60_000),
+            detector=DetectorConfig(cooldown_s=0.24, stale_book_s=60.0, stale_oracle_s=60.0),
             executor=ExecutorConfig(
                 max_position_per_market_usd=big,
                 max_position_total_usd=big,
@@ -134,15 +134,15 @@ async def engine_run(
                 order_burst=10_000,
                 cloid_prefix=int(time.time() * 1000),
             ),
-            time_stop=TimeStopConfig(hold_s=0.05, check_interval_s=0.02),
-            risk=RiskConfig(
-                max_cumulative_loss_usd=big,
-                max_consecutive_losses=10**9,
-                max_rejects_per_window=10**9,
-                max_slippage_bps=big,
+            time_stop=TimeStopConfig(
+                hold_s=0.05, check_interval_s=0.02, flatten_on_exit=True, exit_deadline_s=5
             ),
-            flatten_on_exit=True,
-            exit_deadline_s=5,
+            risk=RiskConfig(
+                max_loss_usd=big,
+                max_consecutive_losses=10**9,
+                max_rejects_per_hour=10**9,
+                slippage_bps_limit=big,
+            ),
         )
         sink, receive = JournalSink.open(capacity=100_000)
         engine = Engine(
@@ -168,7 +168,6 @@ async def engine_run(
                     websocket_connector(venue.url),
                     journal=journal,
                     journal_receive=receive,
-                    session_config=SessionConfig(batch_interval=0.1),
                     stop=stop,
                     session_class=session_class,
                     out=lambda line: None,

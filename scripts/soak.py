@@ -66,6 +66,7 @@ import trio
 
 from hip3_trio.app import run_engine, websocket_connector
 from hip3_trio.engine import Engine, EngineSettings
+from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import Journal, JournalSink, Record, write_in_thread
@@ -76,7 +77,7 @@ from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, Simulator
 from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
 from hip3_trio.strategy.detector import DetectorConfig, Skip
-from hip3_trio.venue.session import Backoff, Session, SessionConfig, SessionHost, WsLike
+from hip3_trio.venue.session import ConnectionConfig, Session, SessionHost, WsLike
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as wire_messages
 from hip3_trio.wire.signing import Signer
@@ -242,11 +243,12 @@ class SoakSession(Session):
         self,
         ws: WsLike,
         host: SessionHost,
-        config: SessionConfig | None = None,
+        connection: ConnectionConfig | None = None,
+        batch: BatchConfig | None = None,
         *,
         trace: LatencyTrace | None = None,
     ) -> None:
-        super().__init__(ws, host, config, trace=trace)
+        super().__init__(ws, host, connection, batch, trace=trace)
         SoakSession.alive.add(self)
 
     async def run(self) -> None:
@@ -762,29 +764,31 @@ def write_json(path: Path | None, run: Run, verdict: dict[str, Any] | None = Non
 
 
 def engine_for(
-    sim_info: Mapping[str, str], state_dir: Path, book: BookConfig
+    sim_info: Mapping[str, str], state_dir: Path, book: BookConfig, connection: ConnectionConfig
 ) -> tuple[Engine, trio.MemoryReceiveChannel[Record]]:
     """The engine, as `scripts/bench_latency.py` builds it: normal detector and position caps (so it
     trades like it would live), risk limits loosened so losses and fault-induced rejects never latch
     the hard stop (that would end trading for the rest of the soak), a short hold for frequent round
-    trips, and the book's memory bounds from the command line (the engine's defaults unless asked)."""
+    trips, the book's memory bounds from the command line (the engine's defaults unless asked), and
+    `connection` (the soak's stall limit and reconnect backoff)."""
     big = Decimal(10) ** 9
     settings = EngineSettings(
         markets=MARKETS,
         user=sim_info["account"],
         detector=DetectorConfig(),
         executor=ExecutorConfig(cloid_prefix=int(time.time() * 1000)),
-        time_stop=TimeStopConfig(hold_s=HOLD_POSITION_S),
+        time_stop=TimeStopConfig(hold_s=HOLD_POSITION_S, flatten_on_exit=True, exit_deadline_s=20.0),
         risk=RiskConfig(
-            max_cumulative_loss_usd=big,
+            max_loss_usd=big,
             max_consecutive_losses=10**9,
             max_flatten_failures=10**9,
-            max_rejects_per_window=10**9,
-            max_slippage_bps=big,
+            max_rejects_per_hour=10**9,
+            slippage_bps_limit=big,
         ),
         book=book,
-        flatten_on_exit=True,
-        exit_deadline_s=20.0,
+        connection=connection,
+        # The sender as the soak always ran it: no minimum gap between posts.
+        scheduler=BatchConfig(interval_ms=0),
     )
     sink, receive = JournalSink.open()
     engine = Engine(
@@ -832,9 +836,9 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
         out("")
         out(header())
         book = BookConfig(order_memory=args.order_memory, tid_memory=args.tid_memory)
-        engine, receive = engine_for(info, state_dir, book)
         hold = HOLD * minute_s
-        session_config = SessionConfig(md_stall=max(1.0, hold / 2))
+        connection = ConnectionConfig(md_stall_s=max(1.0, hold / 2), backoff_initial_s=1.0, backoff_max_s=4.0)
+        engine, receive = engine_for(info, state_dir, book, connection)
         written = [0]
 
         async def counting_write(write: Callable[[list[Record]], int], records: list[Record]) -> int:
@@ -887,8 +891,6 @@ async def soak(args: argparse.Namespace, run: Run, state_dir: Path, out: Callabl
                     journal=journal,
                     journal_receive=receive,
                     status_every=minute_s,
-                    session_config=session_config,
-                    backoff=Backoff(base=1.0, cap=4.0),
                     handle_signals=True,
                     stop=stop,
                     session_class=SoakSession,

@@ -29,7 +29,7 @@ from hip3_trio.journal import Journal, JournalSink, Record, WriteRunner
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import MarketModel, SimConfig, Simulator, open_simulator
 from hip3_trio.strategy.detector import DetectorConfig, Signal
-from hip3_trio.venue.session import Backoff, SessionConfig, WsLike
+from hip3_trio.venue.session import ConnectionConfig, WsLike
 from hip3_trio.wire.signing import Signer
 
 BASE_MS = 1_700_000_000_000
@@ -207,7 +207,7 @@ async def run_rig(
     *,
     settings: EngineSettings | Callable[[str], EngineSettings] | None = None,
     config: SimConfig | None = None,
-    session_config: SessionConfig | None = None,
+    connection: ConnectionConfig | None = None,
     duration: float | None = None,
     dry_run: bool = False,
     prepare: Callable[[Simulator, Path], None] | None = None,
@@ -218,14 +218,15 @@ async def run_rig(
 
     `settings` may be a function of the simulator's account address (see `quiet_settings`). With
     `sim`, the engine runs against that (open) simulator instead: a second run on the same state dir
-    and venue is a restart. `journal_write` runs each journal write (default `write_inline`; a test
-    may make the disk fail).
+    and venue is a restart. `connection` replaces the settings' connection config; either way the
+    reconnect backoff is 1 s doubling to 4 s. `journal_write` runs each journal write (default
+    `write_inline`; a test may make the disk fail).
     """
     async with AsyncExitStack() as stack:
         if sim is None:
             sim = await stack.enter_async_context(open_simulator(config or sim_config(), listen=False))
         return await _run_rig(
-            tmp_path, scenario, sim, settings, session_config, duration, dry_run, prepare, journal_write
+            tmp_path, scenario, sim, settings, connection, duration, dry_run, prepare, journal_write
         )
 
 
@@ -234,7 +235,7 @@ async def _run_rig(
     scenario: Callable[[Rig], Awaitable[None]],
     sim: Simulator,
     settings: EngineSettings | Callable[[str], EngineSettings] | None,
-    session_config: SessionConfig | None,
+    connection: ConnectionConfig | None,
     duration: float | None,
     dry_run: bool,
     prepare: Callable[[Simulator, Path], None] | None,
@@ -258,6 +259,12 @@ async def _run_rig(
         engine_settings = settings or EngineSettings(markets=MARKETS, user=sim.account)
         if dry_run:
             engine_settings = attrs.evolve(engine_settings, dry_run=True)
+        engine_settings = attrs.evolve(
+            engine_settings,
+            connection=attrs.evolve(
+                connection or engine_settings.connection, backoff_initial_s=1.0, backoff_max_s=4.0
+            ),
+        )
         sink, receive = JournalSink.open(clock_ms=clock_ms)
         journal = Journal.open(state_dir)
         engine = Engine(
@@ -296,8 +303,6 @@ async def _run_rig(
             journal_receive=receive,
             duration=duration,
             stop=rig.stop,
-            session_config=session_config or SessionConfig(),
-            backoff=Backoff(base=1.0, cap=4.0),
             rng=random.Random(1),
             journal_write=journal_write,
             out=rig.lines.append,

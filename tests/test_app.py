@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hip3_trio.app import engine_settings, session_settings
+from hip3_trio.app import engine_settings
 from hip3_trio.cli import main, parse_args
 from hip3_trio.config import parse_config
 from hip3_trio.journal import JOURNAL_FILENAME
@@ -53,7 +53,7 @@ def test_a_damaged_journal_refuses_to_start_with_one_line_and_exit_3(
     assert "simulator listening" not in captured.out  # refused before anything started
 
 
-def test_config_sections_map_onto_the_engine_with_units_converted() -> None:
+def test_config_sections_reach_the_engine_with_the_derived_values() -> None:
     config = parse_config(
         """
         markets = [{coin = "xyz:COIN", min_edge_bps = 7}, {coin = "xyz:NVDA"}]
@@ -61,6 +61,7 @@ def test_config_sections_map_onto_the_engine_with_units_converted() -> None:
         stale_book_s = 1.5
         cooldown_s = 4
         max_notional_usd = 15
+        min_notional_usd = 12
         [limits]
         max_position_per_market_usd = 20
         max_position_total_usd = 30
@@ -82,8 +83,8 @@ def test_config_sections_map_onto_the_engine_with_units_converted() -> None:
     assert s.executor.max_position_per_market_usd == Decimal(20)
     assert s.executor.max_position_total_usd == Decimal(30)
     assert s.executor.cloid_prefix == 9
-    assert s.time_stop.hold_s == 12 and s.flatten_on_exit is False
-    assert s.risk.max_cumulative_loss_usd == Decimal(5)
-    session, backoff = session_settings(config)
-    assert session.batch_interval == 0.25 and session.post_timeout == 3
-    assert backoff.base == 1.0 and backoff.cap == 60.0
+    assert s.executor.min_notional_usd == s.detector.min_notional_usd == Decimal(12)
+    assert s.time_stop.hold_s == 12 and s.time_stop.flatten_on_exit is False
+    assert s.risk.max_loss_usd == Decimal(5)
+    assert s.scheduler.interval_ms == 250 and s.scheduler.post_timeout_s == 3
+    assert s.connection.backoff_initial_s == 1.0 and s.connection.backoff_max_s == 60.0

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from hip3_trio.execution.batch import (
     Batch,
+    BatchConfig,
     BatchScheduler,
     CancelItem,
     InflightFull,
@@ -24,7 +25,6 @@ from hip3_trio.execution.batch import (
     QueueFull,
     QueueKind,
     Requeued,
-    SchedulerConfig,
 )
 from hip3_trio.wire.actions import (
     CancelAction,
@@ -145,7 +145,7 @@ def test_a_cancel_batch_holds_one_cancel_type_the_leading_run() -> None:
 
 
 def test_a_cancel_batch_holds_at_most_max_batch() -> None:
-    sched = BatchScheduler(SchedulerConfig(max_batch=50))
+    sched = BatchScheduler(BatchConfig(max_batch=50))
     for _ in range(120):
         sched.enqueue_cancel(cancel())
     sizes = [len(b.items) for b in iter(lambda: sched.tick(inflight=0), None)]
@@ -212,7 +212,7 @@ def test_at_the_inflight_limit_tick_returns_nothing_not_even_cancels() -> None:
 
 def test_tick_never_changes_inflight() -> None:
     """The scheduler does not count posts: repeated ticks at the same inflight keep flowing."""
-    sched = BatchScheduler(SchedulerConfig(max_batch=1, inflight_limit=3, inflight_watermark=2))
+    sched = BatchScheduler(BatchConfig(max_batch=1, inflight_limit=3, inflight_watermark=2))
     items = [order() for _ in range(10)]
     for item in items:
         sched.enqueue_new(item, inflight=0)
@@ -225,7 +225,7 @@ def test_tick_never_changes_inflight() -> None:
 
 
 def test_requeue_puts_reduce_only_and_cancels_back_at_the_front_in_order() -> None:
-    sched = BatchScheduler(SchedulerConfig(max_batch=3))
+    sched = BatchScheduler(BatchConfig(max_batch=3))
     ros = [reduce_only(f"xyz:M{i}") for i in range(3)]
     news = [order() for _ in range(2)]
     cxs = [cancel() for _ in range(4)]
@@ -256,7 +256,7 @@ def test_requeue_puts_reduce_only_and_cancels_back_at_the_front_in_order() -> No
 
 
 def test_requeue_may_exceed_capacity_rather_than_drop_a_reduce_only_order() -> None:
-    sched = BatchScheduler(SchedulerConfig(reduce_only_capacity=2, max_batch=2))
+    sched = BatchScheduler(BatchConfig(reduce_only_capacity=2, max_batch=2))
     sent = (reduce_only("xyz:A"), reduce_only("xyz:B"))
     for item in sent:
         sched.enqueue_reduce_only(item)
@@ -270,7 +270,7 @@ def test_requeue_may_exceed_capacity_rather_than_drop_a_reduce_only_order() -> N
 
 
 def test_a_second_reduce_only_for_a_market_replaces_the_queued_one() -> None:
-    sched = BatchScheduler(SchedulerConfig(reduce_only_capacity=2))
+    sched = BatchScheduler(BatchConfig(reduce_only_capacity=2))
     first, other = reduce_only("xyz:A", sz="1"), reduce_only("xyz:B")
     sched.enqueue_reduce_only(first)
     sched.enqueue_reduce_only(other)
@@ -317,14 +317,14 @@ def test_enqueueing_the_wrong_kind_of_order_is_a_programming_error() -> None:
 
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
-        SchedulerConfig(inflight_limit=10, inflight_watermark=11)
+        BatchConfig(inflight_limit=10, inflight_watermark=11)
     with pytest.raises(ValueError):
-        SchedulerConfig(max_batch=0)
+        BatchConfig(max_batch=0)
 
 
 # --- stateful: nothing lost or duplicated, priority and bounds hold -------------------------------
 
-CONFIG = SchedulerConfig(
+CONFIG = BatchConfig(
     cancel_capacity=4,
     reduce_only_capacity=2,
     new_order_capacity=5,

@@ -14,12 +14,12 @@ from hip3_trio.config import (
     SIM_MARKETS,
     Config,
     ConfigError,
-    LimitsConfig,
     MarketConfig,
     load_config,
     parse_config,
     resolve_state_dir,
 )
+from hip3_trio.execution.executor import ExecutorConfig
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "config.example.toml"
 ACCOUNT = "0x1111111111111111111111111111111111111111"
@@ -247,7 +247,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_the_config_classes_validate_when_built_in_code_too() -> None:
     with pytest.raises(ValueError, match="max_position_per_market_usd: must be > 0, got -5"):
-        LimitsConfig(max_position_per_market_usd=Decimal(-5))
+        ExecutorConfig(max_position_per_market_usd=Decimal(-5))
     with pytest.raises(ValueError, match="must be a HIP-3 market"):
         MarketConfig(coin="COIN")
 

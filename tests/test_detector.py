@@ -191,7 +191,7 @@ def test_order_value_under_10_dollars_gives_no_signal() -> None:
 
 
 def test_one_signal_per_market_and_side_per_cooldown() -> None:
-    det = detector(cooldown_ms=10_000)
+    det = detector(cooldown_s=10.0)
     assert isinstance(det.evaluate(book(), oracle(), NOW), Signal)
     assert det.evaluate(book(time_ms=NOW + 9_999), oracle(time_ms=NOW + 9_999), NOW + 9_999) is Skip.COOLDOWN
     later = NOW + 10_000

@@ -21,7 +21,7 @@ import trio
 import trio.testing
 
 from hip3_trio.engine import Engine, EngineSettings
-from hip3_trio.execution.batch import SchedulerConfig
+from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import Submitted
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import JournalSink
@@ -30,14 +30,14 @@ from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import Simulator
 from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
-from hip3_trio.venue.session import SessionConfig
+from hip3_trio.venue.session import ConnectionConfig
 from hip3_trio.wire.actions import Cloid, LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
 from tests.engine_rig import BASE_MS, MARKETS, Rig, quiet_settings, run_rig, sim_config
 from tests.test_position_book import fill, pending_markets, user_fills
 
 COIN, NVDA = MARKETS
-POST_TIMEOUT = SessionConfig().post_timeout
+POST_TIMEOUT = BatchConfig().post_timeout_s
 RETRY = EngineSettings(markets=MARKETS, user="").reconcile_retry_s
 
 
@@ -536,7 +536,9 @@ async def test_silent_market_data_stall_reconnects_and_waits_for_data(
             await rig.wait_for(lambda: engine.core.ready)
         rig.stop.set()
 
-    rig = await run_rig(tmp_path, scenario, settings=quiet(), session_config=SessionConfig(md_stall=md_stall))
+    rig = await run_rig(
+        tmp_path, scenario, settings=quiet(), connection=ConnectionConfig(md_stall_s=md_stall)
+    )
     market_data = [r.at for r in rig.received if r.channel in ("bbo", "activeAssetCtx") and r.connection == 1]
     assert max(market_data) == seen["last_md"] < seen["stalled_at"]
     assert seen["ended_at"] == seen["last_md"] + md_stall  # exactly md_stall after the last data
@@ -584,13 +586,12 @@ async def test_inflight_limit_of_one_holds_the_second_post_until_the_first_reply
             seen["inflight"] = session.inflight
         rig.stop.set()
 
-    settings = quiet(scheduler=SchedulerConfig(inflight_limit=1, inflight_watermark=1, max_batch=1))
+    settings = quiet(scheduler=BatchConfig(inflight_limit=1, inflight_watermark=1, max_batch=1))
     rig = await run_rig(
         tmp_path,
         scenario,
         settings=settings,
         config=attrs.evolve(sim_config(), max_inflight_posts=1),
-        session_config=SessionConfig(inflight_limit=1),
         prepare=slow_replies,
     )
     assert over == [] and seen["inflight"] == 0
@@ -651,7 +652,7 @@ async def test_clock_skew_beyond_the_limit_blocks_trading_until_it_is_back(
     checks = [at for at, _, _ in info_requests(rig, "clearinghouseState")]
     settings = rig.engine.settings
     spacing = {b - a for a, b in itertools.pairwise(checks) if b <= seen["ready_at"]}
-    assert spacing == {settings.clock_recheck_s + settings.reconcile_retry_s}
+    assert spacing == {settings.connection.clock_recheck_s + settings.reconcile_retry_s}
     assert seen["ready_at"] == min(at for at in checks if at > seen["cleared_at"])
     assert rig.engine.statistics().link.connects == 1
 
@@ -723,7 +724,7 @@ async def test_soak_lite_ten_minutes_with_a_fault_every_minute(
             await trio.sleep_until(start + 600)
         rig.stop.set()
 
-    rig = await run_rig(tmp_path, scenario, session_config=SessionConfig(md_stall=10.0))
+    rig = await run_rig(tmp_path, scenario, connection=ConnectionConfig(md_stall_s=10.0))
     engine = rig.engine
     assert [name for _, name in fired] == list(SOAK_FAULTS)
     assert not armed(rig.sim.faults)  # every fault met traffic

@@ -7,12 +7,12 @@ from decimal import Decimal
 import pytest
 
 from hip3_trio.execution.batch import (
+    BatchConfig,
     BatchScheduler,
     CancelItem,
     InflightFull,
     QueueFull,
     QueueKind,
-    SchedulerConfig,
 )
 from hip3_trio.execution.executor import (
     AlreadyHasPosition,
@@ -90,7 +90,7 @@ def signal(market: str = A, *, is_buy: bool = True, price: str = "10", size: str
 class Rig:
     """An executor over a fresh book and scheduler, ready, with marks A=10, B=20, C=5."""
 
-    def __init__(self, sched: SchedulerConfig | None = None, **config: object) -> None:
+    def __init__(self, sched: BatchConfig | None = None, **config: object) -> None:
         self.flags = Flags()
         self.book = PositionBook(MARKETS, Outbox())
         self.scheduler = BatchScheduler(sched)
@@ -234,7 +234,7 @@ def test_a_submitted_signal_is_registered_pending_and_queued_in_one_step() -> No
 
 @pytest.mark.parametrize("refusal", ["queue_full", "inflight_full"])
 def test_a_refused_enqueue_rolls_everything_back(refusal: str) -> None:
-    rig = Rig(SchedulerConfig(new_order_capacity=1), order_burst=2)
+    rig = Rig(BatchConfig(new_order_capacity=1), order_burst=2)
     if refusal == "queue_full":
         rig.submit(signal(B, price="20"))
     else:
@@ -282,7 +282,7 @@ def test_reduce_only_skips_the_new_order_gates() -> None:
 
 
 def test_reduce_only_respects_the_queue_bound_and_rolls_back() -> None:
-    rig = Rig(SchedulerConfig(reduce_only_capacity=1))
+    rig = Rig(BatchConfig(reduce_only_capacity=1))
     rig.reduce_only(A)
     result = rig.executor.submit_reduce_only(B, is_buy=True, size=D(1), limit_px=D(21), now=0.0)
     assert isinstance(result, EnqueueRefused) and result.result == QueueFull(QueueKind.REDUCE_ONLY, 1)
@@ -299,7 +299,7 @@ def test_a_newer_reduce_only_order_replaces_the_queued_one_which_is_released() -
 
 
 def test_cancels_are_queued_by_cloid_or_oid_within_the_bound() -> None:
-    rig = Rig(SchedulerConfig(cancel_capacity=2))
+    rig = Rig(BatchConfig(cancel_capacity=2))
     cloid = Cloid.from_int(5)
     assert rig.executor.submit_cancel(A, cloid).accepted
     assert rig.executor.submit_cancel(A, 77).accepted

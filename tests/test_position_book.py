@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from hip3_trio.execution.batch import Batch, BatchScheduler, SchedulerConfig
+from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig
 from hip3_trio.execution.posts import PostEntry, PostTable
 from hip3_trio.position.book import (
@@ -776,7 +776,7 @@ class BookMachine(RuleBasedStateMachine):
         # A small order memory, so settled orders are forgotten within one example.
         config = BookConfig(unknown_deadline_s=DEADLINE, mismatch_grace_s=5.0, order_memory=12)
         self.book = PositionBook(MARKETS, self.outbox, config)
-        self.scheduler = BatchScheduler(SchedulerConfig(max_batch=3))
+        self.scheduler = BatchScheduler(BatchConfig(max_batch=3))
         self.posts: PostTable[PostResult] = PostTable(timeout=5.0)
         self.connected = True
         self.connected_at = 0.0

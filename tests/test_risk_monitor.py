@@ -201,12 +201,12 @@ def test_a_trigger_is_persisted_for_the_next_start(tmp_path: Path) -> None:
 
 def test_limits_are_configurable(tmp_path: Path) -> None:
     cfg = RiskConfig(
-        max_cumulative_loss_usd=D(1),
-        max_consecutive_losses=0,
+        max_loss_usd=D("0.4"),
+        max_consecutive_losses=1,
         max_flatten_failures=0,
-        max_rejects_per_window=0,
-        max_slippage_bps=D(5),
-        slippage_streak=1,
+        max_rejects_per_hour=0,
+        slippage_bps_limit=D(5),
+        slippage_strikes=1,
     )
     events: list[RiskEvent] = [trade("-0.5"), FlattenFailed(market=M), reject(), slip("6")]
     for event in events:

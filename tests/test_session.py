@@ -28,13 +28,12 @@ from trio_websocket import (
     wrap_server_stream,
 )
 
-from hip3_trio.execution.batch import Batch, OrderItem
+from hip3_trio.execution.batch import Batch, BatchConfig, OrderItem
 from hip3_trio.execution.posts import Disconnected, PostEntry, Reply, Timeout
 from hip3_trio.venue.session import (
-    Backoff,
+    ConnectionConfig,
     ConnectionLost,
     Session,
-    SessionConfig,
     run_connection,
 )
 from hip3_trio.wire import messages as m
@@ -148,7 +147,7 @@ async def test_post_is_sent_signed_and_its_reply_correlated_by_id() -> None:
 async def test_unanswered_post_times_out_after_exactly_5_s(autojump_clock: trio.testing.MockClock) -> None:
     host = FakeHost(batches=[make_batch()])
     async with ws_pair() as (client, server), trio.open_nursery() as nursery:
-        session = Session(client, host, SessionConfig(md_stall=1000))
+        session = Session(client, host, ConnectionConfig(md_stall_s=1000))
         nursery.start_soon(session.run)
         await server.get_message()
         sent_at = trio.current_time()
@@ -239,7 +238,7 @@ async def test_the_connection_lost_is_not_inside_its_own_cause(
     that contains it made the chain loop back to it)."""
     host = FakeHost()
     async with ws_pair() as (client, server), trio.open_nursery() as nursery:
-        session = Session(client, host, SessionConfig(md_stall=1000))
+        session = Session(client, host, ConnectionConfig(md_stall_s=1000))
         if how == "socket closed":
             nursery.start_soon(server.aclose)
         lost = await run_until_lost(session)
@@ -258,7 +257,7 @@ async def test_idle_connection_pings_after_50_s_and_a_missing_pong_ends_it_at_60
 ) -> None:
     host = FakeHost()
     async with ws_pair() as (client, server), trio.open_nursery() as nursery:
-        session = Session(client, host, SessionConfig(md_stall=1000))
+        session = Session(client, host, ConnectionConfig(md_stall_s=1000))
         start = trio.current_time()
         pinged_at: list[float] = []
 
@@ -277,7 +276,7 @@ async def test_idle_connection_pings_after_50_s_and_a_missing_pong_ends_it_at_60
 async def test_pong_keeps_the_connection(autojump_clock: trio.testing.MockClock) -> None:
     host = FakeHost()
     async with ws_pair() as (client, server), trio.open_nursery() as nursery:
-        session = Session(client, host, SessionConfig(md_stall=1000))
+        session = Session(client, host, ConnectionConfig(md_stall_s=1000))
         nursery.start_soon(session.run)
         for _ in range(3):
             assert json.loads(await server.get_message()) == {"method": "ping"}
@@ -289,7 +288,7 @@ async def test_pong_keeps_the_connection(autojump_clock: trio.testing.MockClock)
 async def test_market_data_stall_ends_the_session(autojump_clock: trio.testing.MockClock) -> None:
     host = FakeHost()
     async with ws_pair() as (client, server), trio.open_nursery() as nursery:
-        session = Session(client, host, SessionConfig(md_stall=20, ping_after_idle=1000))
+        session = Session(client, host, ConnectionConfig(md_stall_s=20, ping_after_idle_s=59))
         start = trio.current_time()
         bbo = '{"channel":"bbo","data":{"coin":"xyz:COIN","time":1,"bbo":[null,null]}}'
 
@@ -306,7 +305,7 @@ async def test_market_data_stall_ends_the_session(autojump_clock: trio.testing.M
 async def test_sender_respects_the_inflight_limit() -> None:
     host = FakeHost(batches=[make_batch(i) for i in range(5)])
     async with ws_pair() as (client, server), trio.open_nursery() as nursery:
-        session = Session(client, host, SessionConfig(inflight_limit=3))
+        session = Session(client, host, batch=BatchConfig(inflight_limit=3, inflight_watermark=3))
         nursery.start_soon(session.run)
         ids = [json.loads(await server.get_message())["id"] for _ in range(3)]
         await trio.testing.wait_all_tasks_blocked()
@@ -367,11 +366,11 @@ async def test_info_request_returns_its_data() -> None:
 
 
 def test_backoff_doubles_to_the_cap_with_jitter() -> None:
-    backoff = Backoff(base=1, cap=60)
+    backoff = ConnectionConfig(backoff_initial_s=1, backoff_max_s=60)
     rng = random.Random(1)
     for attempt, ceiling in [(0, 1), (1, 2), (3, 8), (6, 60), (20, 60)]:
         for _ in range(50):
-            assert ceiling / 2 <= backoff.delay(attempt, rng) <= ceiling
+            assert ceiling / 2 <= backoff.reconnect_delay(attempt, rng) <= ceiling
 
 
 @pytest.mark.parametrize("urgent", [False, True], ids=["flat", "position-open"])
@@ -394,7 +393,7 @@ async def test_while_urgent_the_backoff_never_exceeds_its_base(
     await run_connection(
         connect,
         lambda _: Dying(),  # type: ignore[arg-type, return-value]
-        backoff=Backoff(base=1, cap=30, healthy_after=60),
+        connection=ConnectionConfig(backoff_initial_s=1, backoff_max_s=30, healthy_after_s=60),
         rng=random.Random(0),
         on_disconnect=lambda error, delay: delays.append(delay),
         sessions=6,
@@ -433,7 +432,7 @@ async def test_supervisor_reconnects_with_backoff_and_resets_after_a_healthy_ses
     await run_connection(
         connect,
         make_session,
-        backoff=Backoff(base=1, cap=60, healthy_after=60),
+        connection=ConnectionConfig(backoff_initial_s=1, backoff_max_s=60, healthy_after_s=60),
         rng=random.Random(0),
         on_disconnect=lambda error, delay: delays.append(delay),
         sessions=4,
@@ -540,7 +539,7 @@ async def test_a_transport_failure_at_the_socket_reconnects_with_backoff(
     await run_connection(
         lambda: counting(connects, ws),
         lambda w: Session(w, host),
-        backoff=Backoff(base=1, cap=60),
+        connection=ConnectionConfig(backoff_initial_s=1, backoff_max_s=60),
         rng=random.Random(0),
         on_disconnect=lambda error, delay: ended.append((error, delay)),
         sessions=3,

@@ -55,25 +55,25 @@ def test_a_position_is_flattened_once_it_is_older_than_the_hold_time() -> None:
 
 
 def test_flatten_prices_are_mark_through_by_the_slippage_and_rounded_aggressively() -> None:
-    rig, stop = setup(hold_s=0.0, flatten_slippage_bps=Decimal(50))
+    rig, stop = setup(hold_s=1.0, flatten_slippage_bps=Decimal(50))
     rig.marks[A] = D("10.0009")  # long → sell at 9.9508955 → floored to 9.9508
     rig.marks[B] = D("20.0001")  # short → buy at 20.1001005 → raised to 20.101
     rig.book.on_user_fills(user_fills(fill(A, sz="1"), fill(B, sz="1", is_buy=False)), 0.0)
-    stop.check(0.0)
+    stop.check(1.0)
     assert only_order(rig, A).limit_px == D("9.9508") and not only_order(rig, A).is_buy
     assert only_order(rig, B).limit_px == D("20.101") and only_order(rig, B).is_buy
 
 
 def test_the_size_is_clamped_to_the_position_and_never_rounded_up() -> None:
-    rig, stop = setup(hold_s=0.0)
+    rig, stop = setup(hold_s=1.0)
     rig.book.reconcile([asset_position(A, "1.239"), asset_position(C, "-0.006")], [], {}, 0.0)
-    stop.check(0.0)
+    stop.check(1.0)
     assert only_order(rig, A).sz == D("1.23")
     assert queued_markets(rig) == [A]  # below one lot: nothing to send
 
 
 def test_one_live_flatten_per_market() -> None:
-    rig, stop = setup(hold_s=0.0)
+    rig, stop = setup(hold_s=1.0)
     rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
     assert len(stop.check(1.0)) == 1
     assert stop.check(2.0) == []
@@ -83,7 +83,7 @@ def test_one_live_flatten_per_market() -> None:
 
 
 def test_a_rejected_flatten_is_retried_on_the_next_check() -> None:
-    rig, stop = setup(hold_s=0.0)
+    rig, stop = setup(hold_s=1.0)
     rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
     (first,) = stop.check(1.0)
     rig.book.on_reply_error(first.cloid, "Order could not immediately match against any resting orders.", 1.5)
@@ -92,7 +92,7 @@ def test_a_rejected_flatten_is_retried_on_the_next_check() -> None:
 
 
 def test_a_partial_flatten_is_retried_for_the_remainder() -> None:
-    rig, stop = setup(hold_s=0.0)
+    rig, stop = setup(hold_s=1.0)
     rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
     (first,) = stop.check(1.0)
     rig.book.on_reply_filled(first.cloid, Filled(D("1.5"), D("9.95"), 5), 1.5)
@@ -104,7 +104,7 @@ def test_a_partial_flatten_is_retried_for_the_remainder() -> None:
 
 
 def test_a_flatten_announced_filled_waits_for_its_fills() -> None:
-    rig, stop = setup(hold_s=0.0)
+    rig, stop = setup(hold_s=1.0)
     rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
     (first,) = stop.check(1.0)
     rig.book.on_reply_filled(first.cloid, Filled(D(2), D("9.95"), 5), 1.5)
@@ -149,7 +149,7 @@ def test_a_latched_hard_stop_drops_queued_entries_and_flattens_everything() -> N
 
 
 def test_no_mark_no_flatten_but_the_deadline_still_runs() -> None:
-    rig, stop = setup(hold_s=0.0, flatten_fail_after_s=60.0)
+    rig, stop = setup(hold_s=1.0, flatten_fail_after_s=60.0)
     rig.book.on_user_fills(user_fills(fill(A, sz="2")), 0.0)
     del rig.marks[A]
     assert stop.check(1.0) == [] and stop.check(61.0) == []

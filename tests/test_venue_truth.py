@@ -29,7 +29,7 @@ from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.sim import open_simulator
 from hip3_trio.sim.scenarios import SCENARIOS
 from hip3_trio.strategy.detector import DetectorConfig
-from hip3_trio.venue.session import SessionConfig
+from hip3_trio.venue.session import ConnectionConfig
 from hip3_trio.wire.actions import Cloid
 from tests.engine_rig import Rig, run_rig, sim_config
 
@@ -188,7 +188,7 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
     rig = await run_rig(
         tmp_path,
         scenario,
-        settings=settings(reconcile_every_s=1000.0),
+        settings=settings(connection=ConnectionConfig(reconcile_every_s=1000.0)),
         config=sim_config(dislocation_rate=0.0),
     )
     assert "filled_at" in seen
@@ -211,7 +211,10 @@ async def test_reconcile_runs_every_reconcile_every_s_without_any_request(
         rig.stop.set()
 
     rig = await run_rig(
-        tmp_path, scenario, settings=settings(reconcile_every_s=10.0), config=sim_config(dislocation_rate=0.0)
+        tmp_path,
+        scenario,
+        settings=settings(connection=ConnectionConfig(reconcile_every_s=10.0)),
+        config=sim_config(dislocation_rate=0.0),
     )
     abc_asks = [at for at, dex in clearinghouse_queries(rig) if dex == "abc"]
     ready = rig.ready_at[0]
@@ -244,7 +247,7 @@ async def test_a_fill_starting_from_another_position_than_the_books_reconciles_a
     rig = await run_rig(
         tmp_path,
         scenario,
-        settings=settings(reconcile_every_s=1000.0),
+        settings=settings(connection=ConnectionConfig(reconcile_every_s=1000.0)),
         config=sim_config(dislocation_rate=0.0),
     )
     flattens = sends(rig, reduce_only=True, market=COIN)
@@ -279,7 +282,7 @@ async def test_a_reduce_only_order_refused_as_increasing_reconciles_and_flattens
     rig = await run_rig(
         tmp_path,
         scenario,
-        settings=settings(reconcile_every_s=1000.0),
+        settings=settings(connection=ConnectionConfig(reconcile_every_s=1000.0)),
         config=sim_config(dislocation_rate=0.0),
     )
     flattens = sends(rig, reduce_only=True, market=COIN)
@@ -318,7 +321,7 @@ async def test_a_restart_keeps_the_positions_age_and_journals_the_whole_round_tr
         await rig.wait_for(lambda: not rig.positions() and not rig.sim_positions())
         rig.stop.set()
 
-    no_flatten = {"flatten_on_exit": False}
+    no_flatten = {"time_stop": TimeStopConfig(hold_s=HOLD, flatten_on_exit=False)}
     async with open_simulator(sim_config(dislocation_rate=0.0), listen=False) as sim:
         first = await run_rig(tmp_path, run_1, sim=sim, settings=settings(**no_flatten))
         assert venue_position(first, TSLA) != 0
@@ -364,7 +367,12 @@ async def test_a_restart_whose_entry_fill_is_gone_dates_it_by_the_journal_and_fl
 
     config = attrs.evolve(sim_config(dislocation_rate=0.0), fills_snapshot_limit=0)
     async with open_simulator(config, listen=False) as sim:
-        await run_rig(tmp_path, run_1, sim=sim, settings=settings(flatten_on_exit=False))
+        await run_rig(
+            tmp_path,
+            run_1,
+            sim=sim,
+            settings=settings(time_stop=TimeStopConfig(hold_s=HOLD, flatten_on_exit=False)),
+        )
         rig = await run_rig(tmp_path, run_2, sim=sim, settings=settings())
     (flatten_at, _), *_ = sends(rig, reduce_only=True, market=TSLA)
     assert seen["submitted_at"] + HOLD <= flatten_at <= seen["submitted_at"] + HOLD + 1.0
@@ -431,7 +439,7 @@ async def test_a_missed_flatten_is_sent_again_one_step_wider_not_repeated(
         scenario,
         settings=settings(),
         config=sim_config(dislocation_rate=0.0, oracle_vol_bps=0.0),
-        session_config=SessionConfig(md_stall=1000.0),
+        connection=ConnectionConfig(md_stall_s=1000.0),
     )
     mark = seen["mark"]
     prices = [Decimal(o["p"]) for _, o in sends(rig, reduce_only=True, market=COIN)]

@@ -23,10 +23,11 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Iterable
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 import attrs
 
+from hip3_trio.validators import Invalid, ge, gt, le
 from hip3_trio.wire.actions import (
     CancelAction,
     CancelByCloidAction,
@@ -38,7 +39,9 @@ from hip3_trio.wire.actions import (
 )
 
 __all__ = [
+    "VENUE_MAX_INFLIGHT_POSTS",
     "Batch",
+    "BatchConfig",
     "BatchKind",
     "BatchScheduler",
     "CancelItem",
@@ -51,7 +54,6 @@ __all__ = [
     "QueuedDegraded",
     "QueuedReplaced",
     "Requeued",
-    "SchedulerConfig",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,20 +141,36 @@ class Batch:
         return CancelByCloidAction(cancels=tuple(c for c in cancels if isinstance(c, CancelByCloidWire)))
 
 
-@attrs.frozen
-class SchedulerConfig:
-    """Queue capacities, the batch size and the inflight limit and high watermark (in posts)."""
+VENUE_MAX_INFLIGHT_POSTS: Final = 100
+"""The venue's limit of posts awaiting a reply, per connection."""
 
-    cancel_capacity: int = attrs.field(default=200, validator=attrs.validators.gt(0))
-    reduce_only_capacity: int = attrs.field(default=500, validator=attrs.validators.gt(0))
-    new_order_capacity: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
-    max_batch: int = attrs.field(default=50, validator=attrs.validators.gt(0))
-    inflight_limit: int = attrs.field(default=100, validator=attrs.validators.gt(0))
-    inflight_watermark: int = attrs.field(default=80, validator=attrs.validators.gt(0))
+
+@attrs.frozen(kw_only=True)
+class BatchConfig:
+    """Order batching, the bounded queues and post timing: the config file's ``[batch]`` section.
+
+    The scheduler uses the capacities, the batch size and the inflight limit and watermark (in posts);
+    the session's sender uses the interval, the inflight limit and the post timeout.
+    """
+
+    # Minimum gap between two posts while busy; an idle engine sends at once.
+    interval_ms: int = attrs.field(default=100, validator=[ge(0), le(10_000)])
+    max_batch: int = attrs.field(default=50, validator=ge(1))
+    cancel_capacity: int = attrs.field(default=200, validator=ge(1))
+    reduce_only_capacity: int = attrs.field(default=500, validator=ge(1))
+    new_order_capacity: int = attrs.field(default=1000, validator=ge(1))
+    inflight_limit: int = attrs.field(
+        default=VENUE_MAX_INFLIGHT_POSTS,
+        validator=[ge(1), le(VENUE_MAX_INFLIGHT_POSTS, " (the venue's limit per connection)")],
+    )
+    # From this many posts in flight new orders are still queued but held (degraded).
+    inflight_watermark: int = attrs.field(default=80, validator=ge(1))
+    # A sent post unanswered this long is resolved as a timeout.
+    post_timeout_s: float = attrs.field(default=5.0, validator=gt(0))
 
     def __attrs_post_init__(self) -> None:
         if self.inflight_watermark > self.inflight_limit:
-            raise ValueError(
+            raise Invalid(
                 f"inflight_watermark ({self.inflight_watermark}) must not exceed "
                 f"inflight_limit ({self.inflight_limit})"
             )
@@ -238,8 +256,8 @@ class BatchScheduler:
     that was already accepted is worse than a temporary overshoot.
     """
 
-    def __init__(self, config: SchedulerConfig | None = None) -> None:
-        self.config = config if config is not None else SchedulerConfig()
+    def __init__(self, config: BatchConfig | None = None) -> None:
+        self.config = config if config is not None else BatchConfig()
         self._cancels: deque[CancelItem] = deque()
         self._reduce_only: deque[OrderItem] = deque()
         self._new_orders: deque[OrderItem] = deque()

@@ -41,6 +41,7 @@ from hip3_trio.execution.posts import Disconnected, NotSent, PostEntry, Reply, T
 from hip3_trio.position.book import PositionBook
 from hip3_trio.position.records import FlattenAllRequested, OrderState, OrderSubmitted
 from hip3_trio.strategy.detector import Signal
+from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, ge, gt, lt
 from hip3_trio.venue.markets import Markets, MarketSpec
 from hip3_trio.wire.actions import CancelByCloidWire, CancelWire, Cloid, LimitOrderType, OrderWire
 from hip3_trio.wire.messages import (
@@ -53,7 +54,7 @@ from hip3_trio.wire.messages import (
     StatusError,
     TransportErr,
 )
-from hip3_trio.wire.numbers import InvalidNumber, Rounding, check_min_notional
+from hip3_trio.wire.numbers import DEFAULT_MIN_NOTIONAL, InvalidNumber, Rounding, check_min_notional
 
 __all__ = [
     "AlreadyHasPosition",
@@ -98,19 +99,30 @@ class ReadyFlag(Protocol):
 
 @attrs.frozen(kw_only=True)
 class ExecutorConfig:
-    """Caps in USD at mark, the new-order budget (a token bucket of `order_burst` tokens refilled at
-    `order_rate_per_s`; names as in `config.LimitsConfig`), the minimum order value, and the cloid
-    prefix of this process: cloids are `prefix << 64 | counter`, so a restarted process (new prefix)
-    never reuses one."""
+    """Position caps (USD at mark) and the new-order budget: the config file's ``[limits]`` section.
 
-    max_position_per_market_usd: Decimal = Decimal(50)
-    max_position_total_usd: Decimal = Decimal(100)
-    order_rate_per_s: float = attrs.field(default=0.5, validator=attrs.validators.gt(0))
-    order_burst: int = attrs.field(default=5, validator=attrs.validators.gt(0))
-    min_notional_usd: Decimal = Decimal(10)
-    cloid_prefix: int = attrs.field(
-        default=0, validator=[attrs.validators.ge(0), attrs.validators.lt(1 << 64)]
+    Two more fields are not keys of that section: the minimum order value is the detector's
+    (``[detector] min_notional_usd``, checked again on the rounded order), and the cloid prefix is
+    chosen per process: cloids are `prefix << 64 | counter`, so a restarted process (new prefix) never
+    reuses one.
+    """
+
+    max_position_per_market_usd: Decimal = attrs.field(default=Decimal(50), validator=[finite_decimal, gt(0)])
+    max_position_total_usd: Decimal = attrs.field(default=Decimal(100), validator=[finite_decimal, gt(0)])
+    # New-order budget: a token bucket of `order_burst` tokens refilled at `order_rate_per_s`.
+    order_rate_per_s: float = attrs.field(default=0.5, validator=gt(0))
+    order_burst: int = attrs.field(default=5, validator=ge(1))
+    min_notional_usd: Decimal = attrs.field(
+        default=DEFAULT_MIN_NOTIONAL, validator=[finite_decimal, gt(0)], metadata=NOT_IN_FILE
     )
+    cloid_prefix: int = attrs.field(default=0, validator=[ge(0), lt(1 << 64)], metadata=NOT_IN_FILE)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_position_per_market_usd > self.max_position_total_usd:
+            raise Invalid(
+                f"max_position_per_market_usd ({self.max_position_per_market_usd}) must not exceed "
+                f"max_position_total_usd ({self.max_position_total_usd})"
+            )
 
 
 class TokenBucket:

@@ -30,6 +30,7 @@ import attrs
 from hip3_trio.execution.executor import Executor, Submitted
 from hip3_trio.position.book import PositionBook, TrackedOrder
 from hip3_trio.position.records import FlattenFailed, OrderState
+from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, gt, le
 from hip3_trio.wire.numbers import InvalidNumber, clamp_reduce_only_size
 
 __all__ = ["TimeStop", "TimeStopConfig"]
@@ -41,15 +42,32 @@ BPS: Final = Decimal(10_000)
 
 @attrs.frozen(kw_only=True)
 class TimeStopConfig:
-    """How long a position may be held, how far through the mark a flatten is priced, how long a
-    market may stay unflattened before it counts as a failure, and how often the loop checks.
-    Names as in `config.TimeStopConfig`."""
+    """How long a position may live, how it is flattened, and what happens on exit: the config file's
+    ``[time_stop]`` section. The engine's orderly stop reads `flatten_on_exit` and `exit_deadline_s`."""
 
-    hold_s: float = 30.0
-    flatten_slippage_bps: Decimal = Decimal(50)
-    flatten_max_slippage_bps: Decimal = Decimal(500)
-    flatten_fail_after_s: float = 60.0
-    check_interval_s: float = 1.0
+    hold_s: float = attrs.field(default=30.0, validator=gt(0))
+    # Price limit of the reduce-only IOC relative to mark: wide enough to fill through a thin book.
+    flatten_slippage_bps: Decimal = attrs.field(
+        default=Decimal(50), validator=[finite_decimal, gt(0), le(Decimal(5000))]
+    )
+    # Each further flatten of one position is priced one flatten_slippage_bps step wider, up to this.
+    flatten_max_slippage_bps: Decimal = attrs.field(
+        default=Decimal(500), validator=[finite_decimal, gt(0), le(Decimal(5000))]
+    )
+    # A position still open this long after its time stop counts as a flatten failure (risk monitor).
+    flatten_fail_after_s: float = attrs.field(default=60.0, validator=gt(0))
+    flatten_on_exit: bool = True
+    # On SIGINT/SIGTERM/duration: how long to wait for flatten replies and the journal before exiting.
+    exit_deadline_s: float = attrs.field(default=10.0, validator=gt(0))
+    # How often the time stop checks (not a file key: tests and benchmarks shorten it).
+    check_interval_s: float = attrs.field(default=1.0, validator=gt(0), metadata=NOT_IN_FILE)
+
+    def __attrs_post_init__(self) -> None:
+        if self.flatten_max_slippage_bps < self.flatten_slippage_bps:
+            raise Invalid(
+                f"flatten_max_slippage_bps ({self.flatten_max_slippage_bps}) must not be below "
+                f"flatten_slippage_bps ({self.flatten_slippage_bps})"
+            )
 
 
 class TimeStop:

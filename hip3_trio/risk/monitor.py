@@ -29,6 +29,7 @@ from typing import Final
 import attrs
 
 from hip3_trio.risk.hard_stop import HardStop
+from hip3_trio.validators import finite_decimal, ge, gt
 
 __all__ = [
     "BENIGN_REJECT_FRAGMENTS",
@@ -103,16 +104,18 @@ RiskEvent = TradeClosed | FlattenFailed | OrderRejected | SlippageMeasured
 
 @attrs.frozen(kw_only=True)
 class RiskConfig:
-    """Hard-stop limits; each trips when the count or amount goes strictly above it (slippage: on the
-    `slippage_streak`-th consecutive measurement above `max_slippage_bps`)."""
+    """Hard-stop limits: the config file's ``[risk]`` section. Each trips when the count or amount goes
+    strictly above it (slippage: on the `slippage_strikes`-th consecutive measurement above
+    `slippage_bps_limit`)."""
 
-    max_cumulative_loss_usd: Decimal = Decimal(20)
-    max_consecutive_losses: int = 5
-    max_flatten_failures: int = 3
-    max_rejects_per_window: int = 10
-    reject_window_ms: int = HOUR_MS
-    max_slippage_bps: Decimal = Decimal(50)
-    slippage_streak: int = 3
+    # Cumulative realised loss, net of fees.
+    max_loss_usd: Decimal = attrs.field(default=Decimal(20), validator=[finite_decimal, gt(0)])
+    max_consecutive_losses: int = attrs.field(default=5, validator=ge(1))
+    max_flatten_failures: int = attrs.field(default=3, validator=ge(0))
+    # Non-benign rejects within a rolling hour.
+    max_rejects_per_hour: int = attrs.field(default=10, validator=ge(0))
+    slippage_bps_limit: Decimal = attrs.field(default=Decimal(50), validator=[finite_decimal, gt(0)])
+    slippage_strikes: int = attrs.field(default=3, validator=ge(1))
 
 
 @attrs.define
@@ -128,8 +131,8 @@ class RiskMonitor:
     _reject_times: deque[int] = attrs.field(factory=deque, init=False)
 
     def rejects_in_window(self, now_ms: int) -> int:
-        """Non-benign rejects within the last `reject_window_ms` (older ones are dropped)."""
-        horizon = now_ms - self.config.reject_window_ms
+        """Non-benign rejects within the last hour (older ones are dropped)."""
+        horizon = now_ms - HOUR_MS
         while self._reject_times and self._reject_times[0] <= horizon:
             self._reject_times.popleft()
         return len(self._reject_times)
@@ -165,8 +168,8 @@ class RiskMonitor:
         if isinstance(event, TradeClosed):
             self.realized_pnl += event.pnl
             self.consecutive_losses = self.consecutive_losses + 1 if event.pnl < 0 else 0
-            if -self.realized_pnl > cfg.max_cumulative_loss_usd:
-                return f"cumulative loss ${-self.realized_pnl} > ${cfg.max_cumulative_loss_usd}"
+            if -self.realized_pnl > cfg.max_loss_usd:
+                return f"cumulative loss ${-self.realized_pnl} > ${cfg.max_loss_usd}"
             if self.consecutive_losses > cfg.max_consecutive_losses:
                 return f"{self.consecutive_losses} consecutive losing trades > {cfg.max_consecutive_losses}"
         elif isinstance(event, FlattenFailed):
@@ -181,16 +184,16 @@ class RiskMonitor:
                 return None
             self._reject_times.append(now_ms)
             count = self.rejects_in_window(now_ms)
-            if count > cfg.max_rejects_per_window:
+            if count > cfg.max_rejects_per_hour:
                 return (
-                    f"{count} non-benign order rejects in {cfg.reject_window_ms} ms"
-                    f" > {cfg.max_rejects_per_window} (last: {event.market}: {event.message})"
+                    f"{count} non-benign order rejects in {HOUR_MS} ms"
+                    f" > {cfg.max_rejects_per_hour} (last: {event.market}: {event.message})"
                 )
         else:
-            self.slippage_streak = self.slippage_streak + 1 if event.bps > cfg.max_slippage_bps else 0
-            if self.slippage_streak >= cfg.slippage_streak:
+            self.slippage_streak = self.slippage_streak + 1 if event.bps > cfg.slippage_bps_limit else 0
+            if self.slippage_streak >= cfg.slippage_strikes:
                 return (
-                    f"slippage > {cfg.max_slippage_bps} bps {self.slippage_streak} times in a row"
+                    f"slippage > {cfg.slippage_bps_limit} bps {self.slippage_streak} times in a row"
                     f" (last: {event.market} {event.bps} bps)"
                 )
         return None

@@ -30,7 +30,9 @@ from typing import Any, Final
 
 import attrs
 
+from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, ge, gt, le
 from hip3_trio.wire.numbers import (
+    DEFAULT_MIN_NOTIONAL,
     InvalidNumber,
     check_min_notional,
     lot,
@@ -65,13 +67,6 @@ def _positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> N
     assert isinstance(value, Decimal)
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
-def _non_negative(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    _decimal(inst, attribute, value)
-    assert isinstance(value, Decimal)
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be non-negative, got {value}")
 
 
 def _optional_positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -167,30 +162,51 @@ def _sz_decimals(value: Mapping[str, int]) -> Mapping[str, int]:
 
 @attrs.frozen(kw_only=True)
 class DetectorConfig:
-    """Thresholds and sizing. Defaults for fee/alpha/stale limits/liquidity band come from the issue;
-    slippage, minimum edge, max notional and cooldown are placeholders to be set per deployment."""
+    """Signal thresholds and sizing: the config file's ``[detector]`` section.
 
-    taker_fee_bps: Decimal = attrs.field(default=Decimal("4.5"), validator=_non_negative)
-    slippage_bps: Decimal = attrs.field(default=Decimal(2), validator=_non_negative)
-    min_edge_bps: Decimal = attrs.field(default=Decimal(3), validator=_non_negative)
-    min_edge_bps_by_market: Mapping[str, Decimal] = attrs.field(factory=dict, converter=_by_market)
-    alpha: Decimal = attrs.field(default=Decimal("0.1"), validator=_positive)
-    max_notional_usd: Decimal = attrs.field(default=Decimal(25), validator=_positive)
-    liquidity_floor_usd: Decimal = attrs.field(default=Decimal(500), validator=_non_negative)
-    liquidity_full_usd: Decimal = attrs.field(default=Decimal(5000), validator=_positive)
-    max_oracle_age_ms: int = attrs.field(default=8_000, validator=_int_ms)
-    max_book_age_ms: int = attrs.field(default=2_000, validator=_int_ms)
-    cooldown_ms: int = attrs.field(default=10_000, validator=_int_ms)
-    min_notional_usd: Decimal = attrs.field(default=Decimal(10), validator=_positive)
+    Defaults for fee/alpha/stale limits/liquidity band come from the issue; slippage, minimum edge, max
+    notional and cooldown are placeholders to be set per deployment. Durations are seconds, as in the
+    file; the detector compares exchange-ms timestamps, so each is also kept in ms (`max_oracle_age_ms`,
+    `max_book_age_ms`, `cooldown_ms`), computed once here rather than on every evaluation.
+    """
+
+    taker_fee_bps: Decimal = attrs.field(default=Decimal("4.5"), validator=[finite_decimal, ge(0)])
+    # Expected slippage taking the touch; the signal threshold is fee + slippage + min edge.
+    slippage_bps: Decimal = attrs.field(default=Decimal(2), validator=[finite_decimal, ge(0)])
+    min_edge_bps: Decimal = attrs.field(default=Decimal(3), validator=[finite_decimal, ge(0)])
+    # Per-market replacements of min_edge_bps, from the file's [[markets]] table (not a [detector] key).
+    min_edge_bps_by_market: Mapping[str, Decimal] = attrs.field(
+        factory=dict, converter=_by_market, metadata=NOT_IN_FILE
+    )
+    # Fraction of the touched top-of-book size to take.
+    alpha: Decimal = attrs.field(default=Decimal("0.1"), validator=[finite_decimal, gt(0), le(1)])
+    # Cap per entry order, valued at mid.
+    max_notional_usd: Decimal = attrs.field(default=Decimal(25), validator=[finite_decimal, gt(0)])
+    # The venue's minimum order value (the executor checks its rounded orders against it too).
+    min_notional_usd: Decimal = attrs.field(default=DEFAULT_MIN_NOTIONAL, validator=[finite_decimal, gt(0)])
+    # Touched notional at or below the floor sizes to zero, at or above full gets the whole alpha.
+    liquidity_floor_usd: Decimal = attrs.field(default=Decimal(500), validator=[finite_decimal, ge(0)])
+    liquidity_full_usd: Decimal = attrs.field(default=Decimal(5000), validator=[finite_decimal, gt(0)])
+    stale_oracle_s: float = attrs.field(default=8.0, validator=gt(0))
+    stale_book_s: float = attrs.field(default=2.0, validator=gt(0))
+    # Per (market, side), after a signal.
+    cooldown_s: float = attrs.field(default=10.0, validator=ge(0))
+    max_oracle_age_ms: int = attrs.field(init=False, repr=False, eq=False)
+    max_book_age_ms: int = attrs.field(init=False, repr=False, eq=False)
+    cooldown_ms: int = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.alpha > 1:
-            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
         if self.liquidity_full_usd <= self.liquidity_floor_usd:
-            raise ValueError("liquidity_full_usd must be above liquidity_floor_usd")
+            raise Invalid(
+                f"liquidity_full_usd ({self.liquidity_full_usd}) must be above "
+                f"liquidity_floor_usd ({self.liquidity_floor_usd})"
+            )
         for market, bps in self.min_edge_bps_by_market.items():
             if not isinstance(bps, Decimal) or not bps.is_finite() or bps < 0:
                 raise TypeError(f"min edge override for {market} must be a non-negative Decimal, got {bps!r}")
+        object.__setattr__(self, "max_oracle_age_ms", round(self.stale_oracle_s * 1000))
+        object.__setattr__(self, "max_book_age_ms", round(self.stale_book_s * 1000))
+        object.__setattr__(self, "cooldown_ms", round(self.cooldown_s * 1000))
 
     def threshold_bps(self, market: str) -> Decimal:
         """The edge a signal needs on `market`: taker fee + slippage + (per-market) minimum edge."""

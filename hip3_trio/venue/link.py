@@ -34,7 +34,7 @@ from hip3_trio.journal_mapping import event
 from hip3_trio.position.book import DexState, ReconcileDeferred
 from hip3_trio.position.records import OrderState
 from hip3_trio.venue.queries import fetch_account_state, load_markets
-from hip3_trio.venue.session import ConnectionLost, Session
+from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
@@ -49,15 +49,20 @@ LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 
 @attrs.frozen(kw_only=True)
 class LinkSettings:
-    """Who we trade as and how the link syncs and reconciles (seconds)."""
+    """Who we trade as, and the connection's configuration (the file's ``[connection]``)."""
 
     user: str
     vault_address: str | None = None
     is_mainnet: bool = False
-    sync_timeout_s: float = 15.0
+    connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
+    # Not in the config file: the pause that lets a burst of reconcile requests coalesce.
     reconcile_retry_s: float = 1.0
-    reconcile_every_s: float = 60.0
-    clock_recheck_s: float = 10.0
+
+    @property
+    def sync_timeout_s(self) -> float:
+        """A connect's whole sync (several info requests and the snapshots) may take half again as long
+        as one info request."""
+        return self.connection.info_timeout_s * 1.5
 
 
 @attrs.define
@@ -308,8 +313,8 @@ class VenueLink:
         while True:
             # Reconcile on request (evidence that the book is wrong), and at least every
             # `reconcile_every_s` anyway; while the clock blocks trading, every `clock_recheck_s`.
-            every = self.settings.reconcile_every_s
-            recheck = min(every, self.settings.clock_recheck_s) if core.clock_blocked else every
+            every = self.settings.connection.reconcile_every_s
+            recheck = min(every, self.settings.connection.clock_recheck_s) if core.clock_blocked else every
             with trio.move_on_after(recheck):
                 await self._reconcile_wanted.wait()
             await trio.sleep(self.settings.reconcile_retry_s)  # let a burst of requests coalesce

@@ -25,18 +25,18 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError
 
-from hip3_trio.execution.batch import Batch
+from hip3_trio.execution.batch import Batch, BatchConfig
 from hip3_trio.execution.posts import PostEntry, PostTable
+from hip3_trio.validators import Invalid, gt, lt
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import NoopAction, action_to_wire
 
 __all__ = [
-    "Backoff",
+    "ConnectionConfig",
     "ConnectionLost",
     "InfoError",
     "Session",
-    "SessionConfig",
     "SessionHost",
     "WsLike",
     "is_connection_failure",
@@ -115,18 +115,56 @@ class SessionHost(Protocol):
         """Subscribe, load state, reconcile and declare READY; returns when done (or raises)."""
 
 
-@attrs.frozen
-class SessionConfig:
-    """Timing of one session (seconds)."""
+VENUE_IDLE_CLOSE_S: Final = 60.0
+"""The venue closes a socket idle this long."""
 
-    ping_after_idle: float = 50.0
-    pong_timeout: float = 10.0
-    md_stall: float = 30.0
-    post_timeout: float = 5.0
-    info_timeout: float = 10.0
-    batch_interval: float = 0.0
-    inflight_limit: int = 100
-    close_timeout: float = 2.0
+CLOSE_TIMEOUT_S: Final = 2.0
+"""How long closing the socket may take after the session ended (shielded)."""
+
+
+def _ws_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and value.startswith(("ws://", "wss://"))):
+        raise Invalid(f"must be a ws:// or wss:// URL, got {value!r}", attribute.name)
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionConfig:
+    """WebSocket liveness, reconnection and the engine's reconcile cadence: the config file's
+    ``[connection]`` section (seconds). The session's sender takes its timing from `BatchConfig`."""
+
+    # None = the environment's endpoint (the CLI's --ws-url overrides both).
+    ws_url: str | None = attrs.field(default=None, validator=_ws_url)
+    ping_after_idle_s: float = attrs.field(
+        default=50.0, validator=[gt(0), lt(VENUE_IDLE_CLOSE_S, " (the venue closes idle sockets at 60 s)")]
+    )
+    pong_timeout_s: float = attrs.field(default=10.0, validator=gt(0))
+    # No market data for this long on an open socket ends the session (a silent stall).
+    md_stall_s: float = attrs.field(default=30.0, validator=gt(0))
+    # An info request unanswered this long fails (a connect's whole sync may take half again as long).
+    info_timeout_s: float = attrs.field(default=10.0, validator=gt(0))
+    # Reconnect backoff: doubles from backoff_initial_s up to backoff_max_s, with jitter.
+    backoff_initial_s: float = attrs.field(default=1.0, validator=gt(0))
+    backoff_max_s: float = attrs.field(default=60.0, validator=gt(0))
+    # A session that stayed up this long resets the backoff.
+    healthy_after_s: float = attrs.field(default=60.0, validator=gt(0))
+    # Positions and orders are reconciled with the venue on every connect, on evidence that the book is
+    # wrong, and at least this often.
+    reconcile_every_s: float = attrs.field(default=60.0, validator=gt(0))
+    # While the clock is beyond the drift limit (trading blocked), re-check it this often.
+    clock_recheck_s: float = attrs.field(default=10.0, validator=gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise Invalid(
+                f"backoff_initial_s ({self.backoff_initial_s}) must not exceed "
+                f"backoff_max_s ({self.backoff_max_s})"
+            )
+
+    def reconnect_delay(self, attempt: int, rng: random.Random) -> float:
+        """The wait before reconnect `attempt` (0 first): the ceiling doubles from `backoff_initial_s`
+        up to `backoff_max_s`, and the wait is drawn from its upper half (jitter)."""
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0**attempt)
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 @attrs.define
@@ -146,15 +184,17 @@ class Session:
         self,
         ws: WsLike,
         host: SessionHost,
-        config: SessionConfig | None = None,
+        connection: ConnectionConfig | None = None,
+        batch: BatchConfig | None = None,
         *,
         trace: LatencyTrace | None = None,
     ) -> None:
         self.ws = ws
         self.trace = trace
         self.host = host
-        self.config = config or SessionConfig()
-        self.posts: PostTable[m.PostResult] = PostTable(timeout=self.config.post_timeout)
+        self.connection = connection if connection is not None else ConnectionConfig()
+        self.batch = batch if batch is not None else BatchConfig()
+        self.posts: PostTable[m.PostResult] = PostTable(timeout=self.batch.post_timeout_s)
         self._control: dict[int, _ControlPost] = {}
         self._next_control_id = CONTROL_ID_BASE
         self._work = trio.lowlevel.ParkingLot()
@@ -202,7 +242,7 @@ class Session:
             raise ConnectionLost(*leaf.args).with_traceback(leaf.__traceback__) from leaf.__cause__
         finally:
             self.recover()
-            with trio.move_on_after(self.config.close_timeout, shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                 await self.ws.aclose()
 
     def recover(self) -> None:
@@ -230,7 +270,7 @@ class Session:
         frame = {"method": "post", "id": post_id, "request": {"type": "info", "payload": request}}
         try:
             await self._send(json.dumps(frame, separators=(",", ":")))
-            with trio.move_on_after(self.config.info_timeout):
+            with trio.move_on_after(self.connection.info_timeout_s):
                 await control.done.wait()
         finally:
             self._control.pop(post_id, None)  # answered, timed out or cancelled: no longer inflight
@@ -329,27 +369,27 @@ class Session:
             log.info("stray post reply %d: %s", reply.id, resolved.reason.value)
 
     async def _heartbeat(self) -> None:
-        cfg = self.config
+        cfg = self.connection
         while True:
             now = trio.current_time()
-            ping_due = self.last_sent + cfg.ping_after_idle
-            stall_due = self.last_market_data + cfg.md_stall
+            ping_due = self.last_sent + cfg.ping_after_idle_s
+            stall_due = self.last_market_data + cfg.md_stall_s
             if now >= stall_due:
                 raise ConnectionLost(f"no market data for {now - self.last_market_data:.1f} s")
             if now >= ping_due:
                 self._pong = trio.Event()
                 await self._send('{"method":"ping"}')
-                with trio.move_on_after(cfg.pong_timeout) as waited:
+                with trio.move_on_after(cfg.pong_timeout_s) as waited:
                     await self._pong.wait()
                 if waited.cancelled_caught:
-                    raise ConnectionLost(f"no pong within {cfg.pong_timeout} s")
+                    raise ConnectionLost(f"no pong within {cfg.pong_timeout_s} s")
                 continue
             await trio.sleep_until(min(ping_due, stall_due))
 
     async def _sender(self) -> None:
-        interval = self.config.batch_interval
+        interval = self.batch.interval_ms / 1000
         while True:
-            if self.inflight >= self.config.inflight_limit:
+            if self.inflight >= self.batch.inflight_limit:
                 await self._work.park()
                 continue
             if self._pending_noops:
@@ -385,7 +425,7 @@ class Session:
     async def _send_noop(self, original: PostEntry[m.PostResult]) -> None:
         payload = self.host.sign(action_to_wire(NoopAction()), original.nonce)
         post_id, control = self._new_control(invalidates=original)
-        control.expires_at = trio.current_time() + self.config.post_timeout
+        control.expires_at = trio.current_time() + self.batch.post_timeout_s
         self._posted.unpark_all()
         frame = {"method": "post", "id": post_id, "request": {"type": "action", "payload": payload}}
         await self._send(json.dumps(frame, separators=(",", ":")))
@@ -416,25 +456,12 @@ class Session:
                     "noop %d for nonce %d unanswered after %.1f s: sending it again",
                     post_id,
                     original.nonce,
-                    self.config.post_timeout,
+                    self.batch.post_timeout_s,
                 )
                 self._pending_noops.append(original)
 
 
 # --- the connection supervisor ---------------------------------------------------------------------
-
-
-@attrs.frozen
-class Backoff:
-    """Exponential backoff with full jitter: base doubling to cap; reset after a healthy session."""
-
-    base: float = 1.0
-    cap: float = 60.0
-    healthy_after: float = 60.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        ceiling = min(self.cap, self.base * 2.0**attempt)
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 Connect = Callable[[], AbstractAsyncContextManager[WsLike]]
@@ -444,7 +471,7 @@ async def run_connection(
     connect: Connect,
     make_session: Callable[[WsLike], Session],
     *,
-    backoff: Backoff | None = None,
+    connection: ConnectionConfig | None = None,
     rng: random.Random | None = None,
     on_disconnect: Callable[[BaseException | None, float], None] | None = None,
     sessions: int | None = None,
@@ -452,12 +479,13 @@ async def run_connection(
 ) -> None:
     """Connect, run one session, reconnect with backoff forever (or `sessions` times, for tests).
 
-    The attempt count resets after a session that stayed up for `healthy_after` seconds, so one
-    blip after a long healthy run retries quickly. While `urgent()` holds (the engine holds a position
-    that only a connection can flatten) the delay never exceeds `base`: a venue whose market data keeps
-    stalling must not grow the backoff past the time stop.
+    The backoff is `connection`'s (`ConnectionConfig.reconnect_delay`). The attempt count resets after
+    a session that stayed up for `healthy_after_s`, so one blip after a long healthy run retries
+    quickly. While `urgent()` holds (the engine holds a position that only a connection can flatten)
+    the delay never exceeds `backoff_initial_s`: a venue whose market data keeps stalling must not grow
+    the backoff past the time stop.
     """
-    backoff = backoff or Backoff()
+    cfg = connection if connection is not None else ConnectionConfig()
     rng = rng or random.Random()
     attempt = 0
     count = 0
@@ -473,11 +501,11 @@ async def run_connection(
                 raise
             error = exc
         uptime = trio.current_time() - started
-        if uptime >= backoff.healthy_after:
+        if uptime >= cfg.healthy_after_s:
             attempt = 0
-        delay = backoff.delay(attempt, rng)
+        delay = cfg.reconnect_delay(attempt, rng)
         if urgent is not None and urgent():
-            delay = min(delay, backoff.base)
+            delay = min(delay, cfg.backoff_initial_s)
         attempt += 1
         log.warning("connection ended after %.1f s (%s); reconnecting in %.1f s", uptime, error, delay)
         if on_disconnect is not None:
