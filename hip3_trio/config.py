@@ -5,7 +5,7 @@ part with its one set of defaults and validators (`hip3_trio.validators`):
 
     [detector]    strategy.detector.DetectorConfig
     [limits]      execution.executor.ExecutorConfig
-    [time_stop]   position.time_stop.TimeStopConfig
+    [time_stop]   execution.time_stop.TimeStopConfig
     [risk]        risk.monitor.RiskConfig
     [batch]       execution.batch.BatchConfig        (the scheduler, and the session's sender)
     [connection]  venue.session.ConnectionConfig     (the session, reconnects, the reconcile loop)
@@ -60,7 +60,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import ExecutorConfig
-from hip3_trio.position.time_stop import TimeStopConfig
+from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.strategy.detector import DetectorConfig
 from hip3_trio.validators import Invalid, cross_check, finite_decimal, ge, in_file, optional

@@ -39,6 +39,7 @@ from hip3_trio import journal_mapping as jm
 from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.posts import PostEntry
+from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.journal import JournalSink, Record
 from hip3_trio.position.book import BookConfig, DexState, PositionBook, Reconciled, ReconcileDeferred
 from hip3_trio.position.readiness import Readiness
@@ -56,14 +57,13 @@ from hip3_trio.position.records import (
     SlippageMeasured,
     UnknownOrderEscalated,
 )
-from hip3_trio.position.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import risk_event_record
 from hip3_trio.risk.monitor import RiskConfig, RiskMonitor
 from hip3_trio.strategy.detector import BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
-from hip3_trio.venue.markets import MarketSpec
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
+from hip3_trio.wire.markets import MarketSpec
 
 __all__ = ["CoreListener", "CoreSettings", "CoreStatistics", "TradingCore", "book_top", "reject_reason"]
 

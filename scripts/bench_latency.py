@@ -38,8 +38,8 @@ from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.batch import BatchScheduler, OrderItem
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.nonce import NonceManager
+from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import Journal, JournalSink
-from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, open_simulator

@@ -69,9 +69,9 @@ from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.nonce import NonceManager
+from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import Journal, JournalSink, Record, write_in_thread
 from hip3_trio.position.book import BookConfig
-from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, Simulator

@@ -16,11 +16,11 @@ import trio
 import trio.testing
 
 from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResult
+from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import FillRecord, Journal, JournalSink, OrderFinalState, Record
 from hip3_trio.journal_mapping import final_state, order_update_record
 from hip3_trio.position.book import TrackedOrder
 from hip3_trio.position.records import OrderState, OrderTransition
-from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import TradeClosed
 from hip3_trio.wire.actions import Cloid

@@ -24,9 +24,9 @@ from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import Submitted
 from hip3_trio.execution.nonce import NonceManager
+from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import JournalSink
 from hip3_trio.position.records import OrderState
-from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import Simulator
 from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting

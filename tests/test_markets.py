@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hip3_trio.venue.markets import Markets, MarketsError, asset_id, dex_of, parse_meta, parse_perp_dexs
+from hip3_trio.wire.markets import Markets, MarketsError, asset_id, dex_of, parse_meta, parse_perp_dexs
 from hip3_trio.wire.numbers import Rounding
 
 PERP_DEXS: list[Any] = [None, {"name": "xyz", "fullName": "XYZ"}, {"name": "abc"}]

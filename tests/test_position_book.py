@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig
 from hip3_trio.execution.posts import PostEntry, PostTable
+from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.position.book import (
     BookConfig,
     Position,
@@ -40,10 +41,9 @@ from hip3_trio.position.records import (
     TradeClosed,
     UnknownOrderEscalated,
 )
-from hip3_trio.position.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.strategy.detector import Signal
-from hip3_trio.venue.markets import MarketSpec
 from hip3_trio.wire.actions import Cloid, LimitOrderType, OrderWire
+from hip3_trio.wire.markets import MarketSpec
 from hip3_trio.wire.messages import (
     ActionErr,
     ActionOk,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.position.records import FlattenFailed, UnknownOrderEscalated
-from hip3_trio.position.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.wire.actions import LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
 from tests.test_executor import Rig, signal

@@ -22,10 +22,10 @@ import trio.testing
 
 from hip3_trio.engine import EngineSettings
 from hip3_trio.execution.executor import Submitted
+from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import JOURNAL_FILENAME
 from hip3_trio.ops.report import compute_report, format_report, load_rows
 from hip3_trio.position.records import ReconcileRequested
-from hip3_trio.position.time_stop import TimeStopConfig
 from hip3_trio.sim import open_simulator
 from hip3_trio.sim.scenarios import SCENARIOS
 from hip3_trio.strategy.detector import DetectorConfig

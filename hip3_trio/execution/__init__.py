@@ -1,1 +1,2 @@
-"""The order path's pure state machines: nonces, batching, the post table, the executor."""
+"""The order path's pure state machines: nonces, batching, the post table, the executor and its
+gates, the time stop and flatten."""

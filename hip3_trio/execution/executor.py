@@ -42,8 +42,8 @@ from hip3_trio.position.book import PositionBook
 from hip3_trio.position.records import FlattenAllRequested, OrderState, OrderSubmitted
 from hip3_trio.strategy.detector import Signal
 from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, ge, gt, lt
-from hip3_trio.venue.markets import Markets, MarketSpec
 from hip3_trio.wire.actions import CancelByCloidWire, CancelWire, Cloid, LimitOrderType, OrderWire
+from hip3_trio.wire.markets import Markets, MarketSpec
 from hip3_trio.wire.messages import (
     ActionErr,
     ActionOk,

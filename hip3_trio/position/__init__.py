@@ -1,1 +1,1 @@
-"""Positions and orders as the engine knows them; time stop and flatten."""
+"""Positions and orders as the engine knows them: the position book, readiness, the journal's entry hints."""

@@ -39,8 +39,8 @@ from hip3_trio.position.records import (
     TradeClosed,
     UnknownOrderEscalated,
 )
-from hip3_trio.venue.markets import dex_of
 from hip3_trio.wire.actions import Cloid, OrderWire
+from hip3_trio.wire.markets import dex_of
 from hip3_trio.wire.messages import (
     AssetPosition,
     Fill,

@@ -1,1 +1,1 @@
-"""Connection to the venue: session, markets metadata, info requests."""
+"""Connection to the venue: the session, the venue link (session host), info requests."""

@@ -12,10 +12,10 @@ from typing import Any
 import attrs
 import trio
 
-from hip3_trio.venue.markets import Markets, MarketSpec, parse_meta, parse_perp_dexs
 from hip3_trio.venue.session import InfoError, Session
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
+from hip3_trio.wire.markets import Markets, MarketSpec, parse_meta, parse_perp_dexs
 
 __all__ = [
     "AccountState",

@@ -1,1 +1,1 @@
-"""Wire formats: actions, inbound messages, numbers, signing and keys."""
+"""Wire formats: actions, inbound messages, market metadata (asset ids, tick/lot), numbers, signing, keys."""
