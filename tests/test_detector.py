@@ -160,7 +160,7 @@ def test_size_is_floored_to_the_lot_never_rounded_up() -> None:
 
 def test_size_is_alpha_times_liquidity_factor_times_top_size_when_that_binds() -> None:
     # touch notional 20 × 137.5 = $2750 → factor 0.5; 0.1 × 0.5 × 20 = 1.0 < 1000/137.5
-    cfg = DetectorConfig(max_notional_usd=D(1000))
+    cfg = DetectorConfig(max_notional_usd=D(1000), alpha=D("0.1"))
     size = signal_size(top_px=D("137.5"), top_sz=D(20), mid_px=D("137.5"), sz_decimals=2, config=cfg)
     assert size == D(1)
 

@@ -122,7 +122,9 @@ def test_flatten_failed_after_the_deadline_and_retries_continue() -> None:
         for sent in stop.check(float(second)):
             rig.book.on_reply_error(sent.cloid, "Order could not immediately match", float(second))
     failures = of_type(rig.book.outbox.drain(), FlattenFailed)
-    assert [f.market for f in failures] == [A, A, A]  # at 90, 150 and 210 s
+    assert [f.market for f in failures] == [A, A, A]
+    # The plan's deadline runs from entry (0 s), not from the first flatten (30 s): at 60, 120, 180 s.
+    assert [f.age_s for f in failures] == [60.0, 120.0, 180.0]
     assert stop.flattening(A) == 30.0
     assert len(stop.check(211.0)) == 1  # and it keeps trying
 

@@ -11,7 +11,7 @@ post replies are counted.
 At most one flatten is live per market: while one is queued, sent or resting, the check waits (a queued
 one that no longer fits the position — reconciliation flipped or shrank it — is replaced). A
 flatten that is rejected or fills only partly is no longer live, so the next check sends the remainder.
-If a market is still not flat `flatten_fail_after_s` after its first flatten, a `FlattenFailed` event goes
+If a market is still not flat `flatten_fail_after_s` after its entry, a `FlattenFailed` event goes
 to the risk monitor — again each further deadline — and retries continue.
 
 `check(now)` is synchronous; the app's time-stop task calls it (through the engine, which drains the
@@ -21,6 +21,7 @@ outbox after it) every `check_interval_s`.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Final
@@ -115,7 +116,10 @@ class TimeStop:
                 continue
             if not everything and now - pos.entry_time < self.config.hold_s:
                 continue
-            since = self._flattening_since.setdefault(market, now)
+            first_flatten = self._flattening_since.setdefault(market, now)
+            # The plan's deadline runs from entry; a position of unknown age (learned by reconciliation
+            # with nothing to date it) is measured from its first flatten instead.
+            since = pos.entry_time if math.isfinite(pos.entry_time) else first_flatten
             self._check_deadline(market, since, now)
             if self.book.in_doubt(market):
                 continue  # evidence says the book is wrong here: flatten what reconciliation finds
@@ -179,9 +183,12 @@ class TimeStop:
         return live.is_buy == (size > 0) or live.size > abs(size)
 
     def _check_deadline(self, market: str, since: float, now: float) -> None:
+        """A `FlattenFailed` once the position is `flatten_fail_after_s` old and again each further
+        deadline, while retries go on (the plan: not flat 60 s after entry → alert, keep flattening)."""
         last = self._failed_at.get(market, since)
         if now - last >= self.config.flatten_fail_after_s:
             self._failed_at[market] = now
-            detail = f"not flat {now - since:.0f} s after the first flatten (size {self.book.size(market)})"
+            age = now - since
+            detail = f"not flat {age:.0f} s after entry (size {self.book.size(market)})"
             log.error("flatten failed on %s: %s", market, detail)
-            self.book.outbox.emit(FlattenFailed(market=market, detail=detail))
+            self.book.outbox.emit(FlattenFailed(market=market, detail=detail, age_s=age))

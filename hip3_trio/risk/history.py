@@ -63,9 +63,10 @@ TimedRiskEvent: TypeAlias = tuple[int, RiskEvent]
 def risk_event_record(event: FlattenFailed | SlippageMeasured, time_ms: int) -> EventRecord:
     """The journal event for `event`. `risk_history` reads it back as the same event."""
     if isinstance(event, FlattenFailed):
-        return EventRecord(
-            time_ms=time_ms, kind=FLATTEN_FAILED_KIND, detail={"market": event.market, "detail": event.detail}
-        )
+        detail: dict[str, object] = {"market": event.market, "detail": event.detail}
+        if event.age_s is not None:
+            detail["age_s"] = round(event.age_s, 3)
+        return EventRecord(time_ms=time_ms, kind=FLATTEN_FAILED_KIND, detail=detail)
     return EventRecord(time_ms=time_ms, kind=SLIPPAGE_KIND, detail={"market": event.market, "bps": event.bps})
 
 

@@ -77,10 +77,12 @@ class TradeClosed:
 
 @attrs.frozen(kw_only=True)
 class FlattenFailed:
-    """A position could not be flattened within the flatten deadline."""
+    """A position could not be flattened within the flatten deadline. `age_s`: how long it had been
+    open (since entry, or since its first flatten when its entry time is unknown)."""
 
     market: str
     detail: str = ""
+    age_s: float | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -179,7 +179,8 @@ class DetectorConfig:
         factory=dict, converter=_by_market, metadata=NOT_IN_FILE
     )
     # Fraction of the touched top-of-book size to take.
-    alpha: Decimal = attrs.field(default=Decimal("0.1"), validator=[finite_decimal, gt(0), le(1)])
+    # The plan's Phase B SIZE_ALPHA: take 5 % of the touched size.
+    alpha: Decimal = attrs.field(default=Decimal("0.05"), validator=[finite_decimal, gt(0), le(1)])
     # Cap per entry order, valued at mid.
     max_notional_usd: Decimal = attrs.field(default=Decimal(25), validator=[finite_decimal, gt(0)])
     # The venue's minimum order value (the executor checks its rounded orders against it too).
