@@ -40,6 +40,9 @@ surfacing later from ``__init__`` without a name), cross-field checks in ``__att
 recorded against their section, and `cattrs.transform_error` flattens the whole exception group into
 one ``path: reason`` line per problem. The same validators run when the classes are built in code, so
 a `Config` is valid however it was made.
+
+Why ~480 lines: the loader (cattrs hooks, error flattening), the `[[markets]]` and `[paths]` sections
+and the cross-section checks; each runtime section's class lives with the part it configures.
 """
 
 from __future__ import annotations

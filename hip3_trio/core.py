@@ -21,6 +21,9 @@ limit latches the hard stop and stops the executor in the same step), every outp
 through `journal_mapping`, a flatten-all request to the `TimeStop` — and the `CoreListener` (the venue
 link) is told whether a reconcile is wanted, so it can wake its reconcile loop, the sender and waiters.
 Because no step awaits, each is atomic under Trio, and a test can drive the core directly, end to end.
+
+Why one module of ~550 lines: it is the engine's single decision point — one method per input and
+the outbox routing they all end in; splitting it would spread one atomic step over several files.
 """
 
 from __future__ import annotations

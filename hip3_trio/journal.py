@@ -80,6 +80,10 @@ Examples for the report (issue 7)::
     SELECT market, AVG(pnl / (entry_px * size) * 1e4) FROM trades GROUP BY market;
     -- flatten success: reduce-only orders that filled / all resolved reduce-only orders
     SELECT AVG(final_state = 'filled') FROM orders WHERE reduce_only = 1 AND final_state IS NOT NULL;
+
+Why ~950 lines: the journal owns the file format end to end — schema and migrations, the record types
+with their validators, the writer, the producers' sink, the writer task and the read-only helpers —
+so a format change is one file's change.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from hip3_trio.journal import (
     TradeRecord,
     side_of,
 )
-from hip3_trio.position.book import TrackedOrder
+from hip3_trio.position.orders import TrackedOrder
 from hip3_trio.position.records import ClosedTrade, OrderState, OrderSubmitted, OrderTransition
 from hip3_trio.strategy.detector import BPS, Signal
 from hip3_trio.wire import messages as m

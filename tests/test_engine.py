@@ -20,7 +20,7 @@ from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResu
 from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import FillRecord, Journal, JournalSink, OrderFinalState, Record
 from hip3_trio.journal_mapping import final_state, order_update_record
-from hip3_trio.position.book import TrackedOrder
+from hip3_trio.position.orders import TrackedOrder
 from hip3_trio.position.records import OrderState, OrderTransition
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import TradeClosed

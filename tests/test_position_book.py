@@ -21,14 +21,8 @@ from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig
 from hip3_trio.execution.posts import PostEntry, PostTable
 from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
-from hip3_trio.position.book import (
-    BookConfig,
-    Position,
-    PositionBook,
-    Reconciled,
-    ReconcileDeferred,
-    apply_fill,
-)
+from hip3_trio.position.book import BookConfig, PositionBook, Reconciled, ReconcileDeferred
+from hip3_trio.position.positions import Position, apply_fill
 from hip3_trio.position.records import (
     ClosedTrade,
     OrderRejected,

@@ -16,6 +16,10 @@ requeues reduce-only orders and cancels; a post that certainly never executed re
 and requeues the rest.
 
 Outputs go to the book's `Outbox`; the caller drains it. Nothing here awaits.
+
+Why ~630 lines: the gates, the submission of entries, flattens and cancels, and the routing of every
+resolved post are one path whose invariants (register and enqueue together, route each post once) the
+tests check as a whole.
 """
 
 from __future__ import annotations

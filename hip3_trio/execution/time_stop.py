@@ -29,7 +29,8 @@ from typing import Final
 import attrs
 
 from hip3_trio.execution.executor import Executor, Submitted
-from hip3_trio.position.book import PositionBook, TrackedOrder
+from hip3_trio.position.book import PositionBook
+from hip3_trio.position.orders import TrackedOrder
 from hip3_trio.position.records import FlattenFailed, OrderState
 from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, gt, le
 from hip3_trio.wire.numbers import InvalidNumber, clamp_reduce_only_size

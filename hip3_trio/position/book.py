@@ -14,6 +14,11 @@ requested. `reconcile()` replaces the positions with the exchange's truth in one
 
 Everything is synchronous and takes `now` (the engine's monotonic seconds) from the caller; outputs go to
 the shared `Outbox`. Prices and sizes are `Decimal`.
+
+Why one module of ~900 lines: the book is one state machine with one writer per piece of state
+(`_put` for orders and their unsettled index, `_positions` swapped in one assignment) whose invariants
+the stateful property test checks as a whole; its value types (`orders.py`, `positions.py`) and the
+venue's fill-by-fill account (`ledger.py`) live beside it.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from typing import Any, Final
 
 import attrs
 
+from hip3_trio.position.ledger import EntryHint, FillLedger
+from hip3_trio.position.orders import TrackedOrder, is_settled, refused_as_increase
+from hip3_trio.position.positions import Position, apply_fill, entry_px
 from hip3_trio.position.records import (
-    ClosedTrade,
     OrderRejected,
     OrderState,
     OrderTransition,
@@ -53,17 +60,7 @@ from hip3_trio.wire.messages import (
     WsOrder,
 )
 
-__all__ = [
-    "BookConfig",
-    "DexState",
-    "EntryHint",
-    "Position",
-    "PositionBook",
-    "ReconcileDeferred",
-    "Reconciled",
-    "TrackedOrder",
-    "apply_fill",
-]
+__all__ = ["BookConfig", "DexState", "PositionBook", "ReconcileDeferred", "Reconciled"]
 
 log = logging.getLogger(__name__)
 
@@ -84,207 +81,6 @@ class BookConfig:
     mismatch_grace_s: float = 5.0
 
 
-@attrs.frozen(kw_only=True)
-class TrackedOrder:
-    """One of our orders as the book knows it. Sizes are absolute; `is_buy` gives the direction.
-
-    `filled_sz` sums the distinct live fills attributed to it (the ones that moved a position);
-    `snapshot_sz` the fills that did not (snapshot fills, and live fills that a reconciliation may
-    already hold, see `_in_reconciled_state`); `reply_total`/`reply_avg_px` come
-    from the post reply; `exchange_remaining` is the venue's remaining size and `executed_sz` its
-    `origSz - sz` (order updates, order status, open orders); `evidence_ms` the latest exchange time of
-    that timestamped evidence (snapshot fills, statuses). `confirmed` means a reconciliation already
-    covers its fills in the positions. `first_sent_seq` and `sent_seq` number its first and latest send
-    among the book's sends (they differ once a requeued reduce-only order went out again under its
-    cloid): a reconciliation taken before its first send cannot hold its executions, one taken after
-    its latest send holds every execution not later than its state.
-    """
-
-    cloid: Cloid
-    market: str
-    is_buy: bool
-    limit_px: Decimal
-    size: Decimal
-    reduce_only: bool
-    state: OrderState
-    created_at: float
-    changed_at: float
-    oid: int | None = None
-    filled_sz: Decimal = ZERO
-    snapshot_sz: Decimal = ZERO
-    exchange_remaining: Decimal | None = None
-    executed_sz: Decimal = ZERO
-    evidence_ms: int | None = None
-    reply_total: Decimal | None = None
-    reply_avg_px: Decimal | None = None
-    settled_at: float | None = None
-    confirmed: bool = False
-    mismatch_reported: bool = False
-    first_sent_seq: int = 0
-    sent_seq: int = 0
-    expected_edge_bps: Decimal | None = None
-    signal_px: Decimal | None = None
-    reason: str = ""
-    detail: str = ""
-
-    @property
-    def sign(self) -> Decimal:
-        return Decimal(1) if self.is_buy else Decimal(-1)
-
-    @property
-    def open_size(self) -> Decimal:
-        """Size that may still fill: 0 once terminal, else what neither fills nor the venue ruled out."""
-        if self.state.is_terminal:
-            return ZERO
-        left = self.size - self.filled_sz - self.snapshot_sz
-        if self.exchange_remaining is not None:
-            left = min(left, self.exchange_remaining)
-        return max(left, ZERO)
-
-    @property
-    def unconfirmed_fill(self) -> Decimal:
-        """Size known to have filled (post reply, order update, snapshot fills) that no position shows
-        yet, until the live fills arrive or a reconciliation covers it. The streams are not ordered
-        relative to each other, so whichever evidence comes first already counts as exposure."""
-        if self.confirmed:
-            return ZERO
-        announced = max(self.reply_total or ZERO, self.executed_sz, self.filled_sz + self.snapshot_sz)
-        return announced - self.filled_sz
-
-
-@attrs.frozen(kw_only=True)
-class Position:
-    """A signed position and the running account of its round trip.
-
-    `entry_time` (monotonic s) is when it opened from flat — what the time stop measures. The
-    `entry_*`/`exit_*` sums give the round trip's average entry and exit prices; `expected_edge_bps`,
-    `signal_px` and `entry_cloid` come from the order whose fill opened it. `corrected` marks a position
-    that reconciliation had to change, whose trade record is therefore approximate.
-    """
-
-    market: str
-    size: Decimal
-    avg_entry_px: Decimal
-    entry_time: float
-    opened_ms: int | None = None
-    realized_pnl: Decimal = ZERO
-    fees: Decimal = ZERO
-    entry_qty: Decimal = ZERO
-    entry_value: Decimal = ZERO
-    exit_qty: Decimal = ZERO
-    exit_value: Decimal = ZERO
-    expected_edge_bps: Decimal | None = None
-    signal_px: Decimal | None = None
-    entry_cloid: Cloid | None = None
-    corrected: bool = False
-
-
-def _open(
-    market: str,
-    signed_sz: Decimal,
-    px: Decimal,
-    fee: Decimal,
-    now: float,
-    time_ms: int,
-    origin: TrackedOrder | None,
-) -> Position:
-    qty = abs(signed_sz)
-    return Position(
-        market=market,
-        size=signed_sz,
-        avg_entry_px=px,
-        entry_time=now,
-        opened_ms=time_ms,
-        fees=fee,
-        entry_qty=qty,
-        entry_value=px * qty,
-        expected_edge_bps=origin.expected_edge_bps if origin is not None else None,
-        signal_px=origin.signal_px if origin is not None else None,
-        entry_cloid=origin.cloid if origin is not None else None,
-    )
-
-
-def _slippage_bps(pos: Position, entry_px: Decimal) -> Decimal | None:
-    """Average entry against the signal's price, in bps; positive = worse than the signal."""
-    if pos.signal_px is None:
-        return None
-    adverse = entry_px - pos.signal_px if pos.size > 0 else pos.signal_px - entry_px
-    return adverse / pos.signal_px * BPS
-
-
-def apply_fill(
-    pos: Position | None,
-    *,
-    market: str,
-    signed_sz: Decimal,
-    px: Decimal,
-    fee: Decimal,
-    now: float,
-    time_ms: int,
-    order: TrackedOrder | None = None,
-) -> tuple[Position | None, ClosedTrade | None]:
-    """The position after one fill (of `order`, when it is ours), and the round trip it closed (if it
-    went flat or flipped).
-
-    Adding to a position averages the entry price; reducing realises `(px - entry) × qty` in the
-    position's direction; a fill through zero closes the trade and opens the remainder at `px` (the fee
-    is split pro rata between the two). The order that opens a position is its origin: its signal's
-    expected edge and price go into the trade record.
-    """
-    qty = abs(signed_sz)
-    if pos is None or pos.size == 0:
-        return _open(market, signed_sz, px, fee, now, time_ms, order), None
-    if (pos.size > 0) == (signed_sz > 0):
-        new_size = pos.size + signed_sz
-        avg = (pos.avg_entry_px * abs(pos.size) + px * qty) / abs(new_size)
-        grown = attrs.evolve(
-            pos,
-            size=new_size,
-            avg_entry_px=avg,
-            fees=pos.fees + fee,
-            entry_qty=pos.entry_qty + qty,
-            entry_value=pos.entry_value + px * qty,
-        )
-        return grown, None
-    closing = min(qty, abs(pos.size))
-    direction = Decimal(1) if pos.size > 0 else Decimal(-1)
-    close_fee = fee if closing == qty else fee * closing / qty
-    reduced = attrs.evolve(
-        pos,
-        size=pos.size - direction * closing,
-        realized_pnl=pos.realized_pnl + (px - pos.avg_entry_px) * closing * direction,
-        fees=pos.fees + close_fee,
-        exit_qty=pos.exit_qty + closing,
-        exit_value=pos.exit_value + px * closing,
-    )
-    if reduced.size != 0:
-        return reduced, None
-    entry_px = reduced.entry_value / reduced.entry_qty if reduced.entry_qty else reduced.avg_entry_px
-    trade = ClosedTrade(
-        market=market,
-        is_long=direction > 0,
-        size=reduced.entry_qty,
-        entry_px=entry_px,
-        exit_px=reduced.exit_value / reduced.exit_qty,
-        pnl=reduced.realized_pnl,
-        fees=reduced.fees,
-        opened_at=reduced.entry_time,
-        closed_at=now,
-        opened_ms=reduced.opened_ms,
-        closed_ms=time_ms,
-        expected_edge_bps=reduced.expected_edge_bps,
-        slippage_bps=_slippage_bps(pos, entry_px),
-        entry_cloid=reduced.entry_cloid,
-        exit_cloid=order.cloid if order is not None else None,
-        exit_reason=order.reason if order is not None else None,
-        corrected=reduced.corrected,
-    )
-    rest = qty - closing
-    if rest == 0:
-        return None, trade
-    return _open(market, -direction * rest, px, fee - close_fee, now, time_ms, order), trade
-
-
 @attrs.frozen
 class DexState:
     """One dex's `clearinghouseState` as the venue answered it: the unit a reconciliation is judged in.
@@ -299,18 +95,6 @@ class DexState:
     positions: tuple[AssetPosition, ...]
     as_of_ms: int | None = None
     sends_before: int | None = None
-
-
-@attrs.frozen
-class EntryHint:
-    """What the journal remembers of one of our entry orders, for positions the book learns about only
-    from the venue (after a restart): the signal's expected edge and price, and when it was submitted
-    (exchange ms), the last resort for a position's age when no fill dates it."""
-
-    market: str
-    submitted_ms: int
-    expected_edge_bps: Decimal | None = None
-    signal_px: Decimal | None = None
 
 
 @attrs.frozen
@@ -372,8 +156,8 @@ class PositionBook:
         # Per market: the position as the venue's own fills tell it (each fill's `startPosition`), with
         # its opening fill's time, fees and cloid: what a position learned by reconciliation is dated
         # and accounted from. Absent: the fills seen do not reach back to the position's opening.
-        self._ledger: dict[str, Position] = {}
         self._entry_hints: dict[Cloid, EntryHint] = dict(entry_hints or {})
+        self._ledger = FillLedger(self._entry_hints)
         # Markets whose position exchange evidence contradicted, until the next reconciliation of them.
         self._doubted: set[str] = set()
         self._unknown_statuses_logged: set[str] = set()
@@ -647,7 +431,7 @@ class PositionBook:
                 new.append((fill, order))
         # The ledger follows each market in the venue's order (a snapshot's order is not specified).
         for fill, order in sorted(new, key=lambda pair: (pair[0].time, pair[0].tid)):
-            self._extend_ledger(fill, order, now)
+            self._ledger.on_fill(fill, order, now)
         return applied
 
     def _check_start_position(self, fill: Fill, now: float) -> None:
@@ -669,67 +453,6 @@ class PositionBook:
                     at=now,
                 )
             )
-
-    def _extend_ledger(self, fill: Fill, order: TrackedOrder | None, now: float) -> None:
-        """Follow the venue's position of `fill.coin` through its own fills (live and snapshot, each
-        once): a fill from flat opens it, a fill that continues the ledger's size extends it (through
-        `apply_fill`, so flips split as they do in the book), any gap makes it unknown until the next
-        opening. This is what a position learned by reconciliation is dated and accounted from."""
-        market, start = fill.coin, fill.start_position
-        signed = fill.sz if fill.is_buy else -fill.sz
-        current = self._ledger.get(market)
-        if start == 0:
-            current = None
-        elif current is None or current.size != start:
-            self._ledger.pop(market, None)
-            end = start + signed
-            if end == 0 or (end > 0) == (start > 0):
-                return  # a gap: the fills seen do not reach back to this position's opening
-            # A flip: the remainder opens here, with its share of the fee.
-            rest_fee = fill.fee * abs(end) / fill.sz
-            self._ledger[market] = self._ledger_open(market, end, fill, rest_fee, order, now)
-            return
-        if current is None:
-            self._ledger[market] = self._ledger_open(market, signed, fill, fill.fee, order, now)
-            return
-        pos, _ = apply_fill(
-            current,
-            market=market,
-            signed_sz=signed,
-            px=fill.px,
-            fee=fill.fee,
-            now=now,
-            time_ms=fill.time,
-            order=order,
-        )
-        if pos is None:
-            self._ledger.pop(market, None)
-        elif pos.size != 0 and (pos.size > 0) != (current.size > 0):
-            self._ledger[market] = self._with_hint(pos, fill)  # flipped: the remainder opened here
-        else:
-            self._ledger[market] = pos
-
-    def _ledger_open(
-        self, market: str, signed: Decimal, fill: Fill, fee: Decimal, order: TrackedOrder | None, now: float
-    ) -> Position:
-        return self._with_hint(_open(market, signed, fill.px, fee, now, fill.time, order), fill)
-
-    def _with_hint(self, pos: Position, fill: Fill) -> Position:
-        """Fill in a ledger position's signal data from the journal when its opening order is not
-        tracked any more (a restart): the opening fill's cloid names the order."""
-        if pos.entry_cloid is not None or fill.cloid is None:
-            return pos
-        try:
-            cloid = Cloid(fill.cloid)
-        except ValueError:
-            return pos
-        hint = self._entry_hints.get(cloid)
-        return attrs.evolve(
-            pos,
-            entry_cloid=cloid,
-            expected_edge_bps=hint.expected_edge_bps if hint is not None else None,
-            signal_px=hint.signal_px if hint is not None else None,
-        )
 
     def reconcile(
         self,
@@ -887,7 +610,7 @@ class PositionBook:
         """Store `order`'s new version: the only write to `_orders`, so the `_unsettled` index cannot
         drift from it."""
         self._orders[order.cloid] = order
-        if _is_settled(order):
+        if is_settled(order):
             self._unsettled.pop(order.cloid, None)
         else:
             self._unsettled[order.cloid] = order
@@ -934,7 +657,7 @@ class PositionBook:
         )
         if state is OrderState.REJECTED:
             self.outbox.emit(OrderRejected(market=order.market, message=detail))
-            if order.reduce_only and _refused_as_increase(detail):
+            if order.reduce_only and refused_as_increase(detail):
                 # The venue holds no position this order reduces: the book is wrong about this market.
                 self._doubted.add(order.market)
                 log.warning(
@@ -1071,11 +794,11 @@ class PositionBook:
             corrections.append(PositionCorrected(market=market, old_size=old_size, new_size=size, at=now))
             if size == 0:
                 continue
-            entry_px = _entry_px(truth, old)
+            px = entry_px(truth, old)
             if old is not None and old.size != 0 and (old.size > 0) == (size > 0):
-                new_positions[market] = attrs.evolve(old, size=size, avg_entry_px=entry_px, corrected=True)
+                new_positions[market] = attrs.evolve(old, size=size, avg_entry_px=px, corrected=True)
             else:
-                new_positions[market] = self._learned_position(market, size, entry_px, now, as_of_ms)
+                new_positions[market] = self._learned_position(market, size, px, now, as_of_ms)
         return new_positions, corrections
 
     def _learned_position(
@@ -1086,7 +809,7 @@ class PositionBook:
         age, entry fees and entry order, exact), else flagged `corrected` and dated by the journal's
         latest entry order on the market, else due at once. Its age runs from the opening, never from
         now: the time stop must not restart a 30 s clock for a position already held."""
-        ledger = self._ledger.get(market)
+        ledger = self._ledger.position(market)
         if ledger is not None and ledger.size == size and ledger.opened_ms is not None:
             return attrs.evolve(ledger, entry_time=_monotonic_at(ledger.opened_ms, now, as_of_ms))
         hint = max(
@@ -1173,27 +896,10 @@ class PositionBook:
         for cloid, order in list(self._orders.items()):
             if len(self._orders) <= target:
                 break
-            if _is_settled(order) and order.state is not OrderState.ESCALATED:
+            if is_settled(order) and order.state is not OrderState.ESCALATED:
                 del self._orders[cloid]
         # An order can have had more than one oid (sent again under its cloid): drop every one of them.
         self._by_oid = {oid: cloid for oid, cloid in self._by_oid.items() if cloid in self._orders}
-
-
-#: How the venue refuses a reduce-only order that would not reduce its position: the post reply's
-#: error text and the order status (PROTOCOL.md, order statuses), matched in lower case.
-_INCREASE_REFUSALS: Final = ("reduce only order would increase position", "reduceonlyrejected")
-
-
-def _refused_as_increase(detail: str) -> bool:
-    text = detail.lower()
-    return any(fragment in text for fragment in _INCREASE_REFUSALS)
-
-
-def _is_settled(order: TrackedOrder) -> bool:
-    """Terminal with nothing unconfirmed: the order no longer counts towards pending marks, exposure,
-    reconciliation or the periodic check. Only a settled order may be forgotten (`_prune`), and only
-    `_put` decides membership of the index."""
-    return order.state.is_terminal and not order.unconfirmed_fill
 
 
 def _monotonic_at(time_ms: int, now: float, as_of_ms: int | None) -> float:
@@ -1202,14 +908,3 @@ def _monotonic_at(time_ms: int, now: float, as_of_ms: int | None) -> float:
     if as_of_ms is None:
         return -math.inf
     return now - max(0, as_of_ms - time_ms) / 1000
-
-
-def _entry_px(truth: AssetPosition | None, old: Position | None) -> Decimal:
-    """The exchange's entry price, else its value / size, else what we had."""
-    if truth is not None and truth.entry_px is not None:
-        return truth.entry_px
-    if truth is not None and truth.position_value is not None and truth.szi != 0:
-        return abs(truth.position_value / truth.szi)
-    if old is not None:
-        return old.avg_entry_px
-    return ZERO

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Final
 
 from hip3_trio.journal import Journal
-from hip3_trio.position.book import EntryHint
+from hip3_trio.position.ledger import EntryHint
 from hip3_trio.wire.actions import Cloid
 
 __all__ = ["read_entry_hints"]

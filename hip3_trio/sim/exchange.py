@@ -5,6 +5,9 @@ nonce → expiry → vault), applies it, and returns the reply payload; the even
 userFills, account and book pushes) are queued and published by ``flush`` so the caller can put the
 post reply on the wire first. ``tick`` is one oracle update for every market; ``run_scheduled_cancels``
 fires due ``scheduleCancel`` times. Tasks that drive time live in ``server.Simulator``.
+
+Why ~550 lines: the simulated venue's state and its action rules (orders, cancels, nonces, matching
+hooks, pushes) must change together, as the venue's do.
 """
 
 from __future__ import annotations

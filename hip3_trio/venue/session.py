@@ -10,6 +10,9 @@ disconnect — resolving every pending post as disconnected / not sent and handi
 The engine side is a `SessionHost`: the session calls it synchronously for every decoded message and
 every resolved post, and asks it for the next batch to send. The session itself decides nothing about
 orders; it moves frames, correlates replies, keeps time and reports.
+
+Why ~530 lines: one connection's five tasks, its post and control tables and the reconnect supervisor
+share the connection's lifetime (its cancel scope) and its one recovery path.
 """
 
 from __future__ import annotations
