@@ -1,10 +1,11 @@
 """Where a signal's time goes between frame and socket: per-step timers around the engine's calls.
 
-Wraps the functions on the signal-to-wire path (decode, the host's message step, detector, executor
-gates, book, journal records, scheduler, signing, serialisation, post table) with `perf_counter_ns`
-timers, runs `bench_latency.engine_run` (in-process simulator), and for each traced order reports how
-long each step took between the frame's arrival and the post being handed to the socket. The wrappers
-add ~0.3 µs per call; read the figures as a breakdown, the totals come from bench_latency.py.
+Wraps the functions on the signal-to-wire path (decode, the link's message step, detector, executor
+gates, book, scheduler, signing, serialisation, post table; and the journaling that follows the send)
+with `perf_counter_ns` timers, runs `bench_latency.engine_run` (in-process simulator), and for each
+traced order reports how long each step took between the frame's arrival and the post being handed to
+the socket. The wrappers add ~0.3 µs per call; read the figures as a breakdown, the totals come from
+bench_latency.py.
 
     .venv/bin/python scripts/profile_signal_path.py --signals 150
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
 import sys
 import tempfile
@@ -27,14 +29,17 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_latency
 
-from hip3_trio import engine as engine_module
+from hip3_trio import core as core_module
 from hip3_trio.execution import batch as batch_module
 from hip3_trio.execution import executor as executor_module
+from hip3_trio.execution import posts as posts_module
 from hip3_trio.position import book as book_module
 from hip3_trio.strategy import detector as detector_module
+from hip3_trio.venue import link as link_module
 from hip3_trio.venue import session as session_module
 from hip3_trio.venue.session import Session
 from hip3_trio.venue.trace import LatencyTrace
+from hip3_trio.wire import messages as messages_module
 
 step_ns: defaultdict[str, int] = defaultdict(int)
 
@@ -54,30 +59,30 @@ def timed(owner: Any, name: str, label: str) -> None:
 
 
 def instrument() -> tuple[list[str], list[dict[str, int]]]:
-    E, X, B = engine_module.Engine, executor_module.Executor, book_module.PositionBook
+    C, L = core_module.TradingCore, link_module.VenueLink
+    X, B = executor_module.Executor, book_module.PositionBook
     steps: list[tuple[Any, str, str]] = [
-        (session_module.m, "decode_frame", "decode_frame"),
-        (E, "on_message", "host.on_message (whole step)"),
+        (messages_module, "decode_frame", "decode_frame"),
+        (L, "on_message", "link.on_message (whole step)"),
         (detector_module.Detector, "on_book", "  detector"),
         (detector_module.Detector, "on_oracle", "  detector"),
         (X, "submit_signal", "  executor.submit_signal"),
-        (X, "_build", "    _build (tick/lot)"),
+        (X, "_price_size", "    _price_size (tick/lot)"),
         (X, "_check_caps", "    _check_caps"),
-        (X, "_next_cloid", "    _next_cloid"),
+        (X, "_order", "    _order (with its cloid)"),
         (X, "_submitted", "    _submitted (event)"),
         (B, "register", "    book.register"),
         (B, "has_position", "    book.has_position"),
         (batch_module.BatchScheduler, "enqueue_new", "    scheduler.enqueue_new"),
-        (executor_module.attrs, "evolve", "    attrs.evolve"),
-        (E, "_journal_signal", "  journal SignalRecord"),
-        (E, "_after", "  outbox drain (_after)"),
-        (E, "next_batch", "sender: next_batch"),
+        (C, "_drain", "  outbox drain (_drain)"),
+        (C, "next_batch", "sender: next_batch"),
         (session_module, "action_to_wire", "sender: action_to_wire"),
-        (E, "sign", "sender: sign"),
-        (session_module.PostTable, "create", "sender: posts.create"),
-        (session_module.json, "dumps", "sender: json.dumps"),
-        (session_module.PostTable, "mark_sent", "sender: posts.mark_sent"),
-        (E, "on_batch_sent", "sender: host.on_batch_sent"),
+        (L, "sign", "sender: sign"),
+        (posts_module.PostTable, "create", "sender: posts.create"),
+        (json, "dumps", "sender: json.dumps"),
+        (posts_module.PostTable, "mark_sent", "sender: posts.mark_sent"),
+        (L, "on_batch_sent", "sender: host.on_batch_sent"),
+        (C, "_flush_after_send", "after the send: journal + log the signal"),
     ]
     for owner, name, label in steps:
         timed(owner, name, label)

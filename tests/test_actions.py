@@ -149,7 +149,7 @@ def test_msgpack_bytes_match_the_sdk(
     px: Decimal, sz: Decimal, tif: Any, reduce_only: bool, cloid: str | None, asset: int
 ) -> None:
     ours = OrderAction(
-        [OrderWire(asset, True, px, sz, reduce_only, LimitOrderType(tif), cloid and Cloid(cloid))]
+        [OrderWire(asset, True, px, sz, reduce_only, LimitOrderType(tif), Cloid(cloid) if cloid else None)]
     )
     request: Any = {
         "coin": "ignored",

@@ -64,7 +64,7 @@ async def test_full_run_trades_a_round_trip_and_journals_it(
     # Signals became IOC orders the simulator accepted (it verifies every signature); nonces increase.
     entries = rig.orders(reduce_only=False)
     assert entries and all(o["t"] == {"limit": {"tif": "Ioc"}} for o in entries)
-    nonces = [s.nonce for s in rig.actions()]
+    nonces = [s.nonce for s in rig.actions() if s.nonce is not None]
     assert nonces == sorted(nonces) and len(set(nonces)) == len(nonces)
     assert engine.statistics().core.rejects == len(
         [r for r in rig.query("SELECT final_state FROM orders") if r[0] == "rejected"]

@@ -253,8 +253,8 @@ async def test_lost_post_is_invalidated_by_an_accepted_noop_and_the_market_trade
             rig.sim.faults.lose_posts = 1
             lost = seen["lost"] = submitted(rig, NVDA)
             seen["sent_at"] = await rig.wait_for(
-                lambda: engine.core.book.order(lost).state is OrderState.SENT
-            )  # type: ignore[union-attr]
+                lambda: engine.core.book.order(lost).state is OrderState.SENT  # type: ignore[union-attr]
+            )
             assert engine.core.book.pending(NVDA)
             await rig.wait_for(lambda: engine.core.book.order(lost).state.is_terminal)  # type: ignore[union-attr]
             seen["order"] = engine.core.book.order(lost)

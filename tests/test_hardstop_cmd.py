@@ -112,8 +112,8 @@ def test_clear_releases_the_latch_and_journals_who_and_when(tmp_path: Path) -> N
 
 
 def test_who_defaults_to_user_at_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hardstop_cmd.getpass, "getuser", lambda: "bob")
-    monkeypatch.setattr(hardstop_cmd.socket, "gethostname", lambda: "box")
+    monkeypatch.setattr("getpass.getuser", lambda: "bob")
+    monkeypatch.setattr("socket.gethostname", lambda: "box")
     latch(tmp_path)
     code, _ = run("clear", "--yes", "--state-dir", str(tmp_path))
     assert code == 0
@@ -125,8 +125,8 @@ def test_an_unnamed_user_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_user() -> str:
         raise OSError("no username")
 
-    monkeypatch.setattr(hardstop_cmd.getpass, "getuser", no_user)
-    monkeypatch.setattr(hardstop_cmd.socket, "gethostname", lambda: "box")
+    monkeypatch.setattr("getpass.getuser", no_user)
+    monkeypatch.setattr("socket.gethostname", lambda: "box")
     assert hardstop_cmd.default_operator() == "unknown@box"
 
 

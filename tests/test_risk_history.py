@@ -224,7 +224,7 @@ def test_records_before_the_hard_stop_was_cleared_do_not_count(
     second = Run(tmp_path)
     monitor = second.monitor
     assert not monitor.hard_stop.latched
-    assert (monitor.realized_pnl, monitor.consecutive_losses, monitor.flatten_failures) == (0, 0, 0)
+    assert (monitor.realized_pnl, monitor.consecutive_losses, monitor.flatten_failures) == (D(0), 0, 0)
     assert trades(second, ["-1"] * 6, cleared_at + 1000) == [None] * 5 + [STREAK]
     second.close()
 
@@ -302,13 +302,12 @@ async def test_engine_restarted_mid_streak_trips_at_the_sixth_loss_like_an_unint
         assert (monitor.realized_pnl, monitor.consecutive_losses) == (D(-4), 4)
         assert (monitor.flatten_failures, monitor.slippage_streak) == (3, 2)
         close_trade(rig, "-1")
-        reasons.append(
-            rig.engine.core.hard_stop_latch.record and rig.engine.core.hard_stop_latch.record.reason
-        )
+        first = rig.engine.core.hard_stop_latch.record
+        reasons.append(first.reason if first is not None else None)
         await trio.sleep(1)
         close_trade(rig, "-1")
         record = rig.engine.core.hard_stop_latch.record
-        reasons.append(record and record.reason)
+        reasons.append(record.reason if record is not None else None)
         rig.stop.set()
 
     rig = await run_rig(tmp_path, second_run, dry_run=True)

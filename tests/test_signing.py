@@ -25,8 +25,8 @@ import msgpack
 import pytest
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
-from eth_keys import KeyAPI
-from eth_utils import to_checksum_address
+from eth_keys.main import KeyAPI
+from eth_utils.address import to_checksum_address
 from hyperliquid.exchange import Exchange
 from hyperliquid.utils import signing as sdk_signing
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
