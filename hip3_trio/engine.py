@@ -20,15 +20,9 @@ import attrs
 import trio
 
 from hip3_trio.core import CoreSettings, CoreStatistics, TradingCore
-from hip3_trio.execution.batch import BatchConfig
-from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.nonce import NonceManager
-from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import JournalSink
-from hip3_trio.position.book import BookConfig
 from hip3_trio.risk.hard_stop import HardStop
-from hip3_trio.risk.monitor import RiskConfig
-from hip3_trio.strategy.detector import DetectorConfig
 from hip3_trio.venue.link import LinkSettings, LinkStatistics, VenueLink
 from hip3_trio.venue.session import ConnectionConfig
 from hip3_trio.venue.trace import LatencyTrace
@@ -40,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 @attrs.frozen(kw_only=True)
-class EngineSettings:
-    """Everything one engine run needs besides its collaborators.
+class EngineSettings(CoreSettings):
+    """Everything one engine run needs besides its collaborators: the core's settings (markets, run mode,
+    each part's section) and the venue link's (who we trade as, the connection).
 
     The sections are the config file's own classes, passed through by the app (`app.engine_settings`)
     together with what only the run knows: markets, user, vault, network, dry run, and the derived
@@ -49,33 +44,12 @@ class EngineSettings:
     `connection` and `scheduler` (the file's ``[batch]``) as well.
     """
 
-    markets: tuple[str, ...]
     user: str
     vault_address: str | None = None
     is_mainnet: bool = False
-    dry_run: bool = False
-    detector: DetectorConfig = attrs.Factory(DetectorConfig)
-    executor: ExecutorConfig = attrs.Factory(ExecutorConfig)
-    scheduler: BatchConfig = attrs.Factory(BatchConfig)
-    time_stop: TimeStopConfig = attrs.Factory(TimeStopConfig)
-    risk: RiskConfig = attrs.Factory(RiskConfig)
-    book: BookConfig = attrs.Factory(BookConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
     # Not in the config file: the pause that lets a burst of reconcile requests coalesce.
     reconcile_retry_s: float = 1.0
-
-    def core(self) -> CoreSettings:
-        """What the trading core is configured by."""
-        return CoreSettings(
-            markets=self.markets,
-            dry_run=self.dry_run,
-            detector=self.detector,
-            executor=self.executor,
-            scheduler=self.scheduler,
-            time_stop=self.time_stop,
-            risk=self.risk,
-            book=self.book,
-        )
 
     def link(self) -> LinkSettings:
         """What the venue link is configured by."""
@@ -114,7 +88,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.core = TradingCore(
-            settings.core(),
+            settings,
             hard_stop=hard_stop,
             journal=journal,
             exchange_ms=nonces.approx_server_time_ms,

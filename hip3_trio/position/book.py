@@ -34,7 +34,7 @@ import attrs
 
 from hip3_trio.position.ledger import EntryHint, FillLedger
 from hip3_trio.position.orders import TrackedOrder, is_settled, refused_as_increase
-from hip3_trio.position.positions import Position, apply_fill, entry_px
+from hip3_trio.position.positions import Position, apply_venue_fill, entry_px
 from hip3_trio.position.records import (
     OrderRejected,
     OrderState,
@@ -739,16 +739,7 @@ class PositionBook:
 
     def _apply_to_position(self, fill: Fill, order: TrackedOrder | None, now: float) -> None:
         signed = fill.sz if fill.is_buy else -fill.sz
-        pos, trade = apply_fill(
-            self._positions.get(fill.coin),
-            market=fill.coin,
-            signed_sz=signed,
-            px=fill.px,
-            fee=fill.fee,
-            now=now,
-            time_ms=fill.time,
-            order=order,
-        )
+        pos, trade = apply_venue_fill(self._positions.get(fill.coin), fill, now, order)
         if pos is None:
             self._positions.pop(fill.coin, None)
         else:

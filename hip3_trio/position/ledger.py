@@ -15,7 +15,7 @@ from decimal import Decimal
 import attrs
 
 from hip3_trio.position.orders import TrackedOrder
-from hip3_trio.position.positions import Position, apply_fill, open_position
+from hip3_trio.position.positions import Position, apply_venue_fill, open_position
 from hip3_trio.wire.actions import Cloid
 from hip3_trio.wire.messages import Fill
 
@@ -69,16 +69,7 @@ class FillLedger:
         if current is None:
             self._positions[market] = self._open(market, signed, fill, fill.fee, order, now)
             return
-        pos, _ = apply_fill(
-            current,
-            market=market,
-            signed_sz=signed,
-            px=fill.px,
-            fee=fill.fee,
-            now=now,
-            time_ms=fill.time,
-            order=order,
-        )
+        pos, _ = apply_venue_fill(current, fill, now, order)
         if pos is None:
             self._positions.pop(market, None)
         elif pos.size != 0 and (pos.size > 0) != (current.size > 0):

@@ -11,9 +11,9 @@ import attrs
 from hip3_trio.position.orders import TrackedOrder
 from hip3_trio.position.records import ClosedTrade
 from hip3_trio.wire.actions import Cloid
-from hip3_trio.wire.messages import AssetPosition
+from hip3_trio.wire.messages import AssetPosition, Fill
 
-__all__ = ["Position", "apply_fill", "entry_px", "open_position"]
+__all__ = ["Position", "apply_fill", "apply_venue_fill", "entry_px", "open_position"]
 
 ZERO: Final = Decimal(0)
 BPS: Final = Decimal(10_000)
@@ -150,6 +150,22 @@ def apply_fill(
     if rest == 0:
         return None, trade
     return open_position(market, -direction * rest, px, fee - close_fee, now, time_ms, order), trade
+
+
+def apply_venue_fill(
+    pos: Position | None, fill: Fill, now: float, order: TrackedOrder | None
+) -> tuple[Position | None, ClosedTrade | None]:
+    """`apply_fill` for one of the venue's fills (of `order`, when it is ours)."""
+    return apply_fill(
+        pos,
+        market=fill.coin,
+        signed_sz=fill.sz if fill.is_buy else -fill.sz,
+        px=fill.px,
+        fee=fill.fee,
+        now=now,
+        time_ms=fill.time,
+        order=order,
+    )
 
 
 def entry_px(truth: AssetPosition | None, old: Position | None) -> Decimal:

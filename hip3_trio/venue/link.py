@@ -44,6 +44,16 @@ __all__ = ["LatencyHistogram", "LinkSettings", "LinkStatistics", "VenueLink"]
 
 log = logging.getLogger(__name__)
 
+#: Which core method takes each inbound message type (other types — pongs, strays — are only counted).
+_ROUTES: Final[dict[type, Callable[[TradingCore, Any, float], None]]] = {
+    m.Bbo: TradingCore.on_bbo,
+    m.ActiveAssetCtx: TradingCore.on_asset_ctx,
+    m.OrderUpdates: TradingCore.on_order_updates,
+    m.UserFills: TradingCore.on_user_fills,
+    m.SubscriptionAck: TradingCore.on_subscription_ack,
+    m.ChannelError: TradingCore.on_channel_error,
+}
+
 LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 
 
@@ -187,20 +197,11 @@ class VenueLink:
     # --- session host: frames ----------------------------------------------------------------------
 
     def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
-        self._counters.frames[type(msg).__name__] += 1
-        core = self.core
-        if isinstance(msg, m.Bbo):
-            core.on_bbo(msg, now)
-        elif isinstance(msg, m.ActiveAssetCtx):
-            core.on_asset_ctx(msg, now)
-        elif isinstance(msg, m.OrderUpdates):
-            core.on_order_updates(msg, now)
-        elif isinstance(msg, m.UserFills):
-            core.on_user_fills(msg, now)
-        elif isinstance(msg, m.SubscriptionAck):
-            core.on_subscription_ack(msg, now)
-        elif isinstance(msg, m.ChannelError):
-            core.on_channel_error(msg, now)
+        kind = type(msg)
+        self._counters.frames[kind.__name__] += 1
+        route = _ROUTES.get(kind)
+        if route is not None:
+            route(self.core, msg, now)
 
     # --- session host: posts -----------------------------------------------------------------------
 
