@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -485,3 +486,12 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 SchedulerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestSchedulerMachine = SchedulerMachine.TestCase
+
+
+def test_a_batch_expires_with_its_earliest_entry_and_without_entries_never() -> None:
+    """`Batch.expires_after`: the min of its entries' expiries; reduce-only orders and cancels add none."""
+    early = attrs.evolve(order("xyz:COIN"), expires_at_ms=5_000)
+    late = attrs.evolve(order("xyz:NVDA"), expires_at_ms=9_000)
+    assert Batch("order", (reduce_only("xyz:GOLD"), late, early)).expires_after == 5_000
+    assert Batch("order", (reduce_only("xyz:GOLD"),)).expires_after is None
+    assert Batch("cancel", (cancel(),)).expires_after is None

@@ -333,3 +333,18 @@ def test_with_ample_liquidity_a_signal_comes_exactly_when_edge_reaches_the_thres
         assert result.expected_edge_bps == best_edge
     else:
         assert result is Skip.NO_EDGE
+
+
+def test_an_oracle_that_stops_changing_goes_stale_however_often_it_is_pushed() -> None:
+    """The oracle's age is the time since `oraclePx` last changed (issue 15): pushes of the same price
+    (the mark or funding moved) do not refresh it."""
+    det = detector(stale_oracle_s=8.0)
+    det.on_book(book(time_ms=NOW), NOW)
+    assert det.on_oracle(oracle("50000", time_ms=NOW), NOW) is not Skip.STALE_ORACLE
+    for t in range(NOW + 1_000, NOW + 10_000, 1_000):
+        det.on_stream_alive(t)
+        det.on_book(book(time_ms=t), t)
+        result = det.on_oracle(oracle("50000", time_ms=t), t)
+    assert result is Skip.STALE_ORACLE  # 9 s after the last change, though pushed every second
+    det.on_book(book(time_ms=NOW + 10_000), NOW + 10_000)
+    assert det.on_oracle(oracle("50001", time_ms=NOW + 10_000), NOW + 10_000) is not Skip.STALE_ORACLE

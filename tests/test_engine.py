@@ -389,3 +389,33 @@ async def test_inflight_peaks_and_nonce_refusals_are_journaled_for_the_checklist
     assert len({p["minute_ms"] for p in peaks}) == len(peaks)
     ((detail,),) = rig.query("SELECT detail FROM events WHERE kind = 'nonce_error'")
     assert json.loads(detail)["nonce"] == 1 and "nonce" in json.loads(detail)["message"].lower()
+
+
+async def test_an_entry_post_expires_three_seconds_after_its_signal_and_a_flatten_never(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Entries carry `expiresAfter` = signal time + `entry_expiry_s` (signed with it: the simulator
+    verifies the signature over it); reduce-only orders carry none (issue 15)."""
+    seen: dict[str, int] = {}
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        signal = rig.entry_signal(MARKETS[0])
+        seen["signal_ms"] = signal.time_ms
+        rig.submit(signal)
+        await rig.wait_for(lambda: rig.engine.core.book.size(MARKETS[0]) != 0)
+        await rig.wait_for(lambda: not rig.positions())
+        rig.stop.set()
+
+    rig = await run_rig(
+        tmp_path,
+        scenario,
+        settings=lambda user: quiet_settings(user, time_stop=TimeStopConfig(hold_s=5.0)),
+        config=sim_config(dislocation_rate=0.0),
+    )
+    payloads = [s.frame["request"]["payload"] for s in rig.actions("order")]
+    entries = [p for p in payloads if not p["action"]["orders"][0]["r"]]
+    flattens = [p for p in payloads if p["action"]["orders"][0]["r"]]
+    assert [p["expiresAfter"] for p in entries] == [seen["signal_ms"] + 3000]
+    assert flattens and all("expiresAfter" not in p for p in flattens)
+    assert rig.query("SELECT final_state FROM orders ORDER BY submitted_ms") == [("filled",), ("filled",)]

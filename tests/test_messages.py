@@ -36,6 +36,7 @@ from hip3_trio.wire.messages import (
     UserFills,
     decode_clearinghouse_state,
     decode_frame,
+    decode_open_orders,
     decode_user_fills,
 )
 
@@ -165,7 +166,12 @@ def test_order_updates_is_an_array_with_raw_and_classified_status() -> None:
         ("reduceOnlyRejected", StatusKind.REJECTED),
         ("minTradeNtlRejected", StatusKind.REJECTED),
         ("marginCanceled", StatusKind.CANCELED),
-        ("scheduledCancel", StatusKind.UNKNOWN),
+        # Cancels without the `Canceled` ending (issue 15): classified by the venue's list, not by suffix.
+        ("scheduledCancel", StatusKind.CANCELED),
+        ("internalCancel", StatusKind.CANCELED),
+        ("tooManyOpenOrdersRejected", StatusKind.REJECTED),
+        # Not on the list, whatever its ending: reconciled, never guessed.
+        ("somethingNewCanceled", StatusKind.UNKNOWN),
         ("somethingNew", StatusKind.UNKNOWN),
     ],
 )
@@ -392,3 +398,10 @@ def test_malformed_frames_raise_one_protocol_error(name: str, text: str, channel
 def test_binary_non_utf8_frame() -> None:
     with pytest.raises(ProtocolError, match="not UTF-8"):
         decode_frame(b"\xff\xfe")
+
+
+def test_open_orders_rows_without_orig_sz_decode_with_none() -> None:
+    """The docs' `openOrders` rows carry neither `origSz` nor `cloid` (PROTOCOL.md): accepted, not refused."""
+    row = {"coin": "xyz:COIN", "side": "A", "limitPx": "250.5", "sz": "0.4", "oid": 7, "timestamp": 1}
+    (order,) = decode_open_orders([row], dex="xyz", user="0xabc").orders
+    assert (order.orig_sz, order.cloid, order.sz) == (None, None, Decimal("0.4"))

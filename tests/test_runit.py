@@ -275,7 +275,7 @@ def test_a_killed_engine_is_restarted_and_becomes_ready_again(service: Service) 
     new = service.wait_for("a new engine pid", lambda: (p := service.pid()) != old and p, 10)
     synced = service.wait_for_record(
         "READY after the restart",
-        lambda r: r.get("logger") == "hip3_trio.engine" and "READY" in str(r.get("msg")),
+        lambda r: r.get("logger") == "hip3_trio.venue.link" and "READY" in str(r.get("msg")),
         since,
         START_TIMEOUT_S,
     )

@@ -72,7 +72,9 @@ class FakeHost:
     def next_batch(self, inflight: int) -> Batch | None:
         return self.batches.pop(0) if self.batches else None
 
-    def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
+    def sign(
+        self, action_wire: dict[str, Any], nonce: int, expires_after: int | None = None
+    ) -> dict[str, Any]:
         return {"action": action_wire, "nonce": nonce, "signature": {"r": "0x1", "s": "0x2", "v": 27}}
 
     def next_nonce(self) -> int:
@@ -158,6 +160,27 @@ async def test_unanswered_post_times_out_after_exactly_5_s(autojump_clock: trio.
         assert isinstance(entry.outcome, Timeout)
         assert entry.resolved_at is not None and entry.resolved_at - sent_at == pytest.approx(5.0, abs=1e-6)
         assert session.inflight == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_post_refused_on_the_error_channel_is_settled_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`too many pending post requests id=N` (the venue's `error` channel, no post reply follows): post N
+    is settled at once as never executed, not after the 5 s post timeout (issue 15)."""
+    host = FakeHost(batches=[make_batch()])
+    async with ws_pair() as (client, server), trio.open_nursery() as nursery:
+        session = Session(client, host, ConnectionConfig(md_stall_s=1000))
+        nursery.start_soon(session.run)
+        request = json.loads(await server.get_message())
+        sent_at = trio.current_time()
+        text = f"too many pending post requests id={request['id']}"
+        await server.send_message(json.dumps({"channel": "error", "data": text}))
+        await trio.sleep(0.001)
+        (entry,) = host.resolved
+        assert entry.outcome == Reply(m.TransportErr(text)) and entry.resolved_at == sent_at
+        assert session.inflight == 0
+        assert host.messages == [m.ChannelError(text)]  # the host still hears of it (journal, log)
         nursery.cancel_scope.cancel()
 
 

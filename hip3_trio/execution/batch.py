@@ -76,6 +76,8 @@ class OrderItem:
 
     market: str
     order: OrderWire
+    # Exchange ms after which the venue must drop the post carrying it (entries only; None: never).
+    expires_at_ms: int | None = None
 
     @property
     def reduce_only(self) -> bool:
@@ -129,6 +131,14 @@ class Batch:
     def cancel_items(self) -> tuple[CancelItem, ...]:
         """The items of a cancel batch (empty for an order batch)."""
         return tuple(i for i in self.items if isinstance(i, CancelItem))
+
+    @property
+    def expires_after(self) -> int | None:
+        """The post's `expiresAfter`: the earliest expiry of its entries, or None if none expires. A
+        flatten that shares a post with an entry shares its expiry; if the post expires, the venue
+        executes none of it and the flatten is sent again like any refused one."""
+        expiries = [i.expires_at_ms for i in self.order_items if i.expires_at_ms is not None]
+        return min(expiries) if expiries else None
 
     def action(self) -> OrderAction | CancelAction | CancelByCloidAction:
         """The unsigned wire action for this batch, items in batch order."""

@@ -116,6 +116,10 @@ class ExecutorConfig:
     # New-order budget: a token bucket of `order_burst` tokens refilled at `order_rate_per_s`.
     order_rate_per_s: float = attrs.field(default=0.5, validator=gt(0))
     order_burst: int = attrs.field(default=5, validator=ge(1))
+    # An entry's post carries `expiresAfter` = its signal's time + this: a post delayed past its signal's
+    # life is dropped by the venue instead of executing on a dislocation that is gone. Flattens and
+    # cancels never expire.
+    entry_expiry_s: float = attrs.field(default=3.0, validator=gt(0))
     min_notional_usd: Decimal = attrs.field(
         default=DEFAULT_MIN_NOTIONAL, validator=[finite_decimal, gt(0)], metadata=NOT_IN_FILE
     )
@@ -353,7 +357,8 @@ class Executor:
             signal_px=signal.price,
             reason="entry",
         )
-        queued = self.scheduler.enqueue_new(OrderItem(market, order), self.inflight())
+        expires_at_ms = signal.time_ms + round(self.config.entry_expiry_s * 1000)
+        queued = self.scheduler.enqueue_new(OrderItem(market, order, expires_at_ms), self.inflight())
         if not queued.accepted:
             assert order.cloid is not None
             self.book.unregister(order.cloid)

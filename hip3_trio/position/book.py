@@ -677,7 +677,8 @@ class PositionBook:
             self.mark_unknown(order.cloid, now, f"{source}: unknown status {update.status!r}")
             return
         remaining = ZERO if kind is StatusKind.FILLED else update.order.sz
-        executed = max(order.executed_sz, update.order.orig_sz - remaining)
+        orig = update.order.orig_sz
+        executed = order.executed_sz if orig is None else max(order.executed_sz, orig - remaining)
         changes: dict[str, Any] = {"exchange_remaining": remaining, "executed_sz": executed}
         if executed > 0:
             changes["evidence_ms"] = max(update.status_timestamp, order.evidence_ms or 0)

@@ -278,7 +278,15 @@ class Detector:
         return Skip.NO_DATA if oracle is None else self.evaluate(book, oracle, now_ms)
 
     def on_oracle(self, oracle: OracleCtx, now_ms: int) -> Signal | Skip:
-        """Record a new oracle/mark and evaluate it against the latest book of that market."""
+        """Record a new oracle/mark and evaluate it against the latest book of that market.
+
+        An oracle's age runs from when its price last *changed*, not from the latest push: the venue
+        pushes `activeAssetCtx` for the mark and funding too, so a deployer oracle that stopped updating
+        would otherwise look fresh forever — and a stale oracle against a live book is a false
+        dislocation."""
+        previous = self._oracles.get(oracle.market)
+        if previous is not None and previous.oracle_px == oracle.oracle_px:
+            oracle = OracleCtx(oracle.market, oracle.oracle_px, oracle.mark_px, previous.time_ms)
         self._oracles[oracle.market] = oracle
         book = self._books.get(oracle.market)
         return Skip.NO_DATA if book is None else self.evaluate(book, oracle, now_ms)

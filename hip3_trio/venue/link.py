@@ -208,16 +208,24 @@ class VenueLink:
     def next_batch(self, inflight: int) -> Batch | None:
         return self.core.next_batch(inflight)
 
-    def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
+    def sign(
+        self, action_wire: dict[str, Any], nonce: int, expires_after: int | None = None
+    ) -> dict[str, Any]:
         if self.signer is None:
             raise RuntimeError("a dry run signs nothing")
         vault = self.settings.vault_address
         signature = self.signer.sign_l1_action(
-            action_wire, nonce, vault_address=vault, is_mainnet=self.settings.is_mainnet
+            action_wire,
+            nonce,
+            vault_address=vault,
+            expires_after=expires_after,
+            is_mainnet=self.settings.is_mainnet,
         )
         payload: dict[str, Any] = {"action": action_wire, "nonce": nonce, "signature": signature}
         if vault is not None:
             payload["vaultAddress"] = vault
+        if expires_after is not None:
+            payload["expiresAfter"] = expires_after
         return payload
 
     def next_nonce(self) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Control posts (info requests, noops) use ids from here up, so they never collide with batch posts.
 CONTROL_ID_BASE: Final = 1_000_000_000
+#: The `error` channel's refusal of a post (PROTOCOL.md, the `error` channel): no post reply follows.
+_REFUSED_POST: Final = re.compile(r"too many pending post requests id=(\d+)")
 
 
 class ConnectionLost(Exception):
@@ -100,8 +103,11 @@ class SessionHost(Protocol):
     def next_batch(self, inflight: int) -> Batch | None:
         """The next batch to send given the session's inflight posts, or None."""
 
-    def sign(self, action_wire: dict[str, Any], nonce: int) -> dict[str, Any]:
-        """The post payload for `action_wire` signed with `nonce` (action, nonce, signature, vault)."""
+    def sign(
+        self, action_wire: dict[str, Any], nonce: int, expires_after: int | None = None
+    ) -> dict[str, Any]:
+        """The post payload for `action_wire` signed with `nonce` (action, nonce, signature, vault, and
+        `expiresAfter` when given)."""
 
     def next_nonce(self) -> int:
         """A fresh nonce."""
@@ -347,6 +353,10 @@ class Session:
             return
         if isinstance(msg, m.Bbo | m.ActiveAssetCtx | m.L2Book):
             self.last_market_data = now
+        elif isinstance(msg, m.ChannelError) and (refused := _REFUSED_POST.search(msg.message)):
+            # The venue refused post N (too many in flight) and will never answer it: settle it now as
+            # never executed, as the reply to it would have, instead of waiting out the post timeout.
+            self._on_post_reply(m.PostReply(int(refused.group(1)), m.TransportErr(msg.message)), now)
         self.host.on_message(self, msg, now)
 
     def _on_post_reply(self, reply: m.PostReply, now: float) -> None:
@@ -409,7 +419,7 @@ class Session:
     async def _send_batch(self, batch: Batch) -> None:
         action = action_to_wire(batch.action())
         nonce = self.host.next_nonce()
-        payload = self.host.sign(action, nonce)
+        payload = self.host.sign(action, nonce, batch.expires_after)
         entry = self.posts.create(batch, nonce, trio.current_time())
         text = json.dumps(
             {"method": "post", "id": entry.post_id, "request": {"type": "action", "payload": payload}},

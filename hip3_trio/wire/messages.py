@@ -158,15 +158,10 @@ class StatusKind(enum.Enum):
 
     @classmethod
     def classify(cls, status: str) -> StatusKind:
-        """Map a wire status: the five base ones, then the `...Canceled`/`...Rejected` families."""
-        base = _BASE_STATUSES.get(status)
-        if base is not None:
-            return base
-        if status.endswith("Canceled"):
-            return cls.CANCELED
-        if status.endswith("Rejected"):
-            return cls.REJECTED
-        return cls.UNKNOWN
+        """Map a wire status by the venue's complete list (PROTOCOL.md, order statuses) — not by suffix:
+        `scheduledCancel` and `internalCancel` are cancels without the `Canceled` ending. A status not
+        on the list is UNKNOWN, and the order goes to reconciliation instead of being guessed."""
+        return _STATUSES.get(status, cls.UNKNOWN)
 
     @property
     def is_terminal(self) -> bool:
@@ -174,18 +169,52 @@ class StatusKind(enum.Enum):
         return self in (StatusKind.FILLED, StatusKind.CANCELED, StatusKind.REJECTED)
 
 
-_BASE_STATUSES: Final = {
+_CANCELED_STATUSES: Final = (
+    "canceled",
+    "marginCanceled",
+    "vaultWithdrawalCanceled",
+    "openInterestCapCanceled",
+    "selfTradeCanceled",
+    "reduceOnlyCanceled",
+    "siblingFilledCanceled",
+    "delistedCanceled",
+    "liquidatedCanceled",
+    "outcomeSettledCanceled",
+    "scheduledCancel",
+    "internalCancel",
+)
+_REJECTED_STATUSES: Final = (
+    "rejected",
+    "tickRejected",
+    "minTradeNtlRejected",
+    "perpMarginRejected",
+    "reduceOnlyRejected",
+    "badAloPxRejected",
+    "iocCancelRejected",
+    "badTriggerPxRejected",
+    "marketOrderNoLiquidityRejected",
+    "positionIncreaseAtOpenInterestCapRejected",
+    "positionFlipAtOpenInterestCapRejected",
+    "tooAggressiveAtOpenInterestCapRejected",
+    "openInterestIncreaseRejected",
+    "insufficientSpotBalanceRejected",
+    "oracleRejected",
+    "perpMaxPositionRejected",
+    "tooManyOpenOrdersRejected",
+)
+_STATUSES: Final = {
     "open": StatusKind.OPEN,
     "filled": StatusKind.FILLED,
-    "canceled": StatusKind.CANCELED,
     "triggered": StatusKind.TRIGGERED,
-    "rejected": StatusKind.REJECTED,
+    **dict.fromkeys(_CANCELED_STATUSES, StatusKind.CANCELED),
+    **dict.fromkeys(_REJECTED_STATUSES, StatusKind.REJECTED),
 }
 
 
 @attrs.frozen
 class WsOrder:
-    """An order as the venue reports it. `sz` is the REMAINING size; `orig_sz` the original."""
+    """An order as the venue reports it. `sz` is the REMAINING size; `orig_sz` the original, None where
+    the venue leaves it out (the docs' `openOrders` rows have no `origSz`: PROTOCOL.md, info requests)."""
 
     coin: str
     side: Literal["B", "A"]
@@ -193,7 +222,7 @@ class WsOrder:
     sz: Decimal
     oid: int
     timestamp: int
-    orig_sz: Decimal
+    orig_sz: Decimal | None = None
     cloid: str | None = None
 
     @property
