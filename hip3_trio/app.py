@@ -3,6 +3,8 @@
     engine (root nursery)
     ├── journal        record channel → SQLite (outlives everything else: it flushes last); a record
     │                  lost to a write error latches the hard stop (`Engine.trip_hard_stop`)
+    ├── alerts         alert channel → webhook POSTs (`webhook.AlertSender`; only with a webhook):
+    │                  outlives trading, so the stop alert goes out; nothing in it can end trading
     └── trading nursery
         ├── connection     reconnect loop → one Session per connection (reader, heartbeat, sender,
         │                  post timer, sync) with the `Engine` as its host
@@ -19,12 +21,14 @@ or drop events that may not be lost.
 The orderly stop (duration reached, SIGTERM, SIGINT): no new orders; flatten every position if
 configured; wait — with the connection still up — until replies are in and positions are flat, at most
 the exit deadline; then cancel the trading nursery (the session's one recovery path runs), persist
-the nonce mark, close the journal channel (the journal task writes what is queued and returns) and
-print the summary.
+the nonce mark, queue the stop alert and close the alert channel (the alert task sends what is
+queued within its timeout), close the journal channel (the journal task writes what is queued and
+returns) and print the summary. An engine start and stop are alerts; a stop by an error says so.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -36,10 +40,12 @@ import attrs
 import trio
 import trio_websocket
 
+from hip3_trio.alerts import AlertKind
 from hip3_trio.config import Config
 from hip3_trio.engine import Engine, EngineSettings, EngineStatistics
 from hip3_trio.journal import Journal, JournalStats, Record, WriteRunner, run_journal, write_in_thread
 from hip3_trio.venue.session import Connect, Session, WsLike, run_connection
+from hip3_trio.webhook import AlertSender
 
 __all__ = [
     "engine_settings",
@@ -131,17 +137,22 @@ async def run_engine(
     session_class: type[Session] = Session,
     journal_write: WriteRunner = write_in_thread,
     out: Callable[[str], None] = print,
+    alerts: AlertSender | None = None,
 ) -> EngineStatistics:
     """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
 
     Each connection's session, and the reconnect backoff, are configured by the engine's settings
-    (`connection`, and `scheduler` for the sender). Returns the engine's stats after the journal has
-    been flushed.
+    (`connection`, and `scheduler` for the sender). `alerts` is the task that sends what the engine's
+    `AlertSink` (`engine.core.alerts`) queues (`webhook.open_alerts` makes both). Returns the engine's
+    stats after the journal has been flushed.
     """
     settings = engine.settings
     started = trio.current_time()
     stop = stop if stop is not None else trio.Event()
     reasons: list[str] = []
+
+    def stop_reason() -> str:
+        return reasons[0] if reasons else ("stop requested" if stop.is_set() else "duration reached")
 
     def request_stop(reason: str) -> None:
         if reasons:
@@ -151,6 +162,7 @@ async def run_engine(
         stop.set()
 
     journal_stats = JournalStats()
+    failure: list[BaseException] = []
     async with trio.open_nursery() as root:
         root.start_soon(
             lambda: run_journal(
@@ -158,9 +170,13 @@ async def run_engine(
                 journal,
                 stats=journal_stats,
                 run_write=journal_write,
-                on_failure=engine.trip_hard_stop,  # cannot record trades: must not trade
+                # Cannot record trades: must not trade.
+                on_failure=functools.partial(engine.trip_hard_stop, alert=AlertKind.JOURNAL_FAILURE),
             )
         )
+        if alerts is not None:
+            root.start_soon(alerts.run)
+        _alert_start(engine)
         try:
             async with trio.open_nursery() as trading:
                 trading.start_soon(
@@ -184,9 +200,7 @@ async def run_engine(
                     await trading.start(serve_metrics, engine, metrics_port)
                 with trio.move_on_after(duration if duration is not None else math.inf):
                     await stop.wait()
-                engine.begin_shutdown(
-                    reasons[0] if reasons else ("stop requested" if stop.is_set() else "duration reached")
-                )
+                engine.begin_shutdown(stop_reason())
                 with trio.move_on_after(settings.time_stop.exit_deadline_s) as waited:
                     await engine.wait_settled()
                 if waited.cancelled_caught:
@@ -196,12 +210,54 @@ async def run_engine(
                         engine.status_line(trio.current_time() - started),
                     )
                 trading.cancel_scope.cancel()
+        except BaseException as exc:
+            failure.append(exc)
+            raise
         finally:
             engine.save_state()
+            _alert_stop(engine, stop_reason(), failure[0] if failure else None)
+            engine.core.alerts.close()
+            if alerts is not None:
+                alerts.finish()
             engine.core.journal.close()
     out(engine.summary())
     out(
         f"  journal written {journal_stats.written}, failed {journal_stats.failed}, "
         f"lost on exit {journal_stats.lost_on_exit}, duplicate tids {journal_stats.tid_conflicts}"
     )
+    if alerts is not None:
+        a = alerts.stats
+        out(f"  alerts sent {a.sent}, failed {a.failed}, dropped {a.dropped}, deduplicated {a.deduplicated}")
     return engine.statistics()
+
+
+def _alert_start(engine: Engine) -> None:
+    settings, latch = engine.settings, engine.core.hard_stop_latch
+    text = f"markets {', '.join(settings.markets)}, account {settings.user}"
+    if settings.dry_run:
+        text += ", DRY RUN"
+    if latch.latched:
+        text += f"; HARD STOP LATCHED ({latch.record.reason if latch.record else 'unreadable latch'})"
+    engine.core.alerts.alert(AlertKind.ENGINE_START, None, text)
+
+
+def _alert_stop(engine: Engine, reason: str, failure: BaseException | None) -> None:
+    """The stop alert: why, and what it leaves behind. Never raises (it runs while stopping)."""
+    try:
+        _queue_stop_alert(engine, reason, failure)
+    except Exception:
+        log.exception("could not queue the stop alert")
+
+
+def _queue_stop_alert(engine: Engine, reason: str, failure: BaseException | None) -> None:
+    s = engine.statistics().core
+    while isinstance(failure, BaseExceptionGroup) and failure.exceptions:
+        failure = failure.exceptions[0]  # the first leaf names the cause
+    why = f"error: {type(failure).__name__}: {failure}" if failure is not None else reason
+    positions = ", ".join(f"{m} {size:+}" for m, size in sorted(s.positions.items())) or "none"
+    latch = "LATCHED" if s.hard_stopped else "clear"
+    text = (
+        f"{why}; trades {s.trades}, realized PnL {s.realized_pnl:.2f}, open positions {positions}, "
+        f"hard stop {latch}"
+    )
+    engine.core.alerts.alert(AlertKind.ENGINE_STOP, None, text, error=failure is not None)

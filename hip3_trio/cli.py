@@ -4,6 +4,7 @@
                         [--dry-run] [--ws-url URL] [--log-format {text,json}]
     python -m hip3_trio hardstop {status,clear} ...
     python -m hip3_trio report ...
+    python -m hip3_trio alerts test [--config FILE] [--env ENV]
 
 `--env sim` (the default, the safe choice) starts the built-in simulator in-process on 127.0.0.1 and
 needs no key and no config: it trades the simulator's funded account with its throwaway key.
@@ -33,7 +34,7 @@ import attrs
 import trio
 
 from hip3_trio.app import engine_settings, run_engine, websocket_connector
-from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_state_dir
+from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_alerts, resolve_state_dir
 from hip3_trio.engine import Engine
 from hip3_trio.execution.nonce import (
     NonceManager,
@@ -48,6 +49,7 @@ from hip3_trio.position.history import read_entry_hints
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
+from hip3_trio.webhook import open_alerts
 from hip3_trio.wire.keys import KeyConfigError
 from hip3_trio.wire.signing import Signer
 
@@ -56,7 +58,7 @@ URLS = {
     "mainnet": "wss://api.hyperliquid.xyz/ws",
 }
 NONCE_FILENAME = "nonce.json"
-SUBCOMMANDS = ("hardstop", "report")
+SUBCOMMANDS = ("hardstop", "report", "alerts")
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 3
 
@@ -77,7 +79,8 @@ class JsonFormatter(logging.Formatter):
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m hip3_trio",
-        description="Run the engine (subcommands: hardstop, report — see `python -m hip3_trio report -h`).",
+        description="Run the engine (subcommands: hardstop, report, alerts — see "
+        "`python -m hip3_trio report -h`).",
     )
     parser.add_argument("--env", choices=("sim", "testnet", "mainnet"), default="sim")
     parser.add_argument("--config", type=Path, default=None, help="TOML config file")
@@ -180,6 +183,7 @@ async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[tupl
 
 async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     config = load_run_config(args)
+    alerts_config = resolve_alerts(config)  # before anything starts: a bad HIP3_ALERT_WEBHOOK is exit 2
     state_dir = resolve_state_dir(config, args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     nonce_path = state_dir / NONCE_FILENAME
@@ -207,6 +211,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 f"state={state_dir}{' DRY RUN' if args.dry_run else ''}"
             )
             sink, receive = JournalSink.open(clock_ms=wall_clock_ms)
+            alert_sink, alert_sender = open_alerts(alerts_config, env=args.env)
             engine = Engine(
                 settings,
                 signer=signer,
@@ -214,6 +219,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 hard_stop=hard_stop,
                 journal=sink,
                 save_nonce=lambda high_water: save_high_water(nonce_path, high_water),
+                alerts=alert_sink,
             )
             restore_from_journal(engine, journal, state_dir)
             await run_engine(
@@ -226,6 +232,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 handle_signals=True,
                 metrics_port=args.metrics_port,
                 out=out,
+                alerts=alert_sender,
             )
     return 0
 
@@ -253,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _subcommand(name: str, argv: list[str]) -> int:
+    if name == "alerts":
+        from hip3_trio.ops import alerts_cmd
+
+        return alerts_cmd.main(argv)
     if name == "hardstop":
         from hip3_trio.ops import hardstop_cmd
 

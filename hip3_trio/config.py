@@ -9,6 +9,7 @@ part with its one set of defaults and validators (`hip3_trio.validators`):
     [risk]        risk.monitor.RiskConfig
     [batch]       execution.batch.BatchConfig        (the scheduler, and the session's sender)
     [connection]  venue.session.ConnectionConfig     (the session, reconnects, the reconcile loop)
+    [alerts]      alerts.AlertsConfig                (the webhook; HIP3_ALERT_WEBHOOK wins, `resolve_alerts`)
 
 The few fields of those classes that are not keys of the file are marked `NOT_IN_FILE` (the file may
 not set them); `app.engine_settings` derives them — the per-process cloid prefix, the per-market
@@ -61,6 +62,7 @@ import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, override
 
+from hip3_trio.alerts import WEBHOOK_ENV_VAR, AlertsConfig
 from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.time_stop import TimeStopConfig
@@ -82,6 +84,7 @@ __all__ = [
     "PathsConfig",
     "load_config",
     "parse_config",
+    "resolve_alerts",
     "resolve_state_dir",
 ]
 
@@ -188,6 +191,7 @@ class Config:
     risk: RiskConfig = attrs.Factory(RiskConfig)
     batch: BatchConfig = attrs.Factory(BatchConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
+    alerts: AlertsConfig = attrs.Factory(AlertsConfig)
     paths: PathsConfig = attrs.Factory(PathsConfig)
 
     def __attrs_post_init__(self) -> None:
@@ -226,6 +230,7 @@ _CLASSES: Final[tuple[type, ...]] = (
     RiskConfig,
     BatchConfig,
     ConnectionConfig,
+    AlertsConfig,
     PathsConfig,
     Config,
 )
@@ -484,3 +489,16 @@ def resolve_state_dir(
         return config.paths.state_dir
     env_value = (os.environ if environ is None else environ).get(STATE_DIR_ENV_VAR, "").strip()
     return Path(env_value).expanduser() if env_value else DEFAULT_STATE_DIR
+
+
+def resolve_alerts(config: Config, environ: Mapping[str, str] | None = None) -> AlertsConfig:
+    """The ``[alerts]`` section with the webhook URL from $HIP3_ALERT_WEBHOOK, which wins over the
+    file's `webhook_url` (an empty variable counts as unset). Raises `ConfigError` for a value that
+    is not an http(s) URL (without showing it: a webhook URL is a secret)."""
+    value = (os.environ if environ is None else environ).get(WEBHOOK_ENV_VAR, "").strip()
+    if not value:
+        return config.alerts
+    try:
+        return attrs.evolve(config.alerts, webhook_url=value)
+    except Invalid as exc:
+        raise ConfigError([f"{WEBHOOK_ENV_VAR}: {exc.reason}"], "environment") from None

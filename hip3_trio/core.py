@@ -20,6 +20,9 @@ Each step ends in `_drain`: the shared `Outbox` is emptied — risk events to th
 limit latches the hard stop and stops the executor in the same step), every output to the journal
 through `journal_mapping`, a flatten-all request to the `TimeStop` — and the `CoreListener` (the venue
 link) is told whether a reconcile is wanted, so it can wake its reconcile loop, the sender and waiters.
+The outputs a person must hear about (a hard stop, a flatten failure, a refused reduce-only order, a
+corrected position, an escalated unknown order) also go to `alerts` (`hip3_trio.alerts.AlertSink`:
+queued without blocking, sent by a task of its own).
 Because no step awaits, each is atomic under Trio, and a test can drive the core directly, end to end.
 
 Why one module of ~550 lines: it is the engine's single decision point — one method per input and
@@ -39,12 +42,14 @@ from typing import Final, Protocol
 import attrs
 
 from hip3_trio import journal_mapping as jm
+from hip3_trio.alerts import AlertKind, AlertSink
 from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.posts import PostEntry
 from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.journal import JournalSink, Record
 from hip3_trio.position.book import BookConfig, DexState, PositionBook, Reconciled, ReconcileDeferred
+from hip3_trio.position.orders import refused_as_increase
 from hip3_trio.position.readiness import Readiness
 from hip3_trio.position.records import (
     ClosedTrade,
@@ -159,10 +164,12 @@ class TradingCore:
         inflight: Callable[[], int],
         now: float,
         listener: CoreListener | None = None,
+        alerts: AlertSink | None = None,
     ) -> None:
         self.settings = settings
         self.hard_stop_latch = hard_stop
         self.journal = journal
+        self.alerts = alerts if alerts is not None else AlertSink.off()
         self.exchange_ms = exchange_ms
         self.listener: CoreListener = listener if listener is not None else _NoListener()
         self.outbox = Outbox()
@@ -463,17 +470,18 @@ class TradingCore:
         self.executor.stop_new_orders(f"shutdown: {reason}", now, flatten=flatten)
         self._drain(now)
 
-    def trip_hard_stop(self, reason: str, now: float) -> None:
+    def trip_hard_stop(self, reason: str, now: float, *, alert: AlertKind = AlertKind.HARD_STOP) -> None:
         """Latch the persisted hard stop for a failure outside the trading path, and flatten everything.
 
         For the tasks beside the engine that find it can no longer run safely: the journal task calls
         it when a record is lost to a write error (cannot measure, must not trade). Same effect as a
         risk limit: the latch keeps its first reason and survives restarts, the executor refuses new
-        entries, drops queued ones and requests flatten-all.
+        entries, drops queued ones and requests flatten-all. `alert` is the kind of alert it raises.
         """
         now_ms = self.exchange_ms()
         self.hard_stop_latch.trigger(reason, now_ms)
         self._record(jm.event("hard_stop", now_ms, reason=reason))
+        self.alerts.alert(alert, None, f"{reason}; no new entries, flattening every position")
         self.executor.hard_stop(reason, now)
         self._drain(now)
 
@@ -502,10 +510,16 @@ class TradingCore:
                 c.rejects += 1
                 c.rejects_by_reason[reject_reason(item.message)] += 1
                 self._record(jm.event("reject", self.exchange_ms(), market=item.market, message=item.message))
+                if refused_as_increase(item.message):
+                    self.alerts.alert(AlertKind.REDUCE_ONLY_REFUSED, item.market, item.message)
             elif isinstance(item, FlattenFailed | SlippageMeasured):  # for the restart (risk/history.py)
                 self._record(risk_event_record(item, self.exchange_ms()))
+                if isinstance(item, FlattenFailed):
+                    self.alerts.alert(AlertKind.FLATTEN_FAILED, item.market, item.detail, age_s=item.age_s)
             if reason is not None:
                 self._record(jm.event("hard_stop", self.exchange_ms(), reason=reason))
+                text = f"{reason}; no new entries, flattening every position"
+                self.alerts.alert(AlertKind.HARD_STOP, None, text, event_market=getattr(item, "market", None))
                 self.executor.hard_stop(reason, now)
         elif isinstance(item, OrderSubmitted):
             c.orders += 1
@@ -538,11 +552,17 @@ class TradingCore:
                     new=item.new_size,
                 )
             )
+            text = f"{item.old_size} -> {item.new_size} (the venue's position)"
+            self.alerts.alert(
+                AlertKind.POSITION_CORRECTED, item.market, text, old=item.old_size, new=item.new_size
+            )
         elif isinstance(item, UnknownOrderEscalated):
             log.error("order %s on %s stayed unknown past the deadline", item.cloid, item.market)
             self._record(
                 jm.event("unknown_escalated", self.exchange_ms(), cloid=str(item.cloid), market=item.market)
             )
+            text = f"order {item.cloid} stayed unknown past the deadline (kept; see the journal)"
+            self.alerts.alert(AlertKind.UNKNOWN_ORDER, item.market, text, cloid=str(item.cloid))
 
     def _record(self, record: Record) -> None:
         self.journal.record(record)

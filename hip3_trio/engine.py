@@ -19,6 +19,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
+from hip3_trio.alerts import AlertKind, AlertSink, AlertStats
 from hip3_trio.core import CoreSettings, CoreStatistics, TradingCore
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import JournalSink
@@ -64,13 +65,15 @@ class EngineSettings(CoreSettings):
 
 @attrs.frozen(kw_only=True)
 class EngineStatistics:
-    """One snapshot of the engine: the core's, the link's and the journal sink's, taken together."""
+    """One snapshot of the engine: the core's, the link's, the journal sink's and the alerts' counters,
+    taken together."""
 
     markets: tuple[str, ...]
     core: CoreStatistics
     link: LinkStatistics
     journal_sent: int
     journal_dropped: int
+    alerts: AlertStats = attrs.Factory(AlertStats)
 
 
 class Engine:
@@ -85,6 +88,7 @@ class Engine:
         hard_stop: HardStop,
         journal: JournalSink,
         save_nonce: Callable[[int], None] | None = None,
+        alerts: AlertSink | None = None,
     ) -> None:
         self.settings = settings
         self.core = TradingCore(
@@ -94,6 +98,7 @@ class Engine:
             exchange_ms=nonces.approx_server_time_ms,
             inflight=lambda: self.link.inflight,
             now=trio.current_time(),
+            alerts=alerts,
         )
         self.link = VenueLink(settings.link(), self.core, signer=signer, nonces=nonces, save_nonce=save_nonce)
 
@@ -120,9 +125,9 @@ class Engine:
         """Stop new orders now; with `flatten_on_exit`, flatten every position through the time stop."""
         self.core.begin_shutdown(reason, trio.current_time())
 
-    def trip_hard_stop(self, reason: str) -> None:
+    def trip_hard_stop(self, reason: str, *, alert: AlertKind = AlertKind.HARD_STOP) -> None:
         """Latch the hard stop from outside the trading path (`TradingCore.trip_hard_stop`)."""
-        self.core.trip_hard_stop(reason, trio.current_time())
+        self.core.trip_hard_stop(reason, trio.current_time(), alert=alert)
 
     def save_state(self) -> None:
         """Persist what must survive the process (the nonce high-water mark)."""
@@ -138,6 +143,7 @@ class Engine:
             link=self.link.statistics(),
             journal_sent=journal.sent,
             journal_dropped=journal.dropped,
+            alerts=attrs.evolve(self.core.alerts.stats),
         )
 
     def _state_text(self, s: EngineStatistics) -> str:

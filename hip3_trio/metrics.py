@@ -90,6 +90,18 @@ class EngineCollector(Collector):
         pnl.add_metric(["fees"], float(s.fees))
         yield pnl
         yield _gauge("hip3_hard_stop", "1 while the hard stop is latched", 1 if s.hard_stopped else 0)
+        alerts = CounterMetricFamily(
+            "hip3_alerts", "Alerts by outcome (dropped: queue full or lost at exit)", labels=["outcome"]
+        )
+        a = snapshot.alerts
+        for outcome, count in (
+            ("sent", a.sent),
+            ("failed", a.failed),
+            ("dropped", a.dropped),
+            ("deduplicated", a.deduplicated),
+        ):
+            alerts.add_metric([outcome], count)
+        yield alerts
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

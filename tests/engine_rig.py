@@ -20,6 +20,7 @@ import attrs
 import trio
 from trio_websocket import wrap_client_stream
 
+from hip3_trio.alerts import AlertsConfig, AlertSink
 from hip3_trio.app import run_engine
 from hip3_trio.cli import restore_from_journal
 from hip3_trio.engine import Engine, EngineSettings
@@ -30,6 +31,7 @@ from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import MarketModel, SimConfig, Simulator, open_simulator
 from hip3_trio.strategy.detector import DetectorConfig, Signal
 from hip3_trio.venue.session import ConnectionConfig, WsLike
+from hip3_trio.webhook import AlertSender
 from hip3_trio.wire.signing import Signer
 
 BASE_MS = 1_700_000_000_000
@@ -213,6 +215,7 @@ async def run_rig(
     prepare: Callable[[Simulator, Path], None] | None = None,
     journal_write: WriteRunner = write_inline,
     sim: Simulator | None = None,
+    alerts: AlertsConfig | None = None,
 ) -> Rig:
     """Run the engine against a fresh simulator until `scenario` sets `rig.stop` (or `duration`).
 
@@ -220,13 +223,14 @@ async def run_rig(
     `sim`, the engine runs against that (open) simulator instead: a second run on the same state dir
     and venue is a restart. `connection` replaces the settings' connection config; either way the
     reconnect backoff is 1 s doubling to 4 s. `journal_write` runs each journal write (default
-    `write_inline`; a test may make the disk fail).
+    `write_inline`; a test may make the disk fail). With `alerts` (a webhook), the engine's alerts are
+    sent there, stamped with the engine's clock.
     """
     async with AsyncExitStack() as stack:
         if sim is None:
             sim = await stack.enter_async_context(open_simulator(config or sim_config(), listen=False))
         return await _run_rig(
-            tmp_path, scenario, sim, settings, connection, duration, dry_run, prepare, journal_write
+            tmp_path, scenario, sim, settings, connection, duration, dry_run, prepare, journal_write, alerts
         )
 
 
@@ -240,6 +244,7 @@ async def _run_rig(
     dry_run: bool,
     prepare: Callable[[Simulator, Path], None] | None,
     journal_write: WriteRunner,
+    alerts: AlertsConfig | None = None,
 ) -> Rig:
     state_dir = tmp_path / "state"
     state_dir.mkdir(exist_ok=True)
@@ -266,6 +271,10 @@ async def _run_rig(
             ),
         )
         sink, receive = JournalSink.open(clock_ms=clock_ms)
+        alert_sink, alert_sender = AlertSink.off(), None
+        if alerts is not None:
+            alert_sink, alert_receive = AlertSink.open(alerts, env="sim", clock_ms=clock_ms, host="rig")
+            alert_sender = AlertSender(alerts, alert_receive, alert_sink.stats)
         journal = Journal.open(state_dir)
         engine = Engine(
             engine_settings,
@@ -273,6 +282,7 @@ async def _run_rig(
             nonces=NonceManager(clock_ms),
             hard_stop=HardStop.load(state_dir, clock_ms()),
             journal=sink,
+            alerts=alert_sink,
         )
         restore_from_journal(engine, journal, state_dir)  # as the CLI does before trading
         rig = Rig(sim=sim, engine=engine, journal=journal, state_dir=state_dir, stop=trio.Event())
@@ -306,6 +316,7 @@ async def _run_rig(
             rng=random.Random(1),
             journal_write=journal_write,
             out=rig.lines.append,
+            alerts=alert_sender,
         )
         nursery.cancel_scope.cancel()
     return rig

@@ -17,6 +17,7 @@ from hip3_trio.config import (
     MarketConfig,
     load_config,
     parse_config,
+    resolve_alerts,
     resolve_state_dir,
 )
 from hip3_trio.execution.executor import ExecutorConfig
@@ -120,7 +121,7 @@ def test_example_config_loads(env: str) -> None:
 def test_example_config_documents_the_defaults() -> None:
     config = load_config(EXAMPLE, "testnet")
     defaults = Config()
-    for section in ("detector", "limits", "time_stop", "risk", "batch", "connection", "paths"):
+    for section in ("detector", "limits", "time_stop", "risk", "batch", "connection", "alerts", "paths"):
         assert getattr(config, section) == getattr(defaults, section), section
 
 
@@ -176,6 +177,16 @@ INVALID = [
     ("[connection]\nmd_stall_s = 0", "connection.md_stall_s: must be > 0, got 0.0"),
     ("[connection]\nbackoff_initial_s = 0", "connection.backoff_initial_s: must be > 0, got 0.0"),
     ("[connection]\nws_url = 'http://example.org'", "connection.ws_url: must be a ws:// or wss:// URL"),
+    (
+        "[alerts]\nwebhook_url = 'ftp://hooks.example.org/T0/secret'",
+        "alerts.webhook_url: must be an http:// or https:// URL with a host (value not shown)",
+    ),
+    ("[alerts]\nwebhook_url = 'https:///no-host'", "alerts.webhook_url: must be an http:// or https://"),
+    ("[alerts]\nqueue_size = 0", "alerts.queue_size: must be >= 1, got 0"),
+    ("[alerts]\nretries = -1", "alerts.retries: must be >= 0, got -1"),
+    ("[alerts]\ntimeout_s = 0", "alerts.timeout_s: must be > 0, got 0.0"),
+    ("[alerts]\nmax_reconnects_per_10min = 2.5", "alerts.max_reconnects_per_10min: expected an integer"),
+    ("[alerts]\nwebhook = 'https://x.org'", "alerts: unknown key 'webhook' (did you mean 'webhook_url'?)"),
     ("[paths]\nstate_dir = ''", "paths.state_dir: expected a non-empty path string, got ''"),
     ("account_address = '0x12'", "account_address: must be a 0x-prefixed 40-hex-digit address, got '0x12'"),
     ("signer_address = 5", "signer_address: expected a string, got 5"),
@@ -392,3 +403,29 @@ def test_state_dir_precedence() -> None:
     assert resolve_state_dir(configured, None, env) == Path("/srv/hip3")
     assert resolve_state_dir(default, None, env) == Path("/var/lib/hip3")
     assert resolve_state_dir(default, None, {}) == DEFAULT_STATE_DIR
+
+
+# --- alerts -----------------------------------------------------------------------------------------
+
+
+def test_alerts_are_off_by_default_and_the_environment_wins_over_the_file() -> None:
+    default = load_config(None, "sim")
+    assert default.alerts.webhook_url is None and not default.alerts.enabled
+    assert resolve_alerts(default, {}).webhook_url is None
+    configured = parse_config("[alerts]\nwebhook_url = 'https://file.example.org/hook'", "sim")
+    assert resolve_alerts(configured, {}).webhook_url == "https://file.example.org/hook"
+    assert resolve_alerts(configured, {"HIP3_ALERT_WEBHOOK": "  "}).webhook_url == (
+        "https://file.example.org/hook"
+    )  # empty = unset
+    env = {"HIP3_ALERT_WEBHOOK": "http://127.0.0.1:9/env"}
+    assert resolve_alerts(configured, env).webhook_url == "http://127.0.0.1:9/env"
+    assert resolve_alerts(default, env).enabled
+
+
+def test_a_bad_webhook_in_the_environment_is_a_config_error_that_does_not_show_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_alerts(load_config(None, "sim"), {"HIP3_ALERT_WEBHOOK": "hooks.example.org/T0/s3cret"})
+    assert info.value.problems == (
+        "HIP3_ALERT_WEBHOOK: must be an http:// or https:// URL with a host (value not shown)",
+    )
+    assert "s3cret" not in str(info.value)

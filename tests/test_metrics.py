@@ -97,6 +97,8 @@ async def test_metrics_endpoint_serves_on_loopback(tmp_path: Path) -> None:
     assert got[("hip3_connected", ())] == 0
     assert got[("hip3_ready", (("flag", "trading"),))] == 0
     assert got[("hip3_inflight_posts", ())] == 0
+    for outcome in ("sent", "failed", "dropped", "deduplicated"):  # alerts off: all zero
+        assert got[("hip3_alerts_total", (("outcome", outcome),))] == 0
 
 
 # --- one client's trouble ends that client only --------------------------------------------------

@@ -325,6 +325,8 @@ class VenueLink:
         generation = core.on_connect(trio.current_time())
         self._counters.connects += 1
         self._record_event("connect", n=self._counters.connects)
+        if self._counters.connects > 1:  # a reconnect: too many within 10 minutes is an alert
+            core.alerts.on_reconnect(trio.current_time())
         markets = await load_markets(session, core.settings.markets)
         core.on_markets(markets.by_coin)
         user = self.settings.user
