@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 GREETING = "Websocket connection established."
 PARSE_ERROR = "Error parsing JSON into valid websocket request: "
 TOO_MANY = "429 Too Many Requests"
+# Over the posts-in-flight limit (summed over all connections, as the venue counts per IP) the venue
+# answers on the `error` channel, naming the refused post, and never sends a `post` reply for it
+# (PROTOCOL.md, the `error` channel; TS-SDK _dispatcher.ts settles the post from this text).
+TOO_MANY_PENDING = "too many pending post requests id={}"
 GARBAGE = "\x00\x01garbage{{{ not json"
 _ABRUPT = -1
 
@@ -270,8 +274,8 @@ class Connection:
         if body.get("type") not in ("info", "action"):
             self._error(PARSE_ERROR + text)
             return
-        if self.inflight >= self.sim.config.max_inflight_posts:
-            self._reply(post_id, "error", TOO_MANY, count_inflight=False)
+        if self.sim.inflight_posts() >= self.sim.config.max_inflight_posts:
+            self._error(TOO_MANY_PENDING.format(post_id))
             return
         if body["type"] == "action" and self.sim.faults.take("lose_posts"):
             return  # lost in transit: the venue never saw it

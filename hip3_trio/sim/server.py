@@ -136,6 +136,10 @@ class Simulator:
             if due is not None and due <= now:
                 self.exchange.run_scheduled_cancels()
 
+    def inflight_posts(self) -> int:
+        """Posts received and not yet answered, summed over all connections (the venue counts per IP)."""
+        return sum(conn.inflight for conn in self.connections)
+
     def close_all(self, code: int | None = None) -> None:
         """Close every open connection (``None`` = drop without a close frame)."""
         for conn in list(self.connections):
