@@ -22,7 +22,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from .info import handle_info
 from .streams import MARKET_DATA_CHANNELS, BadSubscription, SubKey, parse_subscription
-from .views import bbo_data, clearinghouse_state, ctx_data, l2_data, order_wire
+from .views import bbo_data, ctx_data, l2_data, order_wire
 
 if TYPE_CHECKING:
     from .server import Simulator
@@ -256,9 +256,7 @@ class Connection:
             self.push(key, {"channel": "userFills", "data": data})
         elif kind == "clearinghouseState":
             user, dex = key[1], key[2]
-            state = clearinghouse_state(
-                ex.accounts.users.get(user), dex, ex.markets_of(dex), ex.config.leverage, now
-            )
+            state = ex.clearinghouse_state(user, dex)
             self.push(key, {"channel": kind, "data": {"dex": dex, "user": user, "clearinghouseState": state}})
         elif kind == "openOrders":
             user, dex = key[1], key[2]
