@@ -35,6 +35,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dislocation-bps", type=float, default=None, help="typical dislocation size")
     p.add_argument("--oracle-interval", type=float, default=None, help="seconds between oracle updates")
     p.add_argument("--dislocation-updates", type=int, default=None, help="oracle updates a dislocation lasts")
+    limits = p.add_argument_group("costs and limits of funded accounts")
+    limits.add_argument(
+        "--requests-used",
+        type=int,
+        default=None,
+        metavar="N",
+        help="actions already spent from the address budget (start near exhaustion; default 0)",
+    )
+    limits.add_argument(
+        "--cum-volume",
+        type=Decimal,
+        default=None,
+        metavar="USDC",
+        help="volume already traded: the budget cap is 10000 + this (default 0)",
+    )
+    limits.add_argument(
+        "--request-trickle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="once the budget is exhausted, one action per this interval gets through (default 10)",
+    )
+    limits.add_argument(
+        "--default-leverage",
+        type=int,
+        default=None,
+        help="leverage of an asset never set with updateLeverage (default: its maxLeverage)",
+    )
     faults = p.add_argument_group("faults")
     faults.add_argument("--close-after-frames", type=int, default=None)
     faults.add_argument("--close-at-ms", type=int, default=None, help="venue epoch-ms at which to drop all")
@@ -65,6 +93,14 @@ def build(args: argparse.Namespace) -> Simulator:
         config.market.oracle_interval_s = args.oracle_interval
     if args.dislocation_updates is not None:
         config.market.dislocation_updates = args.dislocation_updates
+    if args.requests_used is not None:
+        config.initial_requests_used = args.requests_used
+    if args.cum_volume is not None:
+        config.initial_cum_volume = args.cum_volume
+    if args.request_trickle is not None:
+        config.request_trickle_s = args.request_trickle
+    if args.default_leverage is not None:
+        config.default_leverage = args.default_leverage
     faults = Faults(
         close_after_frames=args.close_after_frames,
         close_at_ms=args.close_at_ms,

@@ -1,9 +1,15 @@
 """Accounts: funded users, their approved API wallets, per-dex balances, positions and fills.
 
-In standard account mode each perp dex has its own USDC balance, so a HIP-3 position draws on the
-``xyz`` balance, not the main one. Positions keep the signed size, the average entry price and the
-realised PnL; a fill reports ``startPosition``, ``dir`` and ``closedPnl`` (before fees) as the venue
-does. Fees are charged to the dex balance in USDC.
+In standard account mode each perp dex has its own collateral balance, so a HIP-3 position draws on the
+``xyz`` balance, not the main one (docs:account-abstraction-modes). Positions keep the signed size, the
+average entry price and the realised PnL; a fill reports ``startPosition``, ``dir`` and ``closedPnl``
+(before fees) as the venue does. Fees are charged to the dex balance in its collateral (``feeToken``).
+
+Margin: each asset has a leverage setting per user (``updateLeverage``; never set = the configured
+default). An isolated position holds its own margin, allocated from the dex balance when it opens or
+grows (notional / leverage) and released pro rata as it shrinks; its unrealised PnL stays inside it.
+A cross position (main dex only: HIP-3 assets are isolated-only) is margined at the mark and its PnL
+counts towards the dex's free margin. Each account also carries its fee tier and its action budget.
 """
 
 from __future__ import annotations
@@ -13,7 +19,23 @@ from typing import Any
 
 import attrs
 
+from .budget import RequestBudget
+from .fees import FeeTier
 from .numbers import to_wire, usd
+
+
+@attrs.frozen
+class Leverage:
+    """A leverage setting: cross or isolated, and the multiplier."""
+
+    is_cross: bool
+    value: int
+
+    def to_wire(self, raw_usd: Decimal | None = None) -> dict[str, Any]:
+        """``{"type", "value"}``, plus ``rawUsd`` for isolated (TS-SDK activeAssetData.ts)."""
+        if self.is_cross:
+            return {"type": "cross", "value": self.value}
+        return {"type": "isolated", "value": self.value, "rawUsd": signed_wire(usd(raw_usd or Decimal(0)))}
 
 
 @attrs.define
@@ -23,6 +45,8 @@ class Position:
     szi: Decimal = Decimal(0)
     entry_px: Decimal = Decimal(0)
     realised_pnl: Decimal = Decimal(0)
+    # Margin held by an isolated position (0 for cross: its margin is computed at the mark).
+    margin: Decimal = Decimal(0)
 
 
 @attrs.frozen
@@ -43,6 +67,7 @@ class FillRecord:
     fee: Decimal
     tid: int
     cloid: str | None
+    fee_token: str = "USDC"
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,7 +84,7 @@ class FillRecord:
             "crossed": self.crossed,
             "fee": _signed(self.fee),
             "tid": self.tid,
-            "feeToken": "USDC",
+            "feeToken": self.fee_token,
         }
         if self.cloid is not None:
             out["cloid"] = self.cloid
@@ -95,8 +120,18 @@ class Account:
     balances: dict[str, Decimal] = attrs.Factory(dict)
     positions: dict[str, Position] = attrs.Factory(dict)
     fills: list[FillRecord] = attrs.Factory(list)
-    volume: Decimal = Decimal(0)
     scheduled_cancel_ms: int | None = None
+    fee_tier: FeeTier = attrs.Factory(FeeTier)
+    budget: RequestBudget = attrs.Factory(RequestBudget)
+    # Leverage set with updateLeverage, per coin.
+    leverage: dict[str, Leverage] = attrs.Factory(dict)
+    taker_volume: Decimal = Decimal(0)
+    maker_volume: Decimal = Decimal(0)
+
+    @property
+    def volume(self) -> Decimal:
+        """Cumulative notional traded since the address was created."""
+        return self.budget.cum_volume
 
     def recent_fills(self, limit: int) -> list[FillRecord]:
         """The latest `limit` fills, oldest first (what the venue's snapshot and info answer hold)."""
@@ -106,28 +141,41 @@ class Account:
         return self.positions.setdefault(coin, Position())
 
     def apply_fill(
-        self, dex: str, coin: str, is_buy: bool, px: Decimal, sz: Decimal, fee: Decimal
+        self,
+        dex: str,
+        coin: str,
+        is_buy: bool,
+        px: Decimal,
+        sz: Decimal,
+        fee: Decimal,
+        leverage: Leverage,
     ) -> Decimal:
-        """Update position, balance and volume for one fill; return the realised (closed) PnL."""
+        """Update position, margin and balance for one fill; return the realised (closed) PnL."""
         pos = self.position(coin)
         signed = sz if is_buy else -sz
         closed = Decimal(0)
+        isolated = not leverage.is_cross
         if pos.szi == 0 or (pos.szi > 0) == is_buy:
             total = abs(pos.szi) + sz
             pos.entry_px = (abs(pos.szi) * pos.entry_px + sz * px) / total
             pos.szi += signed
+            if isolated:
+                pos.margin += px * sz / leverage.value
         else:
-            closing = min(sz, abs(pos.szi))
+            before = abs(pos.szi)
+            closing = min(sz, before)
             direction = Decimal(1) if pos.szi > 0 else Decimal(-1)
             closed = usd((px - pos.entry_px) * closing * direction)
             pos.szi += signed
+            pos.margin -= pos.margin * closing / before
             if pos.szi == 0:
                 pos.entry_px = Decimal(0)
+                pos.margin = Decimal(0)
             elif (pos.szi > 0) != (direction > 0):
                 pos.entry_px = px
+                pos.margin = px * abs(pos.szi) / leverage.value if isolated else Decimal(0)
         pos.realised_pnl += closed
         self.balances[dex] = self.balances.get(dex, Decimal(0)) + closed - fee
-        self.volume += px * sz
         return closed
 
 
@@ -137,17 +185,25 @@ class AccountBook:
 
     initial_balance: Decimal
     dexes: tuple[str, ...]
+    # What a new account starts with: its fee tier and its action budget.
+    fee_tier: FeeTier = attrs.Factory(FeeTier)
+    budget: RequestBudget = attrs.Factory(RequestBudget)
     users: dict[str, Account] = attrs.Factory(dict)
     agents: dict[str, str] = attrs.Factory(dict)  # agent -> master
     vaults: dict[str, str] = attrs.Factory(dict)  # vault -> leader
 
     def add_user(self, address: str, balance: Decimal | None = None) -> Account:
-        """Create (or return) a funded user with ``balance`` USDC on every dex."""
+        """Create (or return) a funded user with ``balance`` of collateral on every dex."""
         address = address.lower()
         if address in self.users:
             return self.users[address]
         amount = self.initial_balance if balance is None else balance
-        account = Account(address=address, balances={dex: amount for dex in self.dexes})
+        account = Account(
+            address=address,
+            balances={dex: amount for dex in self.dexes},
+            fee_tier=attrs.evolve(self.fee_tier),
+            budget=attrs.evolve(self.budget, last_through={}),
+        )
         self.users[address] = account
         return account
 

@@ -44,6 +44,10 @@ class SimClock:
         assert self.base_epoch_ms is not None
         return self.base_epoch_ms
 
+    def elapsed_s(self) -> float:
+        """Seconds on the Trio clock (monotonic, no skew): for intervals such as the budget's trickle."""
+        return trio.current_time()
+
     def trio_time_at(self, epoch_ms: int) -> float:
         """The Trio clock value at which ``now_ms()`` reaches ``epoch_ms`` (for sleeping until it)."""
         now = self.now_ms()

@@ -1,8 +1,10 @@
-"""Simulator settings: network, randomness, market model, fees, limits.
+"""Simulator settings: network, randomness, market model, fees, margin, limits.
 
 Defaults mirror the venue where it is known (100 posts in flight, 2000 messages a minute, 60 s idle
-close, 100 stored nonces, oracle every ~3 s, taker 4.5 bps) and are chosen to give an
-oracle-dislocation taker something to see (a dislocation on ~15 % of oracle updates).
+close, 100 stored nonces, oracle every ~3 s, tier-0 taker 4.5 bps, an action budget of 10,000 plus one
+per USDC traded with one action per 10 s once exhausted) and are chosen to give an oracle-dislocation
+taker something to see (a dislocation on ~15 % of oracle updates). Every venue fact has its source in
+the shared PROTOCOL.md crib sheet; where the venue's behaviour is unknown the field is a switch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ from typing import Literal
 import attrs
 
 Network = Literal["mainnet", "testnet"]
+# Where `deployerFeeScale` is published (PROTOCOL.md open point 8, UNVERIFIED): typed on the `perpDexs`
+# entry (TS-SDK perpDexs.ts), but a third-party report finds it per asset in `meta(dex)` only.
+FeeScaleSite = Literal["perpDexs", "meta", "both"]
+
+
+def _default_fee_scales() -> dict[str, Decimal]:
+    return {"xyz": Decimal("1"), "abc": Decimal("0.5")}
 
 
 @attrs.define
@@ -44,13 +53,41 @@ class SimConfig:
     # Venue epoch-ms at the first clock read; None = wall clock at start.
     base_epoch_ms: int | None = None
     market: MarketModel = attrs.Factory(MarketModel)
-    taker_fee_bps: Decimal = Decimal("4.5")
-    maker_fee_bps: Decimal = Decimal("1.5")
-    # Cross leverage used for margin checks (capped by each asset's maxLeverage).
-    leverage: int = 10
+
+    # -- fees (docs:fees) ---------------------------------------------------------------------------
+    # A new account's perp rates at its volume tier, before discounts (tier 0: 0.045 % / 0.015 %). The
+    # simulator does not move accounts between tiers; set these (or an account's `fee_tier`) instead.
+    taker_rate: Decimal = Decimal("0.00045")
+    maker_rate: Decimal = Decimal("0.00015")
+    # A new account's staking discount (folded into `userCrossRate`/`userAddRate`) and referral discount
+    # (`activeReferralDiscount`, applied on top), as fractions.
+    staking_discount: Decimal = Decimal(0)
+    referral_discount: Decimal = Decimal(0)
+    # HIP-3 deployer fee scale s per dex: fees x (s + 1) if s < 1, else x 2s. Read live, so a test may
+    # change it between fills.
+    deployer_fee_scales: dict[str, Decimal] = attrs.Factory(_default_fee_scales)
+    fee_scale_published_in: FeeScaleSite = "perpDexs"
+    # Markets whose `meta` entry says `growthMode: "enabled"`: fees x 0.1, budget 0.1 per USDC traded.
+    growth_mode_markets: tuple[str, ...] = ("abc:TSLA",)
+
+    # -- margin (docs:perpetuals, docs:hip-3-builder-deployed-perpetuals) ---------------------------
+    # Leverage of an asset whose leverage was never set with `updateLeverage`. UNVERIFIED (PROTOCOL.md
+    # open point 6); the docs' `activeAssetData` example shows the asset's maxLeverage, so None means
+    # "the asset's maxLeverage"; an int is used as is (capped at the asset's maximum).
+    default_leverage: int | None = None
     # USDC credited to each dex balance of a funded account.
     initial_balance: Decimal = Decimal("10000")
-    # Limits per connection.
+
+    # -- the per-address action budget (docs:rate-limits-and-user-limits) -----------------------------
+    # Budget = `request_budget_base` + 1 per USDC traded (0.1 on growth-mode markets).
+    request_budget_base: int = 10_000
+    # What a new account has already spent and traded, so a run can start near exhaustion.
+    initial_requests_used: int = 0
+    initial_cum_volume: Decimal = Decimal(0)
+    # Once exhausted, one action per this many seconds still gets through.
+    request_trickle_s: float = 10.0
+
+    # -- limits per IP (all connections of this simulator) and per connection -----------------------
     max_inflight_posts: int = 100
     max_messages_per_minute: int = 2000
     idle_timeout_s: float = 60.0

@@ -22,7 +22,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from .info import handle_info
 from .streams import MARKET_DATA_CHANNELS, BadSubscription, SubKey, parse_subscription
-from .views import bbo_data, clearinghouse_state, ctx_data, l2_data, order_wire
+from .views import bbo_data, ctx_data, l2_data, order_wire
 
 if TYPE_CHECKING:
     from .server import Simulator
@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 GREETING = "Websocket connection established."
 PARSE_ERROR = "Error parsing JSON into valid websocket request: "
 TOO_MANY = "429 Too Many Requests"
+# Over the posts-in-flight limit (summed over all connections, as the venue counts per IP) the venue
+# answers on the `error` channel, naming the refused post, and never sends a `post` reply for it
+# (PROTOCOL.md, the `error` channel; TS-SDK _dispatcher.ts settles the post from this text).
+TOO_MANY_PENDING = "too many pending post requests id={}"
 GARBAGE = "\x00\x01garbage{{{ not json"
 _ABRUPT = -1
 
@@ -252,9 +256,7 @@ class Connection:
             self.push(key, {"channel": "userFills", "data": data})
         elif kind == "clearinghouseState":
             user, dex = key[1], key[2]
-            state = clearinghouse_state(
-                ex.accounts.users.get(user), dex, ex.markets_of(dex), ex.config.leverage, now
-            )
+            state = ex.clearinghouse_state(user, dex)
             self.push(key, {"channel": kind, "data": {"dex": dex, "user": user, "clearinghouseState": state}})
         elif kind == "openOrders":
             user, dex = key[1], key[2]
@@ -270,8 +272,8 @@ class Connection:
         if body.get("type") not in ("info", "action"):
             self._error(PARSE_ERROR + text)
             return
-        if self.inflight >= self.sim.config.max_inflight_posts:
-            self._reply(post_id, "error", TOO_MANY, count_inflight=False)
+        if self.sim.inflight_posts() >= self.sim.config.max_inflight_posts:
+            self._error(TOO_MANY_PENDING.format(post_id))
             return
         if body["type"] == "action" and self.sim.faults.take("lose_posts"):
             return  # lost in transit: the venue never saw it

@@ -1,13 +1,19 @@
 """The exchange's state machine: signed actions in, statuses and stream events out.
 
 Everything here is synchronous. ``execute`` verifies a signed action (signature → known signer →
-nonce → expiry → vault), applies it, and returns the reply payload; the events it caused (orderUpdates,
-userFills, account and book pushes) are queued and published by ``flush`` so the caller can put the
-post reply on the wire first. ``tick`` is one oracle update for every market; ``run_scheduled_cancels``
-fires due ``scheduleCancel`` times. Tasks that drive time live in ``server.Simulator``.
+action budget → nonce → expiry → vault), applies it, and returns the reply payload; the events it
+caused (orderUpdates, userFills, account and book pushes) are queued and published by ``flush`` so the
+caller can put the post reply on the wire first. ``tick`` is one oracle update for every market;
+``run_scheduled_cancels`` fires due ``scheduleCancel`` times. Tasks that drive time live in
+``server.Simulator``.
 
-Why ~550 lines: the simulated venue's state and its action rules (orders, cancels, nonces, matching
-hooks, pushes) must change together, as the venue's do.
+Costs and limits follow the venue (sources in PROTOCOL.md): fees by the HIP-3 rule (``fees``), the
+per-address action budget (``budget``), isolated margin per position drawn from the per-dex balance
+(``accounts``) with ``updateLeverage`` validated against the asset, and an order whose initial margin
+the dex's free balance cannot cover refused as ``perpMarginRejected``.
+
+Why ~700 lines: the simulated venue's state and its action rules (orders, cancels, nonces, budget,
+margin, matching hooks, pushes) must change together, as the venue's do.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import attrs
 from eth_utils.crypto import keccak
 
 from . import views
-from .accounts import AccountBook, FillRecord, fill_direction
+from .accounts import Account, AccountBook, FillRecord, Leverage, fill_direction
+from .budget import EXPIRED_MULTIPLIER, RequestBudget, action_weight
 from .clock import SimClock
 from .config import SimConfig
 from .faults import Faults
+from .fees import FeeTier, fill_fee, fill_rate
 from .markets import DEFAULT_DEXES, AssetSpec, DexSpec, Market, RestingOrder, build_specs
 from .matching import crossed_resting, take, would_cross
 from .nonces import NonceBook
@@ -36,6 +44,21 @@ from .views import OrderRecord
 DESERIALIZE_ERROR = "Failed to deserialize the JSON body into the target type"
 MIN_ORDER_USD = Decimal(10)
 SCHEDULE_CANCEL_MIN_LEAD_MS = 5_000
+# Whole-action and per-order texts. Sources: PROTOCOL.md and the third-party captures it cites; the
+# ones marked UNVERIFIED are the simulator's best guess (no capture of the venue's text is known).
+EXPIRED_ERROR = "Action already expired"  # UNVERIFIED
+CROSS_NOT_ALLOWED = "Cross margin is not allowed for this asset."
+INVALID_LEVERAGE = "Invalid leverage value"
+SWITCH_WITH_POSITION = "Cannot switch leverage type with open position."
+ISOLATED_DECREASE = (
+    "Isolated position does not have sufficient margin available to decrease leverage. "
+    "To decrease leverage, add margin to the position."
+)
+CROSS_DECREASE = (
+    "Cross position does not have sufficient margin available to decrease leverage. "
+    "To decrease leverage, deposit more collateral."
+)
+DELISTED_ERROR = "Trading is halted."  # UNVERIFIED: the venue's answer to an order on a delisted asset
 Reply = tuple[str, Any]
 
 
@@ -125,7 +148,22 @@ class Exchange:
             specs=specs,
             markets=markets,
             by_asset={m.spec.asset: m for m in markets.values()},
-            accounts=AccountBook(initial_balance=config.initial_balance, dexes=tuple(d.name for d in dexes)),
+            accounts=AccountBook(
+                initial_balance=config.initial_balance,
+                dexes=tuple(d.name for d in dexes),
+                fee_tier=FeeTier(
+                    taker_rate=config.taker_rate,
+                    maker_rate=config.maker_rate,
+                    staking_discount=config.staking_discount,
+                    referral_discount=config.referral_discount,
+                ),
+                budget=RequestBudget(
+                    base=config.request_budget_base,
+                    used=config.initial_requests_used,
+                    earning_volume=config.initial_cum_volume,
+                    cum_volume=config.initial_cum_volume,
+                ),
+            ),
             nonces=NonceBook(
                 set_size=config.nonce_set_size,
                 past_window_ms=config.nonce_past_window_ms,
@@ -150,22 +188,46 @@ class Exchange:
             if o.user == user and (r := self.orders[o.oid]).status == "open"
         ]
 
-    def leverage(self, market: Market) -> int:
-        return min(self.config.leverage, market.spec.max_leverage)
+    def dex_spec(self, dex: str) -> DexSpec:
+        return next(d for d in self.dexes if d.name == dex)
+
+    def fee_scale(self, dex: str) -> Decimal | None:
+        """The dex's deployerFeeScale (None for the main dex, which has no HIP-3 factor)."""
+        if not dex:
+            return None
+        return self.config.deployer_fee_scales.get(dex, Decimal(1))
+
+    def growth_mode(self, market: Market) -> bool:
+        return market.spec.name in self.config.growth_mode_markets
+
+    def default_leverage(self, market: Market) -> Leverage:
+        """The setting of an asset whose leverage was never set: cross where allowed, else isolated."""
+        wanted = self.config.default_leverage or market.spec.max_leverage
+        return Leverage(is_cross=not market.spec.isolated_only, value=min(wanted, market.spec.max_leverage))
+
+    def leverage_of(self, account: Account | None, market: Market) -> Leverage:
+        if account is not None and (setting := account.leverage.get(market.spec.name)) is not None:
+            return setting
+        return self.default_leverage(market)
 
     def available_margin(self, user: str, dex: str) -> Decimal:
-        """Account value on ``dex`` minus margin held by positions and resting orders."""
+        """What the dex balance has free: isolated margins and resting orders' margin set aside; cross
+        positions margined at the mark, their PnL counted."""
         account = self.accounts.users[user]
         value = account.balances.get(dex, Decimal(0))
         used = Decimal(0)
         for market in self.markets_of(dex):
+            lev = self.leverage_of(account, market)
             pos = account.positions.get(market.spec.name)
             if pos is not None and pos.szi != 0:
-                value += (market.mark - pos.entry_px) * pos.szi
-                used += abs(pos.szi) * market.mark / self.leverage(market)
+                if lev.is_cross:
+                    value += (market.mark - pos.entry_px) * pos.szi
+                    used += abs(pos.szi) * market.mark / lev.value
+                else:
+                    used += pos.margin
             for order in market.resting:
                 if order.user == user and not order.reduce_only:
-                    used += order.limit_px * order.sz / self.leverage(market)
+                    used += order.limit_px * order.sz / lev.value
         return value - used
 
     # -- signed actions --------------------------------------------------------------------------
@@ -195,18 +257,26 @@ class Exchange:
         master = self.accounts.master_of(signer)
         if master is None:
             return _err(f"{self.config.signer_error_prefix}User or API Wallet {signer} does not exist.")
+        # The budget is the acting address's (a vault or sub-account is a user of its own). An action
+        # refused whole costs nothing; a budget refusal leaves the nonce unused.
+        user = vault if vault is not None and self.accounts.vaults.get(vault) == master else master
+        budget = self.accounts.users[user].budget
+        cap, weight = action_weight(action)
+        elapsed = self.clock.elapsed_s()
+        refusal = budget.refusal(cap, weight, elapsed, self.config.request_trickle_s)
+        if refusal is not None:
+            return _err(refusal)
         now = self.clock.now_ms()
         problem = self.nonces.check(signer, nonce, now)
         if problem is not None:
             return _err(problem)
         self.nonces.consume(signer, nonce)
         if expires is not None and expires < now:
-            return _err("Action already expired")
-        user = master
-        if vault is not None:
-            if self.accounts.vaults.get(vault) != master:
-                return _err(f"Vault not registered: {vault}")
-            user = vault
+            budget.charge(EXPIRED_MULTIPLIER * weight)
+            return _err(EXPIRED_ERROR)
+        if vault is not None and user != vault:
+            return _err(f"Vault not registered: {vault}")
+        budget.spend(cap, weight, elapsed)
         kind = action["type"]
         if kind == "order":
             statuses = [self._place(user, order, now) for order in action["orders"]]
@@ -220,6 +290,8 @@ class Exchange:
             return _ok("cancel", {"statuses": statuses})
         if kind == "scheduleCancel":
             return self._schedule_cancel(user, action.get("time"), now)
+        if kind == "updateLeverage":
+            return self._update_leverage(user, action["asset"], action["isCross"], action["leverage"])
         return _ok("default")  # noop: the nonce is now used, nothing else happens
 
     def _place(self, user: str, wire: dict[str, Any], now: int) -> Any:
@@ -229,6 +301,8 @@ class Exchange:
             return {"error": f"Order has invalid asset. asset={asset}"}
         if "limit" not in wire["t"]:
             return {"error": f"Trigger orders are not supported by the simulator. asset={asset}"}
+        if market.spec.delisted:
+            return {"error": f"{DELISTED_ERROR} asset={asset}"}
         tif = wire["t"]["limit"]["tif"]
         is_buy: bool = wire["b"]
         px = parse_decimal(wire["p"])
@@ -273,7 +347,7 @@ class Exchange:
             record.sz = record.orig_sz = min(sz, abs(szi))
         else:
             increase = sz if szi == 0 or (szi > 0) == is_buy else max(Decimal(0), sz - abs(szi))
-            required = px * increase / self.leverage(market)
+            required = px * increase / self.leverage_of(account, market).value
             if increase > 0 and required > self.available_margin(user, market.spec.dex):
                 return self._reject(
                     record, "perpMarginRejected", f"Insufficient margin to place order. asset={asset}"
@@ -386,11 +460,20 @@ class Exchange:
         tx_hash: str,
     ) -> None:
         account = self.accounts.users[user]
-        fee_bps = self.config.taker_fee_bps if crossed else self.config.maker_fee_bps
-        fee = usd(px * sz * fee_bps / 10_000)
+        dex = market.spec.dex
+        growth = self.growth_mode(market)
+        rate = fill_rate(account.fee_tier, crossed=crossed, fee_scale=self.fee_scale(dex), growth_mode=growth)
+        notional = px * sz
+        fee = fill_fee(notional, rate)
         start = account.position(market.spec.name).szi
         direction = fill_direction(start, is_buy, sz)
-        closed = account.apply_fill(market.spec.dex, market.spec.name, is_buy, px, sz, fee)
+        lev = self.leverage_of(account, market)
+        closed = account.apply_fill(dex, market.spec.name, is_buy, px, sz, fee, lev)
+        account.budget.traded(notional, growth_mode=growth)
+        if crossed:
+            account.taker_volume += notional
+        else:
+            account.maker_volume += notional
         tid = self.tids.take()
         fill = FillRecord(
             coin=market.spec.name,
@@ -407,6 +490,7 @@ class Exchange:
             fee=fee,
             tid=tid,
             cloid=record.cloid,
+            fee_token=self.dex_spec(dex).collateral_name,
         )
         account.fills.append(fill)
         self._fills[user].append(fill.to_wire())
@@ -455,6 +539,43 @@ class Exchange:
         account.scheduled_cancel_ms = when
         self.on_schedule_change()
         return _ok("default")
+
+    def _update_leverage(self, user: str, asset: int, is_cross: bool, value: int) -> Reply:
+        """Set a user's leverage on one asset (isolated or cross), as the venue validates it."""
+        market = self.by_asset.get(asset)
+        if market is None:
+            return _err(f"Invalid asset: {asset}")  # UNVERIFIED text
+        if is_cross and market.spec.isolated_only:
+            return _err(CROSS_NOT_ALLOWED)
+        if not 1 <= value <= market.spec.max_leverage:
+            return _err(INVALID_LEVERAGE)
+        account = self.accounts.users[user]
+        current = self.leverage_of(account, market)
+        pos = account.positions.get(market.spec.name)
+        if pos is not None and pos.szi != 0:
+            if current.is_cross != is_cross:
+                return _err(SWITCH_WITH_POSITION)
+            if value < current.value:
+                notional = abs(pos.szi) * market.mark
+                if is_cross:
+                    extra = notional / value - notional / current.value
+                    if extra > self.available_margin(user, market.spec.dex):
+                        return _err(CROSS_DECREASE)
+                elif pos.margin + (market.mark - pos.entry_px) * pos.szi < notional / value:
+                    return _err(ISOLATED_DECREASE)
+        account.leverage[market.spec.name] = Leverage(is_cross=is_cross, value=value)
+        self._dirty_accounts.add((user, market.spec.dex))
+        return _ok("default")
+
+    def cancel_open_orders(self, user: str, status: str) -> int:
+        """Cancel every open order of ``user`` with ``status`` (e.g. the venue's ``internalCancel``)."""
+        now = self.clock.now_ms()
+        records = self.open_orders(user)
+        for record in records:
+            self._remove_resting(record)
+            self._set_status(record, status, now)
+        self.flush()
+        return len(records)
 
     # -- time-driven changes ---------------------------------------------------------------------
 
@@ -506,6 +627,22 @@ class Exchange:
             )
         self.flush()
 
+    # -- views -----------------------------------------------------------------------------------
+
+    def clearinghouse_state(self, user: str, dex: str, *, empty: bool = False) -> dict[str, Any]:
+        account = self.accounts.users.get(user)
+        markets = self.markets_of(dex)
+        settings = {m.spec.name: self.leverage_of(account, m) for m in markets}
+        return views.clearinghouse_state(account, dex, markets, settings, self.clock.now_ms(), empty=empty)
+
+    def active_asset_data(self, user: str, market: Market) -> dict[str, Any]:
+        """The ``activeAssetData`` answer: leverage, what can be traded each way, mark."""
+        account = self.accounts.users.get(user)
+        lev = self.leverage_of(account, market)
+        pos = account.positions.get(market.spec.name) if account is not None else None
+        free = max(self.available_margin(user, market.spec.dex), Decimal(0)) if account else Decimal(0)
+        return views.active_asset_data(user, market, lev, pos, free)
+
     # -- publishing ------------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -524,9 +661,7 @@ class Exchange:
         for user, dex in sorted(self._dirty_accounts):
             key: SubKey = ("clearinghouseState", user, dex)
             if self.hub.wanted(key):
-                state = views.clearinghouse_state(
-                    self.accounts.users.get(user), dex, self.markets_of(dex), self.config.leverage, now
-                )
+                state = self.clearinghouse_state(user, dex)
                 self.hub.publish(
                     key,
                     {

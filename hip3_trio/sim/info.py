@@ -7,10 +7,13 @@ deserialise gets the transport-level error string instead.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from . import views
+from .budget import RequestBudget
 from .exchange import DESERIALIZE_ERROR, Exchange, Reply
+from .fees import user_fees
 from .numbers import to_wire
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -50,14 +53,13 @@ def handle_info(ex: Exchange, payload: object) -> Reply:
 def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
     now = ex.clock.now_ms()
     if kind == "perpDexs":
-        return views.perp_dexs(ex.dexes)
+        site = ex.config.fee_scale_published_in
+        return views.perp_dexs(ex.dexes, ex.config.deployer_fee_scales if site != "meta" else None)
     if kind == "meta":
-        dex = _dex(ex, payload)
-        return views.meta([s for s in ex.specs if s.dex == dex])
+        return _meta(ex, _dex(ex, payload))
     if kind == "metaAndAssetCtxs":
         dex = _dex(ex, payload)
-        markets = ex.markets_of(dex)
-        return [views.meta([m.spec for m in markets]), [views.asset_ctx(m) for m in markets]]
+        return [_meta(ex, dex), [views.asset_ctx(m) for m in ex.markets_of(dex)]]
     if kind == "allMids":
         dex = _dex(ex, payload)
         return {m.spec.name: to_wire(mid) for m in ex.markets_of(dex) if (mid := m.mid()) is not None}
@@ -72,9 +74,7 @@ def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
         if ex.faults.empty_clearinghouse_dex == dex:
             ex.faults.empty_clearinghouse_dex = None
             empty = True
-        return views.clearinghouse_state(
-            ex.accounts.users.get(user), dex, ex.markets_of(dex), ex.config.leverage, now, empty=empty
-        )
+        return ex.clearinghouse_state(user, dex, empty=empty)
     if kind in ("openOrders", "frontendOpenOrders"):
         user, dex = _user(payload), _dex(ex, payload)
         return [views.order_wire(r) for r in ex.open_orders(user, dex)]
@@ -96,4 +96,29 @@ def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
         account = ex.accounts.users.get(user)
         fills = account.recent_fills(ex.config.fills_snapshot_limit) if account else []
         return [f.to_wire() for f in reversed(fills)]
+    if kind == "activeAssetData":
+        user = _user(payload)
+        coin = payload.get("coin")
+        if not isinstance(coin, str) or coin not in ex.markets:
+            raise _BadRequest("coin")
+        return ex.active_asset_data(user, ex.markets[coin])
+    if kind == "userFees":
+        account = ex.accounts.users.get(_user(payload))
+        if account is None:
+            return user_fees(ex.accounts.fee_tier, Decimal(0), Decimal(0), now)
+        return user_fees(account.fee_tier, account.taker_volume, account.maker_volume, now)
+    if kind == "userRateLimit":
+        account = ex.accounts.users.get(_user(payload))
+        budget = account.budget if account is not None else RequestBudget(base=ex.accounts.budget.base)
+        return budget.to_wire()
     raise _BadRequest("type")
+
+
+def _meta(ex: Exchange, dex: str) -> dict[str, Any]:
+    site = ex.config.fee_scale_published_in
+    return views.meta(
+        [s for s in ex.specs if s.dex == dex],
+        collateral_token=ex.dex_spec(dex).collateral_token,
+        growth_mode=frozenset(ex.config.growth_mode_markets),
+        fee_scale=ex.fee_scale(dex) if site != "perpDexs" else None,
+    )

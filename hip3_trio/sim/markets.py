@@ -3,7 +3,9 @@
 Metadata follows HIP-3: ``perpDexs`` is ``[null, xyz, abc]``; a HIP-3 universe carries prefixed names
 ("xyz:COIN"); asset id = ``100000 + dex_index * 10000 + index_in_meta`` (the main dex uses the bare
 index). The markets have different ``szDecimals`` so a client that maps ids or decimals wrongly
-sends a visibly wrong order.
+sends a visibly wrong order. HIP-3 assets are isolated-only (``onlyIsolated`` and ``marginMode`` in
+``meta``, docs:perpetuals); ``xyz:OLD`` is delisted (``isDelisted``): it keeps its place in the universe
+(asset ids never shift) but has no book, its prices never move and orders on it are refused.
 
 Each market runs a seeded oracle random walk (one step per oracle update), a mark that follows the
 book but moves at most 1 % per update, and a synthetic book around a centre that usually sits on the
@@ -16,11 +18,31 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from typing import Literal
 
 import attrs
 
 from .config import MarketModel
 from .numbers import round_price, round_size, tick_of
+
+MarginMode = Literal["strictIsolated", "noCross"]
+
+
+@attrs.frozen
+class AssetDef:
+    """One perp of a dex as deployed: what ``meta`` says about it, plus the sim's starting price.
+
+    ``only_isolated`` is the older flag, ``margin_mode`` the newer one ("strictIsolated": isolated and
+    margin cannot be taken out of an open position; "noCross": isolated only); neither = cross allowed.
+    """
+
+    coin: str
+    sz_decimals: int
+    max_leverage: int
+    start_px: str
+    only_isolated: bool = False
+    margin_mode: MarginMode | None = None
+    delisted: bool = False
 
 
 @attrs.frozen
@@ -33,6 +55,14 @@ class AssetSpec:
     max_leverage: int
     dex: str
     start_px: Decimal
+    only_isolated: bool = False
+    margin_mode: MarginMode | None = None
+    delisted: bool = False
+
+    @property
+    def isolated_only(self) -> bool:
+        """True if cross margin is not allowed on this asset."""
+        return self.only_isolated or self.margin_mode is not None
 
 
 @attrs.frozen
@@ -42,27 +72,38 @@ class DexSpec:
     name: str
     full_name: str
     deployer: str
-    # (coin without prefix, szDecimals, maxLeverage, start price)
-    assets: tuple[tuple[str, int, int, str], ...]
+    assets: tuple[AssetDef, ...]
+    # The dex's collateral: `meta(dex)`'s `collateralToken` (a spot token index) and the name fills
+    # report as `feeToken`. USDC (token 0) on every default dex.
+    collateral_token: int = 0
+    collateral_name: str = "USDC"
 
 
 MAIN_DEX = DexSpec(
     name="",
     full_name="",
     deployer="",
-    assets=(("BTC", 5, 40, "100000"), ("ETH", 4, 25, "3500")),
+    assets=(AssetDef("BTC", 5, 40, "100000"), AssetDef("ETH", 4, 25, "3500")),
 )
 XYZ_DEX = DexSpec(
     name="xyz",
     full_name="XYZ Markets",
     deployer="0x88806a71d74ad0a510b350545c9ae490912f0888",
-    assets=(("COIN", 2, 10, "250"), ("NVDA", 3, 10, "180"), ("GOLD", 4, 20, "2400")),
+    assets=(
+        AssetDef("COIN", 2, 10, "250", only_isolated=True, margin_mode="noCross"),
+        AssetDef("NVDA", 3, 10, "180", only_isolated=True, margin_mode="noCross"),
+        AssetDef("GOLD", 4, 20, "2400", only_isolated=True, margin_mode="noCross"),
+        AssetDef("OLD", 2, 10, "50", only_isolated=True, margin_mode="noCross", delisted=True),
+    ),
 )
 ABC_DEX = DexSpec(
     name="abc",
     full_name="ABC Perps",
     deployer="0x0abc0000000000000000000000000000000000ab",
-    assets=(("TSLA", 2, 10, "300"), ("EUR", 1, 20, "1.08")),
+    assets=(
+        AssetDef("TSLA", 2, 10, "300", only_isolated=True, margin_mode="strictIsolated"),
+        AssetDef("EUR", 1, 20, "1.08", only_isolated=True),
+    ),
 )
 DEFAULT_DEXES: tuple[DexSpec, ...] = (MAIN_DEX, XYZ_DEX, ABC_DEX)
 
@@ -78,16 +119,19 @@ def build_specs(dexes: tuple[DexSpec, ...]) -> list[AssetSpec]:
     """Every asset of every dex, with prefixed names and ids from the rule."""
     specs: list[AssetSpec] = []
     for dex_index, dex in enumerate(dexes):
-        for index, (coin, sz_decimals, max_leverage, start) in enumerate(dex.assets):
-            name = f"{dex.name}:{coin}" if dex.name else coin
+        for index, a in enumerate(dex.assets):
+            name = f"{dex.name}:{a.coin}" if dex.name else a.coin
             specs.append(
                 AssetSpec(
                     name=name,
                     asset=asset_id(dex_index, index),
-                    sz_decimals=sz_decimals,
-                    max_leverage=max_leverage,
+                    sz_decimals=a.sz_decimals,
+                    max_leverage=a.max_leverage,
                     dex=dex.name,
-                    start_px=Decimal(start),
+                    start_px=Decimal(a.start_px),
+                    only_isolated=a.only_isolated,
+                    margin_mode=a.margin_mode,
+                    delisted=a.delisted,
                 )
             )
     return specs
@@ -157,7 +201,11 @@ class Market:
     # -- state changes (synchronous) -------------------------------------------------------------
 
     def step(self) -> None:
-        """One oracle update: move the oracle, maybe start or end a dislocation, rebuild the book."""
+        """One oracle update: move the oracle, maybe start or end a dislocation, rebuild the book.
+
+        A delisted market has no book and its prices stay where they are."""
+        if self.spec.delisted:
+            return
         move = self.rng.gauss(0.0, self.model.oracle_vol_bps / 10_000)
         raw = self.oracle * (1 + _d(move))
         self.oracle = round_price(raw, self.spec.sz_decimals, up=move > 0)
@@ -173,6 +221,9 @@ class Market:
 
     def rebuild_book(self) -> None:
         """Replace the synthetic liquidity around the (possibly dislocated) centre; update the mark."""
+        if self.spec.delisted:
+            self.bids, self.asks = [], []
+            return
         szd = self.spec.sz_decimals
         centre = self.oracle * (1 + _d(self.dislocation_bps / 10_000))
         half = _d(self.model.half_spread_bps / 10_000)

@@ -136,6 +136,16 @@ class Simulator:
             if due is not None and due <= now:
                 self.exchange.run_scheduled_cancels()
 
+    def inflight_posts(self) -> int:
+        """Posts received and not yet answered, summed over all connections (the venue counts per IP)."""
+        return sum(conn.inflight for conn in self.connections)
+
+    def internal_cancel(self, user: str | None = None) -> int:
+        """Cancel every open order of ``user`` (default: the default account) with the venue's
+        ``internalCancel`` status, as the venue does for reasons of its own; returns how many."""
+        address = (user or self.account or "").lower()
+        return self.exchange.cancel_open_orders(address, "internalCancel")
+
     def close_all(self, code: int | None = None) -> None:
         """Close every open connection (``None`` = drop without a close frame)."""
         for conn in list(self.connections):

@@ -165,6 +165,13 @@ def canonical_action(raw: object) -> dict[str, Any]:
         }
     if kind == "noop":
         return {"type": "noop"}
+    if kind == "updateLeverage":
+        return {
+            "type": "updateLeverage",
+            "asset": _int(action.get("asset"), "asset"),
+            "isCross": _bool(action.get("isCross"), "isCross"),
+            "leverage": _int(action.get("leverage"), "leverage"),
+        }
     if kind == "scheduleCancel":
         out = {"type": "scheduleCancel"}
         if action.get("time") is not None:

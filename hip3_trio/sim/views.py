@@ -5,14 +5,19 @@ disagree.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Mapping
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import attrs
 
-from .accounts import Account, signed_wire
+from .accounts import Account, Leverage, Position, signed_wire
 from .markets import AssetSpec, DexSpec, Market
-from .numbers import to_wire, usd
+from .numbers import round_size, to_wire, usd
+
+# ISO-8601 without a timezone, as the venue writes `lastDeployerFeeScaleChangeTime` and
+# `lastGrowthModeChangeTime` (TS-SDK perpDexs.ts); fixed in the simulator.
+CHANGE_TIME = "2025-10-01T00:00:00"
 
 
 @attrs.define
@@ -87,35 +92,64 @@ def ctx_data(market: Market) -> dict[str, Any]:
     return {"coin": market.spec.name, "ctx": asset_ctx(market)}
 
 
-def perp_dexs(dexes: tuple[DexSpec, ...]) -> list[Any]:
+def perp_dexs(dexes: tuple[DexSpec, ...], fee_scales: Mapping[str, Decimal] | None) -> list[Any]:
+    """The ``perpDexs`` answer (TS-SDK perpDexs.ts); ``fee_scales`` None leaves out ``deployerFeeScale``
+    (the switch for a venue that publishes it only in ``meta``)."""
     out: list[Any] = [None]
     for dex in dexes[1:]:
-        out.append(
-            {
-                "name": dex.name,
-                "fullName": dex.full_name,
-                "deployer": dex.deployer,
-                "oracleUpdater": None,
-                "feeRecipient": None,
-                "assetToStreamingOiCap": [],
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": dex.name,
+            "fullName": dex.full_name,
+            "deployer": dex.deployer,
+            "oracleUpdater": None,
+            "feeRecipient": None,
+            "assetToStreamingOiCap": [],
+            "subDeployers": [],
+        }
+        if fee_scales is not None:
+            entry["deployerFeeScale"] = to_wire(fee_scales.get(dex.name, Decimal(1)))
+            entry["lastDeployerFeeScaleChangeTime"] = CHANGE_TIME
+        entry["assetToFundingMultiplier"] = []
+        out.append(entry)
     return out
 
 
-def meta(specs: list[AssetSpec]) -> dict[str, Any]:
+def meta(
+    specs: list[AssetSpec],
+    *,
+    collateral_token: int = 0,
+    growth_mode: frozenset[str] = frozenset(),
+    fee_scale: Decimal | None = None,
+) -> dict[str, Any]:
+    """The ``meta(dex)`` answer (docs:perpetuals, TS-SDK meta.ts): optional flags appear only when set;
+    ``fee_scale`` adds a per-asset ``deployerFeeScale`` (the switch for where the venue publishes it)."""
+    universe: list[dict[str, Any]] = []
+    for s in specs:
+        entry: dict[str, Any] = {
+            "szDecimals": s.sz_decimals,
+            "name": s.name,
+            "maxLeverage": s.max_leverage,
+            "marginTableId": s.max_leverage,
+        }
+        if s.only_isolated:
+            entry["onlyIsolated"] = True
+        if s.delisted:
+            entry["isDelisted"] = True
+        if s.margin_mode is not None:
+            entry["marginMode"] = s.margin_mode
+        if s.name in growth_mode:
+            entry["growthMode"] = "enabled"
+            entry["lastGrowthModeChangeTime"] = CHANGE_TIME
+        if fee_scale is not None and s.dex:
+            entry["deployerFeeScale"] = to_wire(fee_scale)
+        universe.append(entry)
+    tables = sorted({s.max_leverage for s in specs})
     return {
-        "universe": [
-            {
-                "szDecimals": s.sz_decimals,
-                "name": s.name,
-                "maxLeverage": s.max_leverage,
-                "marginTableId": s.max_leverage,
-            }
-            for s in specs
+        "universe": universe,
+        "marginTables": [
+            [t, {"description": "", "marginTiers": [{"lowerBound": "0", "maxLeverage": t}]}] for t in tables
         ],
-        "marginTables": [],
-        "collateralToken": 0,
+        "collateralToken": collateral_token,
     }
 
 
@@ -123,26 +157,38 @@ def clearinghouse_state(
     account: Account | None,
     dex: str,
     markets: list[Market],
-    leverage: int,
+    leverage: Mapping[str, Leverage],
     time_ms: int,
     *,
     empty: bool = False,
 ) -> dict[str, Any]:
-    """The ``clearinghouseState`` of one user on one dex (zero positions when ``empty``)."""
+    """The ``clearinghouseState`` of one user on one dex (zero positions when ``empty``).
+
+    An isolated position shows ``leverage: {type: "isolated", value, rawUsd}`` with ``rawUsd`` = its
+    margin less its signed entry notional, and ``marginUsed`` = its margin plus its unrealised PnL (the
+    docs' example satisfies marginUsed = rawUsd + szi x mark); a cross one is margined at the mark.
+    """
     balance = account.balances.get(dex, Decimal(0)) if account else Decimal(0)
     positions: list[dict[str, Any]] = []
     ntl = Decimal(0)
     upnl_total = Decimal(0)
     margin_total = Decimal(0)
+    cross_margin = Decimal(0)
     raw = balance
     for market in markets:
         pos = account.positions.get(market.spec.name) if account else None
         if pos is None or pos.szi == 0:
             continue
-        lev = min(leverage, market.spec.max_leverage)
+        lev = leverage[market.spec.name]
         value = abs(pos.szi) * market.mark
         upnl = (market.mark - pos.entry_px) * pos.szi
-        margin = value / lev
+        if lev.is_cross:
+            margin = value / lev.value
+            cross_margin += margin
+            wire_leverage = lev.to_wire()
+        else:
+            margin = max(pos.margin + upnl, Decimal(0))
+            wire_leverage = lev.to_wire(pos.margin - pos.szi * pos.entry_px)
         ntl += value
         upnl_total += upnl
         margin_total += margin
@@ -155,12 +201,12 @@ def clearinghouse_state(
                 "position": {
                     "coin": market.spec.name,
                     "szi": signed_wire(pos.szi),
-                    "leverage": {"type": "cross", "value": lev},
+                    "leverage": wire_leverage,
                     "entryPx": to_wire(usd(pos.entry_px).normalize()),
                     "positionValue": to_wire(usd(value)),
                     "unrealizedPnl": signed_wire(usd(upnl)),
                     "returnOnEquity": signed_wire(
-                        (upnl / (abs(pos.szi) * pos.entry_px / lev)).quantize(Decimal("0.00000001"))
+                        (upnl / (abs(pos.szi) * pos.entry_px / lev.value)).quantize(Decimal("0.00000001"))
                     ),
                     "liquidationPx": None,
                     "marginUsed": to_wire(usd(margin)),
@@ -179,10 +225,34 @@ def clearinghouse_state(
     return {
         "marginSummary": summary,
         "crossMarginSummary": dict(summary),
-        "crossMaintenanceMarginUsed": to_wire(usd(margin_total / 2)),
+        "crossMaintenanceMarginUsed": to_wire(usd(cross_margin / 2)),
         "withdrawable": to_wire(usd(max(value - margin_total, Decimal(0)))),
         "assetPositions": positions,
         "time": time_ms,
+    }
+
+
+def active_asset_data(
+    user: str, market: Market, leverage: Leverage, position: Position | None, free: Decimal
+) -> dict[str, Any]:
+    """The ``activeAssetData`` answer (TS-SDK activeAssetData.ts): ``availableToTrade`` is the dex's
+    free margin for a buy and a sell, ``maxTradeSzs`` what it buys at the mark and this leverage, plus
+    the size that would only close the position."""
+    szi = position.szi if position is not None else Decimal(0)
+    raw_usd = position.margin - szi * position.entry_px if position is not None else Decimal(0)
+    sizes = []
+    for is_buy in (True, False):
+        opening = round_size(free * leverage.value / market.mark, market.spec.sz_decimals)
+        closing = abs(szi) if szi != 0 and (szi < 0) == is_buy else Decimal(0)
+        sizes.append(to_wire(opening + closing))
+    available = to_wire(usd(free).quantize(Decimal("0.01"), rounding=ROUND_DOWN))
+    return {
+        "user": user,
+        "coin": market.spec.name,
+        "leverage": leverage.to_wire(raw_usd),
+        "maxTradeSzs": sizes,
+        "availableToTrade": [available, available],
+        "markPx": to_wire(market.mark),
     }
 
 

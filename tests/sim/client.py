@@ -97,6 +97,35 @@ class SimClient:
         return ack
 
 
+class Trader:
+    """Signs actions for one wallet with increasing nonces and posts them."""
+
+    def __init__(self, client: SimClient, wallet: LocalAccount, nonce: int = 1_700_000_000_000) -> None:
+        self.c, self.wallet, self.nonce = client, wallet, nonce
+
+    def sign(self, action: dict[str, Any], *, expires_after: int | None = None) -> dict[str, Any]:
+        """The next nonce's signed payload (not sent)."""
+        self.nonce += 1
+        return signed(self.wallet, action, self.nonce, expires_after=expires_after)
+
+    async def send(self, action: dict[str, Any], *, expires_after: int | None = None) -> dict[str, Any]:
+        return await self.c.action(self.sign(action, expires_after=expires_after))
+
+    async def order(self, *args: Any, **kwargs: Any) -> Any:
+        """Place one order; the status of that order."""
+        result = await self.send(order_action(*args, **kwargs))
+        assert result["status"] == "ok", result
+        return result["response"]["data"]["statuses"][0]
+
+
+def book(sim: Simulator, coin: str) -> tuple[float, float]:
+    """The best bid and ask of a simulator market."""
+    m = sim.exchange.markets[coin]
+    bid, ask = m.best_bid(), m.best_ask()
+    assert bid is not None and ask is not None
+    return float(bid), float(ask)
+
+
 def _matches(msg: dict[str, Any], channel: str, match: dict[str, Any]) -> bool:
     if msg.get("channel") != channel:
         return False

@@ -13,17 +13,39 @@ from .client import connect
 
 
 async def test_inflight_posts_are_limited(autojump_clock: MockClock, sim: Simulator) -> None:
+    # Over 100 posts in flight the venue answers on the `error` channel, naming the post, and never
+    # sends a `post` reply for it.
     sim.faults.reply_delay_s = 1.0
     async with connect(sim) as c:
         ids = [await c.send_post("info", {"type": "perpDexs"}) for _ in range(101)]
-        refused = await c.wait_for("post", id=ids[-1])
-        assert refused["data"]["response"] == {"type": "error", "payload": "429 Too Many Requests"}
+        refused = await c.wait_for("error")
+        assert refused == {"channel": "error", "data": f"too many pending post requests id={ids[-1]}"}
         assert trio.current_time() < 1.0
         replies = [await c.wait_for("post", id=i) for i in ids[:-1]]
         assert all(r["data"]["response"]["type"] == "info" for r in replies)
         assert trio.current_time() == pytest.approx(1.0, abs=0.01)
+        with trio.move_on_after(5):
+            await c.wait_for("post", id=ids[-1])
+            raise AssertionError("the refused post was answered")
         # Room again once the replies went out.
         assert (await c.post("info", {"type": "perpDexs"}))["type"] == "info"
+
+
+async def test_inflight_limit_is_summed_over_connections(autojump_clock: MockClock, sim: Simulator) -> None:
+    # The venue counts posts in flight per IP: 60 on one connection and 40 on another fill it.
+    sim.faults.reply_delay_s = 1.0
+    async with connect(sim) as a, connect(sim) as b:
+        first = [await a.send_post("info", {"type": "perpDexs"}) for _ in range(60)]
+        second = [await b.send_post("info", {"type": "perpDexs"}) for _ in range(40)]
+        refused = await b.send_post("info", {"type": "perpDexs"})
+        assert (await b.wait_for("error"))["data"] == f"too many pending post requests id={refused}"
+        assert trio.current_time() < 1.0
+        for client, ids in ((a, first), (b, second)):
+            for post_id in ids:
+                assert (await client.wait_for("post", id=post_id))["data"]["response"]["type"] == "info"
+        with trio.move_on_after(5):
+            await b.wait_for("post", id=refused)
+            raise AssertionError("the refused post was answered")
 
 
 async def test_messages_per_minute(autojump_clock: MockClock, sim: Simulator) -> None:

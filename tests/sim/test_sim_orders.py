@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import trio
@@ -14,33 +13,14 @@ from hip3_trio.sim import clock as clock_module
 from hip3_trio.sim.config import SimConfig
 from hip3_trio.sim.server import Simulator
 
-from .client import SimClient, connect, order_action, signed
+from .client import Trader, book, connect
 from .conftest import BASE_MS
 
 CLOID = "0x" + "00" * 15 + "2a"
 
 
-class Trader:
-    """Signs with increasing nonces."""
-
-    def __init__(self, client: SimClient, wallet: LocalAccount) -> None:
-        self.c, self.wallet, self.nonce = client, wallet, BASE_MS
-
-    async def send(self, action: dict[str, Any]) -> dict[str, Any]:
-        self.nonce += 1
-        return await self.c.action(signed(self.wallet, action, self.nonce))
-
-    async def order(self, *args: Any, **kwargs: Any) -> Any:
-        result = await self.send(order_action(*args, **kwargs))
-        assert result["status"] == "ok", result
-        return result["response"]["data"]["statuses"][0]
-
-
 def _book(sim: Simulator, coin: str) -> tuple[float, float]:
-    m = sim.exchange.markets[coin]
-    bid, ask = m.best_bid(), m.best_ask()
-    assert bid is not None and ask is not None
-    return float(bid), float(ask)
+    return book(sim, coin)
 
 
 async def test_ioc_fills_and_updates_position_fee_and_pnl(
@@ -66,8 +46,9 @@ async def test_ioc_fills_and_updates_position_fee_and_pnl(
     assert pos.szi == 0
     expected_pnl = (Decimal(str(bid)) - Decimal(str(ask))) * 2
     assert pos.realised_pnl == expected_pnl
-    fee_buy = (Decimal(str(ask)) * 2 * Decimal("0.00045")).quantize(Decimal("0.000001"))
-    fee_sell = (Decimal(str(bid)) * 2 * Decimal("0.00045")).quantize(Decimal("0.000001"))
+    # Tier-0 taker 0.045 % x 2 on the xyz dex (deployerFeeScale 1: x 2s).
+    fee_buy = (Decimal(str(ask)) * 2 * Decimal("0.0009")).quantize(Decimal("0.000001"))
+    fee_sell = (Decimal(str(bid)) * 2 * Decimal("0.0009")).quantize(Decimal("0.000001"))
     assert account.balances["xyz"] == Decimal(10000) + expected_pnl - fee_buy - fee_sell
     assert account.balances[""] == Decimal(10000)  # per-dex balances: the main dex is untouched
     newest, oldest = fills
@@ -242,7 +223,8 @@ async def test_resting_order_is_filled_when_the_market_moves(
         assert msg["data"][0]["statusTimestamp"] == BASE_MS + 3000
         fills = await c.info({"type": "userFills", "user": wallet.address})
     assert fills[0]["crossed"] is False and fills[0]["dir"] == "Open Short"
-    assert Decimal(fills[0]["fee"]) == (Decimal(fills[0]["px"]) * Decimal("0.00015")).quantize(
+    # Tier-0 maker 0.015 % x 2 on the xyz dex (deployerFeeScale 1).
+    assert Decimal(fills[0]["fee"]) == (Decimal(fills[0]["px"]) * Decimal("0.0003")).quantize(
         Decimal("0.000001")
     )
 
