@@ -15,13 +15,13 @@ import attrs
 import trio
 import trio_websocket
 from eth_account.signers.local import LocalAccount
-from hyperliquid.utils.signing import (  # type: ignore[import-untyped]
+from hyperliquid.utils.signing import (
     OrderRequest,
     order_request_to_order_wire,
     order_wires_to_order_action,
     sign_l1_action,
 )
-from hyperliquid.utils.types import Cloid  # type: ignore[import-untyped]
+from hyperliquid.utils.types import Cloid
 
 from hip3_trio.sim.server import Simulator
 

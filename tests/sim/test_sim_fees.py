@@ -7,7 +7,7 @@ factor of the dex's deployerFeeScale s (s + 1 if s < 1, else 2s) x 0.1 on a grow
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -69,7 +69,7 @@ async def test_default_fee_scales_are_published_on_perp_dexs(
 
 @pytest.mark.parametrize("site", ["meta", "both"])
 async def test_fee_scale_can_be_published_per_asset_in_meta(
-    autojump_clock: MockClock, wallet: LocalAccount, site: str
+    autojump_clock: MockClock, wallet: LocalAccount, site: Literal["meta", "both"]
 ) -> None:
     # Where the venue publishes deployerFeeScale is unverified (PROTOCOL.md open point 8): a switch.
     sim = Simulator.create(SimConfig(seed=7, base_epoch_ms=BASE_MS, fee_scale_published_in=site))

@@ -9,7 +9,6 @@ import trio
 from eth_account.signers.local import LocalAccount
 from trio.testing import MockClock
 
-from hip3_trio.sim import clock as clock_module
 from hip3_trio.sim.config import SimConfig
 from hip3_trio.sim.server import Simulator
 
@@ -99,7 +98,7 @@ async def test_without_a_base_time_ids_start_from_the_wall_clock(
     autojump_clock: MockClock, wallet: LocalAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The command line's simulator (`--env sim`) has no base time: the wall clock at its start.
-    monkeypatch.setattr(clock_module.time, "time", lambda: 1_800_000_000.25)
+    monkeypatch.setattr("time.time", lambda: 1_800_000_000.25)
     sim = Simulator.create(SimConfig(seed=7))
     sim.add_account(wallet.address)
     async with trio.open_nursery() as nursery:

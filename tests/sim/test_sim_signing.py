@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import trio
 from eth_account.signers.local import LocalAccount
-from hyperliquid.utils.signing import recover_agent_or_user_from_l1_action  # type: ignore[import-untyped]
+from hyperliquid.utils.signing import recover_agent_or_user_from_l1_action
 from trio.testing import MockClock
 
 from hip3_trio.sim.config import SimConfig
