@@ -1,8 +1,9 @@
 """The micro-test report: ``python -m hip3_trio report [--state-dir DIR] [--since WHEN] [--plot FILE.png]
-[--json] [--check]``.
+[--json] [--check] [--checklist testnet]``.
 
 It reads the journal (``<state_dir>/journal.sqlite3``) read-only and prints, per market and overall, what
-the micro test exists to measure, then the go/no-go verdict for moving on from it. The engine may be
+the micro test exists to measure, then the go/no-go verdict for moving on from it; or, with
+``--checklist testnet``, the plan's testnet checklist (`hip3_trio.ops.checklist`). The engine may be
 writing at the same time: the file is opened with a ``mode=ro`` URI (this tool can never write to the
 journal, and never creates one — a missing journal is an error, exit 2), and all rows are read inside one
 read transaction, so under WAL they are one consistent snapshot and the writer is never blocked.
@@ -16,7 +17,7 @@ lazily) → `main`. The definitions of every figure are in `hip3_trio.ops.figure
 Hard stops: events of kind ``hard_stop`` in the window, listed with their reason when the event has one.
 
 Exit codes: 0 the report was printed (whatever the verdict) — with ``--check``, 0 only on ``GO`` and 1 on
-any other decision; 2 bad arguments, a
+any other decision; with ``--checklist``, 0 only if every item passes, else 1; 2 bad arguments, a
 missing or unusable journal, or ``--plot`` without matplotlib (``pip install 'hip3-trio[plot]'``) or an
 unwritable plot file. Everything, errors included, is written through ``out``, except argparse's own
 usage errors (stderr) and ``--help`` (stdout). ``--json`` prints one JSON document and nothing else
@@ -38,6 +39,7 @@ import attrs
 
 from hip3_trio.config import Config, resolve_state_dir
 from hip3_trio.journal import JOURNAL_FILENAME, SCHEMA_VERSION
+from hip3_trio.ops.checklist import CHECKLISTS, checklist_json, evaluate_testnet, format_checklist
 from hip3_trio.ops.figures import (
     ACCEPTED_STATES,
     EXCLUDED_STATES,
@@ -495,6 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON document (every figure and the verdict)"
     )
     parser.add_argument("--check", action="store_true", help="exit 0 only on GO, 1 on any other decision")
+    parser.add_argument(
+        "--checklist",
+        choices=CHECKLISTS,
+        default=None,
+        help="print the plan's checklist instead (PASS / FAIL / NOT SEEN with the journal's evidence); "
+        "exit 0 only if every item passes",
+    )
     return parser
 
 
@@ -515,6 +524,8 @@ def main(
     parser = build_parser()
     try:
         args = parser.parse_args(list(argv))
+        if args.checklist is not None and args.plot is not None:
+            parser.error("--plot draws the report, not a checklist: use one or the other")
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return _exit_code(exc)
     t = thresholds if thresholds is not None else VerdictThresholds()
@@ -525,6 +536,17 @@ def main(
     except (JournalUnavailable, PlotUnavailable) as exc:
         out(f"error: {exc}")
         return 2
+    if args.checklist is not None:
+        checklist = evaluate_testnet(rows, since_ms=args.since, flatten_deadline_ms=t.flatten_deadline_ms)
+        if args.json:
+            out(_dumps({"source": str(path), **checklist_json(checklist)}))
+        else:
+            window = "everything" if args.since is None else f"since {format_time_ms(args.since)}"
+            for line in format_checklist(
+                checklist, header=f"hip3-trio {args.checklist} checklist — {window} — {path}"
+            ):
+                out(line)
+        return 0 if checklist.passed else 1
     report = compute_report(rows, since_ms=args.since, thresholds=t)
     if not args.json:
         for line in format_report(report, source=path):
