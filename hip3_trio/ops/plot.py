@@ -58,11 +58,11 @@ def _pnl_panel(ax: Any, series: Sequence[tuple[int, float]], title: str) -> None
     ax.set_ylabel("USD")
 
 
-def _histogram(ax: Any, values: Sequence[float], empty: str) -> bool:
+def _histogram(ax: Any, values: Sequence[float], empty: str, *, alpha: float = 1.0) -> bool:
     if not values:
         _empty(ax, empty)
         return False
-    ax.hist(values, bins=min(50, max(5, len(values) // 5)))
+    ax.hist(values, bins=min(50, max(5, len(values) // 5)), alpha=alpha)
     return True
 
 
@@ -86,7 +86,9 @@ def write_plot(report: Report, path: Path, pyplot: Any) -> None:
         slip_ax.set_xlabel("bps")
         slip_ax.set_ylabel("trades")
         title = "net edge per trade (bps, after fees and slippage)"
-        if _histogram(edge_ax, report.net_edges_bps, "no trades yet"):
+        if _histogram(
+            edge_ax, report.net_edges_bps, "no trades yet", alpha=0.6
+        ):  # the interval shows through
             overall = report.overall
             if overall.net_edge_bps.mean is not None:
                 edge_ax.axvline(overall.net_edge_bps.mean, color="black", label="mean")
