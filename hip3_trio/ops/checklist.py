@@ -2,7 +2,7 @@
 
 Each item is PASS, FAIL or NOT SEEN, with the journal evidence (counts, times, the cloid or event that
 shows it). NOT SEEN means the journal holds nothing that shows the item either way (the run did not
-exercise it, or the engine does not journal what it needs yet): the operator has to make it happen —
+exercise it, or an older engine did not journal what it needs): the operator has to make it happen —
 e.g. a deliberate burst for T#8 — and run the checklist again. The checklist passes only when all ten
 items PASS. ``--since`` applies: only rows in the window count (fills are looked up by cloid in the
 whole journal, since an order's fills may be stamped a little after it).
@@ -33,14 +33,15 @@ What each item reads (kinds are ``events.kind``):
   reduce-only order followed by a filled reduce-only order or a closed trade in its market (the plan:
   "a rejected flatten is retried"). FAIL: a rejected flatten after which the position never closed.
 
-Two event kinds the engine does not journal yet (T#8 and T#9 stay NOT SEEN until it does):
+The two event kinds T#8 and T#9 need (journaled by the venue link; a journal without them leaves both
+items NOT SEEN):
 
-- `INFLIGHT_PEAK_KIND` (``inflight_peak``), detail ``{"peak": int, "limit": int, "posts": int}``: once
-  a minute while posts are being sent, the highest number of posts awaiting a reply during that minute,
-  the inflight limit in force, and how many posts were sent in the minute.
-- `NONCE_ERROR_KIND` (``nonce_error``), detail ``{"message": str, "nonce": int | None, "cloids":
-  [str, ...]}``: whenever the venue refuses an action because of its nonce (the reply's message, the
-  nonce sent, the cloids of the orders it carried).
+- `INFLIGHT_PEAK_KIND` (``inflight_peak``), detail ``{"minute_ms": int, "peak": int, "limit": int}``:
+  for each exchange minute in which posts were sent, the highest number of posts awaiting a reply and
+  the inflight limit in force; journaled when the next minute's first post goes out (or at disconnect),
+  so the minute is ``minute_ms``, not the event's time (used when ``minute_ms`` is missing).
+- `NONCE_ERROR_KIND` (``nonce_error``), detail ``{"nonce": int, "message": str}``: a post the venue
+  refused because of its nonce (the nonce sent, the reply's message).
 """
 
 from __future__ import annotations
@@ -79,9 +80,9 @@ FAIL: Final = "FAIL"
 NOT_SEEN: Final = "NOT SEEN"
 CHECKLISTS: Final = ("testnet",)
 
-#: Once a minute while posts are sent: ``{"peak": int, "limit": int, "posts": int}`` (see the docstring).
+#: Per exchange minute with posts: ``{"minute_ms": int, "peak": int, "limit": int}`` (see the docstring).
 INFLIGHT_PEAK_KIND: Final = "inflight_peak"
-#: When the venue refuses an action for its nonce: ``{"message": str, "nonce": int | None, "cloids": [...]}``.
+#: When the venue refuses a post for its nonce: ``{"nonce": int, "message": str}``.
 NONCE_ERROR_KIND: Final = "nonce_error"
 #: Posts in flight together that make a burst for T#8.
 BURST_MIN_INFLIGHT: Final = 3
@@ -376,51 +377,65 @@ def _time_stop(rows: JournalRows, deadline_ms: int) -> tuple[Status, list[str]]:
     ]
 
 
-def _peaks(rows: JournalRows) -> list[tuple[EventRow, int, int | None]]:
+@attrs.frozen
+class _Peak:
+    minute_ms: int
+    peak: int
+    limit: int | None
+
+
+def _peaks(rows: JournalRows) -> list[_Peak]:
     peaks = []
     for e in rows.events:
         if e.kind == INFLIGHT_PEAK_KIND:
             peak = _int(e.detail, "peak")
             if peak is not None:
-                peaks.append((e, peak, _int(e.detail, "limit")))
+                minute = _int(e.detail, "minute_ms")
+                peaks.append(_Peak(e.time_ms if minute is None else minute, peak, _int(e.detail, "limit")))
     return peaks
 
 
 def _nonces(rows: JournalRows) -> tuple[Status, list[str]]:
     events = [e for e in rows.events if e.kind == NONCE_ERROR_KIND]
-    errors = [_Error(e.time_ms, "-", str(e.detail.get("message", dict(e.detail)))) for e in events]
+    errors = [
+        _Error(e.time_ms, f"nonce {e.detail.get('nonce', '?')}", str(e.detail.get("message", "")))
+        for e in events
+    ]
     errors += _errors(NONCE_ERROR, rows.orders, rows.events)
     if errors:
         return FAIL, _first(errors, f"nonce errors ({len(events)} {NONCE_ERROR_KIND} events)")
     peaks = _peaks(rows)
-    bursts = [(e, peak) for e, peak, _ in peaks if peak >= BURST_MIN_INFLIGHT]
+    bursts = [p for p in peaks if p.peak >= BURST_MIN_INFLIGHT]
     if not bursts:
         if not peaks:
             return NOT_SEEN, [f"no {INFLIGHT_PEAK_KIND} event: no burst to judge (no nonce error either)"]
-        top = max(peak for _, peak, _ in peaks)
+        top = max(p.peak for p in peaks)
         return NOT_SEEN, [f"no burst: highest inflight peak {top} < {BURST_MIN_INFLIGHT} (no nonce error)"]
-    event, peak = max(bursts, key=lambda b: b[1])
+    largest = max(bursts, key=lambda p: p.peak)
     return PASS, [
         f"{len(bursts)} minutes with a burst (>= {BURST_MIN_INFLIGHT} posts in flight), no nonce error",
-        f"largest: {peak} posts in flight in the minute to {_t(event.time_ms)}",
+        f"largest: {largest.peak} posts in flight in the minute from {_t(largest.minute_ms)}",
     ]
 
 
 def _inflight(rows: JournalRows) -> tuple[Status, list[str]]:
     peaks = _peaks(rows)
     if not peaks:
-        return NOT_SEEN, [f"no {INFLIGHT_PEAK_KIND} event (the engine does not journal it yet?)"]
-    over = [(e, peak, limit) for e, peak, limit in peaks if limit is not None and peak > limit]
-    if over:
-        event, worst, over_limit = over[0]
-        return FAIL, [
-            f"{len(over)} minutes over the limit; first: {worst} > {over_limit} in the minute to "
-            f"{_t(event.time_ms)}"
+        return NOT_SEEN, [
+            f"no {INFLIGHT_PEAK_KIND} event (no post sent, or an engine that does not journal it)"
         ]
-    e, peak, limit = max(peaks, key=lambda p: p[1])
+    over = [p for p in peaks if p.limit is not None and p.peak > p.limit]
+    if over:
+        first = over[0]
+        return FAIL, [
+            f"{len(over)} minutes over the limit; first: {first.peak} > {first.limit} in the minute from "
+            f"{_t(first.minute_ms)}"
+        ]
+    top = max(peaks, key=lambda p: p.peak)
+    limit = "?" if top.limit is None else top.limit
     return PASS, [
-        f"{len(peaks)} minutes, highest peak {peak} of limit {limit if limit is not None else '?'} "
-        f"in the minute to {_t(e.time_ms)}"
+        f"{len(peaks)} minutes, highest peak {top.peak} of limit {limit} "
+        f"in the minute from {_t(top.minute_ms)}"
     ]
 
 

@@ -21,9 +21,10 @@ Serious missed stops (Phase C's "no serious missed stop"), each zero-tolerance:
 
 - *position held past the flatten-failure deadline*: a trade whose time to flat exceeds
   `flatten_deadline_ms` (the plan: 60 s after entry), or a ``flatten_failed`` event (detail ``market``,
-  ``detail``; `hip3_trio.risk.history.risk_event_record`). An event inside a trade of its market (entry
-  ≤ event ≤ exit) is the same incident as that trade; an event outside any trade is a position that was
-  still open (or whose entry is not in the window) and counts on its own;
+  ``detail`` and, from engines that journal it, ``age_s``; `hip3_trio.risk.history.risk_event_record`).
+  An event inside a trade of its market (entry ≤ event ≤ exit) is the same incident as that trade; an
+  event outside any trade is a position that was still open (or whose entry is not in the window) and
+  counts on its own;
 - *escalated unknown order*: ``unknown_escalated`` events (an order whose outcome stayed unknown past its
   deadline);
 - *journal record lost*: a ``hard_stop`` whose reason starts with ``journal write failed`` (a write
