@@ -30,6 +30,7 @@ from hip3_trio.ops.report import (
     JournalRows,
     JournalUnavailable,
     OrderRow,
+    Report,
     TradeRow,
     compute_report,
     format_report,
@@ -37,6 +38,7 @@ from hip3_trio.ops.report import (
     main,
     parse_since,
     percentile,
+    write_plot,
 )
 
 D = Decimal
@@ -458,7 +460,7 @@ def orders(reduce_only: bool, filled: int, failed: int) -> list[OrderRow]:
     return [row("filled")] * filled + [row("rejected")] * failed
 
 
-def passed(report: rp.Report) -> dict[str, bool]:
+def passed(report: Report) -> dict[str, bool]:
     return {c.name: c.passed for c in report.criteria}
 
 
@@ -696,7 +698,7 @@ def test_the_plot_has_a_panel_per_market_and_the_net_edge_interval(state_dir: Pa
         def __getattr__(self, name: str) -> object:
             return subplots if name == "subplots" else getattr(pyplot, name)
 
-    rp.write_plot(report, tmp_path / "p.png", Recording())
+    write_plot(report, tmp_path / "p.png", Recording())
     (fig,) = figures
     titles = [ax.get_title() for ax in fig.axes]  # type: ignore[attr-defined]
     assert titles[0] == "cumulative PnL, all markets (USD, net of fees)"
