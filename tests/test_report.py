@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 
 from hip3_trio.journal import (
@@ -25,8 +27,10 @@ from hip3_trio.journal import (
 )
 from hip3_trio.ops.report import (
     EventRow,
+    FillRow,
     JournalRows,
     OrderRow,
+    Report,
     TradeRow,
     compute_report,
     format_report,
@@ -34,6 +38,7 @@ from hip3_trio.ops.report import (
     main,
     parse_since,
     percentile,
+    write_plot,
 )
 
 D = Decimal
@@ -241,12 +246,19 @@ def test_overall_figures_and_series(state_dir: Path) -> None:
 
 def test_verdict_lists_each_criterion(state_dir: Path) -> None:
     report = compute_report(load_rows(state_dir / JOURNAL_FILENAME))
-    assert [(c.name, c.shown, c.passed) for c in report.criteria] == [
-        ("trades >= 100", "5", False),
-        ("edge after fees and slippage > 0 bps", "20.00 bps", True),
-        ("entry fill rate > 80%", "55.56%", False),
-        ("flatten success > 95%", "60.00%", False),
+    assert [(c.name, c.shown, c.threshold_shown, c.from_trades, c.passed) for c in report.criteria] == [
+        ("trades", "5", ">= 100", 100, False),
+        ("net edge mean", "20.00 bps", ">= 0 bps", 10, True),
+        ("net edge 95% upper bound", "65.00 bps", ">= 0 bps", 50, True),
+        ("net edge 95% lower bound", "-25.00 bps", "> 0 bps", 100, False),
+        ("entry fill rate", "55.56%", "> 80%", 100, False),
+        ("flatten success", "60.00%", "> 95%", 100, False),
+        ("held past the flatten deadline", "0", "= 0 (> 60 s)", 100, True),
+        ("escalated unknown orders", "0", "= 0", 100, True),
+        ("journal records lost", "0", "= 0", 100, True),
+        ("hard stops", "1", "= 0", 100, False),
     ]
+    assert report.verdict.decision == "INSUFFICIENT-DATA"
     assert not report.go
 
 
@@ -257,28 +269,163 @@ def test_text_output(state_dir: Path) -> None:
     assert lines[0] == f"hip3-trio report — everything — {state_dir / JOURNAL_FILENAME}"
     assert "no trades yet" not in text
     start = lines.index(COIN)
-    assert lines[start : start + 12] == [
+    assert lines[start : start + 14] == [
         COIN,
-        "  trades                      4",
-        "  entry fill rate             50.00% (4 accepted, 2 rejected, 2 timed out; 3 excluded)",
-        "  expected edge (mean)        10.00 bps",
-        "  realised edge (mean)        6.50 bps",
-        "  net edge after fees (mean)  37.50 bps",
-        "  slippage median / p90       2.50 bps / 3.70 bps",
-        "  time to flat median / p90   2.500 s / 7.900 s",
-        "  pnl per trade (mean)        0.3750 USD",
-        "  pnl cumulative              1.5000 USD",
-        "  fees                        0.0400 USD",
-        "  flatten success             66.67% (2 of 3 reduce-only filled)",
+        "  trades                  4 (2025-01-01T00:00:00.000Z to 2025-01-01T00:00:10.000Z)",
+        "  pnl                     total 1.5000 USD, per trade 0.3750 USD",
+        "  fees                    0.0400 USD on the trades; 0.0000 USD on all 0 fills",
+        "  net edge after fees     mean 37.50, median 37.50, sd 52.04 bps",
+        "  net edge interval       [-6.25, 81.25] bps (95% bootstrap of the mean, 5000 resamples, seed 1)",
+        "  expected edge (mean)    10.00 bps",
+        "  realised edge (mean)    6.50 bps",
+        "  slippage                mean 2.50, median 2.50, p90 3.70 bps",
+        "  time to flat            median 2.500 s, p90 7.900 s, max 10.000 s",
+        "  exit reasons            (none) 4",
+        "  entry fill rate         50.00% (4 accepted, 2 rejected, 2 timed out; 3 excluded)",
+        "  flatten success         66.67% (2 of 3 reduce-only filled)",
+        "",
     ]
-    assert "  slippage median / p90       n/a" in lines  # NVDA has no slippage figures
+    assert "  slippage                n/a" in lines  # NVDA has no slippage figures
+    assert "  net edge interval       n/a (under 2 trades)" in lines  # nor an interval
     assert "overall" in lines
     assert "hard stops: 1" in lines
     assert "  2025-01-01T00:00:00.010Z  cumulative loss" in lines
     verdict = lines[lines.index("verdict (leave the micro test?)") :]
-    assert [line.split()[-1] for line in verdict[1:5]] == ["FAIL", "PASS", "FAIL", "FAIL"]
-    assert "55.56%" in verdict[3]
-    assert verdict[-1] == "NO-GO"
+    assert verdict[1].split() == ["criterion", "from", "n", "value", "threshold"]
+    statuses = [line.split()[-1] for line in verdict if line.split()[-1] in ("PASS", "FAIL")]
+    assert statuses == ["FAIL", "PASS", "PASS", "FAIL", "FAIL", "FAIL", "PASS", "PASS", "PASS", "FAIL"]
+    assert "  entry fill rate                    100        55.56%  > 80%           FAIL" in verdict
+    assert "      5 of 9 resolved entries" in verdict  # a failing criterion's evidence
+    assert verdict[-1] == "verdict: INSUFFICIENT-DATA — 5 trades; the first checkpoint is at 10"
+
+
+def test_mean_slippage_shows_what_the_median_hides() -> None:
+    """Issue 16: one trade with 38 bps of price improvement made the mean -4.2 bps while the median
+    (all the report showed) was 0.00."""
+    slips = [-38.0] + [0.0] * 8
+    rows = JournalRows(trades=tuple(attrs.evolve(trade_row(i), slippage_bps=v) for i, v in enumerate(slips)))
+    stats = compute_report(rows).overall
+    assert stats.slippage_bps.mean == pytest.approx(-4.222, abs=1e-3)
+    assert stats.slippage_bps.median == 0.0
+    assert "  slippage                mean -4.22, median 0.00, p90 0.00 bps" in format_report(
+        compute_report(rows)
+    )
+
+
+def test_spread_extremes_exit_reasons_time_range_and_fill_fees() -> None:
+    def closed(i: int, pnl: float, reason: str, ttf_ms: int) -> TradeRow:
+        row = trade_row(i, pnl=pnl)
+        return attrs.evolve(
+            row, exit_reason=reason, time_to_flat_ms=ttf_ms, exit_time_ms=row.entry_time_ms + ttf_ms
+        )
+
+    trades = (
+        closed(0, 0.1, "time_stop", 30_000),
+        closed(5, 0.3, "time_stop", 31_000),
+        closed(9, -0.1, "flatten_all", 45_000),
+    )
+    fills = (
+        FillRow(tid=1, time_ms=T0, market=COIN, cloid="e1", fee=0.02),
+        FillRow(tid=2, time_ms=T0, market=COIN),
+    )
+    stats = compute_report(JournalRows(trades=trades, fills=fills)).overall
+    assert stats.net_edge_bps.mean == pytest.approx(10.0)
+    assert stats.net_edge_bps.sd == pytest.approx(20.0)  # sample sd of 10, 30, -10 bps
+    assert stats.net_edge_bps.max == pytest.approx(30.0)
+    assert stats.time_to_flat_ms.max == 45_000
+    assert stats.exit_reasons == (("time_stop", 2), ("flatten_all", 1))
+    assert (stats.first_trade_ms, stats.last_trade_ms) == (T0, T0 + 9 + 45_000)
+    assert (stats.fills, stats.fills_fees_total) == (2, pytest.approx(0.02))
+    one = compute_report(JournalRows(trades=trades[:1])).overall
+    assert one.net_edge_bps.sd is None and one.net_edge_interval is None
+
+
+def test_the_interval_is_the_same_on_every_run(state_dir: Path) -> None:
+    first = compute_report(load_rows(state_dir / JOURNAL_FILENAME)).overall.net_edge_interval
+    again = compute_report(load_rows(state_dir / JOURNAL_FILENAME)).overall.net_edge_interval
+    assert first is not None and first == again
+
+
+def test_json_has_every_figure_and_the_verdict(state_dir: Path) -> None:
+    code, text = run(["--state-dir", str(state_dir), "--json"])
+    assert code == 0
+    doc = json.loads(text)  # one document, nothing else
+    assert list(doc) == ["source", "since", "markets", "overall", "hard_stops", "verdict", "plot"]
+    assert doc["source"] == str(state_dir / JOURNAL_FILENAME)
+    assert (doc["since"], doc["plot"]) == (None, None)
+    assert [m["market"] for m in doc["markets"]] == [COIN, NVDA]
+    coin = doc["markets"][0]
+    assert list(coin) == [
+        "market",
+        "trades",
+        "first_trade",
+        "last_trade",
+        "pnl_usd",
+        "fees_usd",
+        "net_edge_bps",
+        "expected_edge_bps",
+        "realised_edge_bps",
+        "slippage_bps",
+        "time_to_flat_ms",
+        "exit_reasons",
+        "fill_rate",
+        "flatten_success",
+        "reconstructed",
+    ]
+    assert coin["first_trade"] == {"ms": T0, "utc": "2025-01-01T00:00:00.000Z"}
+    assert coin["pnl_usd"]["total"] == pytest.approx(1.5)
+    assert coin["fees_usd"] == {"trades": pytest.approx(0.04), "fills": 0.0, "fill_count": 0}
+    assert set(coin["net_edge_bps"]) == {"count", "mean", "median", "sd", "p90", "max", "interval"}
+    assert coin["net_edge_bps"]["interval"] == {
+        "low": -6.25,
+        "high": 81.25,
+        "confidence": 0.95,
+        "resamples": 5000,
+        "seed": 1,
+    }
+    assert set(coin["slippage_bps"]) == {"count", "mean", "median", "sd", "p90", "max"}
+    assert coin["exit_reasons"] == {"(none)": 4}
+    assert coin["fill_rate"] == {
+        "accepted": 4,
+        "rejected": 2,
+        "timed_out": 2,
+        "excluded": 3,
+        "resolved": 8,
+        "rate": 0.5,
+    }
+    assert coin["flatten_success"] == {"filled": 2, "resolved": 3, "rate": pytest.approx(2 / 3)}
+    assert doc["overall"]["market"] == "overall" and doc["overall"]["trades"] == 5
+    assert doc["hard_stops"] == [
+        {"time": {"ms": T0 + 10, "utc": "2025-01-01T00:00:00.010Z"}, "detail": {"reason": "cumulative loss"}}
+    ]
+    verdict = doc["verdict"]
+    assert list(verdict) == ["decision", "reason", "trades", "criteria", "thresholds", "problems"]
+    assert verdict["decision"] == "INSUFFICIENT-DATA"
+    assert verdict["criteria"][4] == {
+        "name": "entry fill rate",
+        "value": pytest.approx(5 / 9),
+        "op": ">",
+        "threshold": 0.8,
+        "passed": False,
+        "shown": "55.56%",
+        "threshold_shown": "> 80%",
+        "from_trades": 100,
+        "note": "5 of 9 resolved entries",
+    }
+    assert verdict["thresholds"]["go_trades"] == 100
+    assert verdict["problems"]["hard_stops"] == ["2025-01-01T00:00:00.010Z cumulative loss"]
+
+
+def test_json_of_an_empty_journal_has_nulls_not_errors(tmp_path: Path) -> None:
+    Journal.open(tmp_path).close()
+    code, text = run(["--state-dir", str(tmp_path), "--json", "--since", "2025-01-01"])
+    assert code == 0
+    doc = json.loads(text)
+    assert doc["since"] == {"ms": T0, "utc": "2025-01-01T00:00:00.000Z"}
+    assert doc["markets"] == []
+    assert doc["overall"]["net_edge_bps"]["mean"] is None
+    assert doc["overall"]["net_edge_bps"]["interval"] is None
+    assert doc["overall"]["fill_rate"]["rate"] is None
 
 
 # --- the verdict's thresholds (pure, no SQLite) -----------------------------------------------------
@@ -313,14 +460,8 @@ def orders(reduce_only: bool, filled: int, failed: int) -> list[OrderRow]:
     return [row("filled")] * filled + [row("rejected")] * failed
 
 
-def verdict_of(
-    trades: int, entry_filled: int, entry_failed: int, flat_filled: int, flat_failed: int
-) -> list[bool]:
-    rows = JournalRows(
-        trades=tuple(trade_row(i) for i in range(trades)),
-        orders=tuple(orders(False, entry_filled, entry_failed) + orders(True, flat_filled, flat_failed)),
-    )
-    return [c.passed for c in compute_report(rows).criteria]
+def passed(report: Report) -> dict[str, bool]:
+    return {c.name: c.passed for c in report.criteria}
 
 
 def test_go_when_every_criterion_passes() -> None:
@@ -329,22 +470,36 @@ def test_go_when_every_criterion_passes() -> None:
         orders=tuple(orders(False, 81, 19) + orders(True, 96, 4)),
     )
     report = compute_report(rows)
-    assert [c.passed for c in report.criteria] == [True, True, True, True]
+    assert all(passed(report).values())
     assert report.go
-    assert format_report(report)[-1] == "GO"
+    assert format_report(report)[-1] == "verdict: GO — every criterion passes"
 
 
 def test_thresholds_are_strict_where_the_issue_says_greater_than() -> None:
-    assert verdict_of(99, 81, 19, 96, 4) == [False, True, True, True]  # 99 < 100 trades
-    assert verdict_of(100, 80, 20, 96, 4) == [True, True, False, True]  # exactly 80% is not > 80%
-    assert verdict_of(100, 81, 19, 95, 5) == [True, True, True, False]  # exactly 95% is not > 95%
+    def failing(
+        trades: int, entry_filled: int, entry_failed: int, flat_filled: int, flat_failed: int
+    ) -> list[str]:
+        rows = JournalRows(
+            trades=tuple(trade_row(i) for i in range(trades)),
+            orders=tuple(orders(False, entry_filled, entry_failed) + orders(True, flat_filled, flat_failed)),
+        )
+        report = compute_report(rows)
+        assert report.verdict.decision == "NO-GO"
+        return [name for name, ok in passed(report).items() if not ok]
+
+    assert failing(99, 81, 19, 96, 4) == ["trades"]  # 99 < 100 trades
+    assert failing(100, 80, 20, 96, 4) == ["entry fill rate"]  # exactly 80% is not > 80%
+    assert failing(100, 81, 19, 95, 5) == ["flatten success"]  # exactly 95% is not > 95%
 
 
-def test_zero_net_edge_fails() -> None:
+def test_zero_net_edge_is_not_a_go() -> None:
     rows = JournalRows(trades=(trade_row(0, pnl=0.5), trade_row(1, pnl=-0.5)))
-    net = compute_report(rows).criteria[1]
-    assert net.value == pytest.approx(0.0)
-    assert not net.passed
+    report = compute_report(rows)
+    mean, lower = report.criteria[1], report.criteria[3]
+    assert mean.value == pytest.approx(0.0)
+    assert mean.passed  # not negative: no parameter review
+    assert lower.value is not None and lower.value < 0
+    assert not lower.passed
 
 
 def test_undefined_figures_fail_their_criterion() -> None:
@@ -354,7 +509,14 @@ def test_undefined_figures_fail_their_criterion() -> None:
         (None, "n/a", False),
         (None, "n/a", False),
         (None, "n/a", False),
+        (None, "n/a", False),
+        (None, "n/a", False),
+        (0.0, "0", True),
+        (0.0, "0", True),
+        (0.0, "0", True),
+        (0.0, "0", True),
     ]
+    assert report.verdict.decision == "INSUFFICIENT-DATA"
     assert not report.go
 
 
@@ -399,7 +561,7 @@ def test_since_on_the_command_line(two_days: Path, since: str) -> None:
     code, text = run(["--state-dir", str(two_days), "--since", since])
     assert code == 0
     assert text.splitlines()[0].startswith("hip3-trio report — since 2025-01-02T00:00:00.000Z")
-    assert "  trades                      2" in text.splitlines()
+    assert "  trades                  2 (2025-01-02T00:00:00.000Z to 2025-01-02T00:01:01.000Z)" in text
     assert "hard stops: 0" in text
 
 
@@ -425,8 +587,8 @@ def test_an_empty_journal_reports_no_trades_and_no_go(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert "no trades yet" in lines
     assert "hard stops: 0" in lines
-    assert lines[-1] == "NO-GO"
-    assert text.count("FAIL") == 4
+    assert lines[-1] == "verdict: INSUFFICIENT-DATA — 0 trades; the first checkpoint is at 10"
+    assert text.count("FAIL") == 6
 
 
 def test_a_missing_journal_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
@@ -471,7 +633,7 @@ def test_state_dir_comes_from_the_environment(state_dir: Path, monkeypatch: pyte
     monkeypatch.setenv("HIP3_STATE_DIR", str(state_dir))
     code, text = run([])
     assert code == 0
-    assert "  trades                      5" in text.splitlines()
+    assert "  trades                  5 (2025-01-01T00:00:00.000Z to 2025-01-01T00:00:10.000Z)" in text
 
 
 def test_help_returns_zero(capsys: pytest.CaptureFixture[str]) -> None:
@@ -510,6 +672,42 @@ def test_plot_writes_a_png(tmp_path: Path, empty: bool) -> None:
     assert code == 0
     assert text.splitlines()[-1] == f"plot written to {png}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_with_json_prints_only_the_document(state_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "report.png"
+    code, text = run(["--state-dir", str(state_dir), "--plot", str(png), "--json"])
+    assert code == 0
+    assert json.loads(text)["plot"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_plot_has_a_panel_per_market_and_the_net_edge_interval(state_dir: Path, tmp_path: Path) -> None:
+    pyplot = pytest.importorskip("matplotlib.pyplot")
+    report = compute_report(load_rows(state_dir / JOURNAL_FILENAME))
+    figures: list[object] = []
+    real_subplots = pyplot.subplots
+
+    def subplots(*args: object, **kwargs: object) -> object:
+        fig, axes = real_subplots(*args, **kwargs)
+        figures.append(fig)
+        return fig, axes
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            return subplots if name == "subplots" else getattr(pyplot, name)
+
+    write_plot(report, tmp_path / "p.png", Recording())
+    (fig,) = figures
+    titles = [ax.get_title() for ax in fig.axes]  # type: ignore[attr-defined]
+    assert titles[0] == "cumulative PnL, all markets (USD, net of fees)"
+    assert titles[1] == f"{COIN}: cumulative PnL (4 trades, net edge mean 37.50 bps)"
+    assert titles[2] == f"{NVDA}: cumulative PnL (1 trades, net edge mean -50.00 bps)"
+    assert titles[3] == "entry slippage (bps, adverse positive)"
+    assert titles[4] == "net edge per trade (bps, after fees and slippage): mean in [-25.00, 65.00]"
+    legend = fig.axes[4].get_legend()  # type: ignore[attr-defined]
+    assert [t.get_text() for t in legend.get_texts()] == ["mean", "95% interval of the mean"]
 
 
 def test_hard_stop_without_a_reason_shows_its_detail() -> None:

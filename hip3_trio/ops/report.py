@@ -1,60 +1,37 @@
-"""The micro-test report: ``python -m hip3_trio report [--state-dir DIR] [--since WHEN] [--plot FILE.png]``.
+"""The micro-test report: ``python -m hip3_trio report [--state-dir DIR] [--since WHEN] [--plot FILE.png]
+[--json] [--check] [--checklist testnet]``.
 
 It reads the journal (``<state_dir>/journal.sqlite3``) read-only and prints, per market and overall, what
-the micro test exists to measure, then the go/no-go verdict for moving on from it. The engine may be
+the micro test exists to measure, then the go/no-go verdict for moving on from it; or, with
+``--checklist testnet``, the plan's testnet checklist (`hip3_trio.ops.checklist`). The engine may be
 writing at the same time: the file is opened with a ``mode=ro`` URI (this tool can never write to the
 journal, and never creates one — a missing journal is an error, exit 2), and all rows are read inside one
 read transaction, so under WAL they are one consistent snapshot and the writer is never blocked.
 
-Structure: `load_rows` (SQLite → plain rows) → `compute_report` (pure: rows → `Report`, testable without
-SQLite) → `format_report` (text lines) and `write_plot` (PNG, matplotlib imported lazily) → `main`.
+Structure: `load_rows` (SQLite → plain rows, `hip3_trio.ops.rows`) → `compute_report` (pure: rows →
+`Report`, with the figures of `hip3_trio.ops.figures` and the verdict of `hip3_trio.ops.verdict`) →
+`format_report` (text lines), `report_json` (``--json``) and `write_plot` (PNG, matplotlib imported
+lazily) → `main`. The definitions of every figure are in `hip3_trio.ops.figures`, the window
+(``--since``) in `hip3_trio.ops.rows`, the verdict's rules in `hip3_trio.ops.verdict`.
 
-Definitions (the figures are only as good as these, so they are exact):
+Hard stops: events of kind ``hard_stop`` in the window, listed with their reason when the event has one.
 
-- Window (``--since``, an ISO date/time — naive means UTC — or epoch milliseconds): a trade is in the
-  window when its *entry* time is at or after it (a round trip belongs to the run that opened it); an order
-  when its submission time is (for a row known only from an update, its last update time; a row with
-  neither time is only in an unbounded report); an event when its time is.
-- Trades: rows of the ``trades`` table, one per round trip (entry → flat).
-- Entry fill rate = accepted / (accepted + rejected + timed out), over orders with ``reason = 'entry'``,
-  by ``final_state``: *accepted* = ``filled`` or ``partial`` (any fill counts: the position was opened);
-  *rejected* = ``rejected`` (including an IOC that found nothing to match) or ``canceled`` (no fill);
-  *timed out* = ``timeout`` or ``unknown``. *Excluded* (shown, not in the rate): still open (NULL),
-  ``not_sent`` (never reached the venue, so it says nothing about filling there) and ``dry_run``. This
-  differs from the example query in `hip3_trio.journal` only by leaving ``not_sent``/``dry_run`` out.
-- Flatten success = reduce-only orders with ``final_state = 'filled'`` / resolved reduce-only orders
-  (``final_state`` set and not ``dry_run``). A ``partial`` fill, a reject, cancel, timeout, unknown or
-  ``not_sent`` is a failure: each one left (part of) a position open.
-- Expected edge: the signal's, per trade (trades without one are left out of that mean). Realised edge:
-  the gross price move captured, bps of the entry price. Net edge: ``pnl / |entry_px × size| × 10⁴``, the
-  trade's PnL — net of fees, with slippage already in the entry price — in bps of entry notional; its mean
-  is the verdict's "edge after fees and slippage".
-- Slippage: entry fill against the signal price, bps, adverse positive (trades without one left out).
-  Time to flat: entry fill to flat again. PnL per trade: mean of ``pnl``; cumulative: its sum, also plotted
-  in exit-time order. Fees: sum of ``fees``.
-- Percentiles (median = p50, p90): linear interpolation between closest ranks — Hyndman & Fan type 7, the
-  default of numpy and Excel's PERCENTILE.INC. For sorted values x₀ … xₙ₋₁, h = (n − 1)·p and the value is
-  x⌊h⌋ + (h − ⌊h⌋)·(x⌊h⌋₊₁ − x⌊h⌋); one value is its own every percentile.
-- Hard stops: events of kind ``hard_stop`` in the window, listed with their reason when the event has one.
-- Verdict (on the overall figures): trades ≥ 100; mean net edge > 0 bps; entry fill rate > 80 %; flatten
-  success > 95 %. A figure that cannot be computed (no trades, no resolved orders) FAILS its criterion.
-  GO only when every criterion passes — an empty journal is "no trades yet" and NO-GO.
-
-Exit codes: 0 the report was printed (whatever the verdict); 2 bad arguments, a missing or unusable
-journal, or ``--plot`` without matplotlib (``pip install 'hip3-trio[plot]'``) or an unwritable plot file.
-Everything, errors included, is written through ``out``, except argparse's own usage errors
-(stderr) and ``--help`` (stdout).
+Exit codes: 0 the report was printed (whatever the verdict) — with ``--check``, 0 only on ``GO`` and 1 on
+any other decision; with ``--checklist``, 0 only if every item passes, else 1; 2 bad arguments, a
+missing or unusable journal, or ``--plot`` without matplotlib (``pip install 'hip3-trio[plot]'``) or an
+unwritable plot file. Everything, errors included, is written through ``out``, except argparse's own
+usage errors (stderr) and ``--help`` (stdout). ``--json`` prints one JSON document and nothing else
+(errors stay ``error: …`` lines, exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import json
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -62,13 +39,46 @@ import attrs
 
 from hip3_trio.config import Config, resolve_state_dir
 from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
+from hip3_trio.ops.checklist import CHECKLISTS, checklist_json, evaluate_testnet, format_checklist
+from hip3_trio.ops.figures import (
+    ACCEPTED_STATES,
+    EXCLUDED_STATES,
+    REJECTED_STATES,
+    TIMED_OUT_STATES,
+    Distribution,
+    FillCounts,
+    FlattenCounts,
+    Interval,
+    MarketStats,
+    fill_counts,
+    flatten_counts,
+    market_stats,
+    percentile,
+)
+from hip3_trio.ops.plot import PLOT_INSTALL_HINT, PlotUnavailable, load_pyplot, write_plot
+from hip3_trio.ops.rows import (
+    EventRow,
+    FillRow,
+    JournalRows,
+    OrderRow,
+    TradeRow,
+    format_time_ms,
+    in_window,
+    read_rows,
+)
+from hip3_trio.ops.verdict import (
+    GO,
+    HARD_STOP_KIND,
+    Criterion,
+    Verdict,
+    VerdictThresholds,
+    decide,
+    serious_problems,
+)
 
 __all__ = [
     "ACCEPTED_STATES",
     "EXCLUDED_STATES",
-    "MIN_FILL_RATE",
-    "MIN_FLATTEN_SUCCESS",
-    "MIN_TRADES",
     "PLOT_INSTALL_HINT",
     "REJECTED_STATES",
     "TIMED_OUT_STATES",
@@ -76,13 +86,17 @@ __all__ = [
     "Distribution",
     "EventRow",
     "FillCounts",
+    "FillRow",
     "FlattenCounts",
+    "Interval",
     "JournalRows",
     "MarketStats",
     "OrderRow",
     "PlotUnavailable",
     "Report",
     "TradeRow",
+    "Verdict",
+    "VerdictThresholds",
     "build_parser",
     "compute_report",
     "fill_counts",
@@ -95,192 +109,15 @@ __all__ = [
     "market_stats",
     "parse_since",
     "percentile",
-    "verdict",
+    "report_json",
     "write_plot",
 ]
 
 PROG: Final = "python -m hip3_trio report"
-PLOT_INSTALL_HINT: Final = "pip install 'hip3-trio[plot]'"
-
-MIN_TRADES: Final = 100
-MIN_NET_EDGE_BPS: Final = 0.0
-MIN_FILL_RATE: Final = 0.80
-MIN_FLATTEN_SUCCESS: Final = 0.95
-
-ENTRY_REASON: Final = "entry"
-HARD_STOP_KIND: Final = "hard_stop"
-ACCEPTED_STATES: Final = frozenset({"filled", "partial"})
-REJECTED_STATES: Final = frozenset({"rejected", "canceled"})
-TIMED_OUT_STATES: Final = frozenset({"timeout", "unknown"})
-EXCLUDED_STATES: Final = frozenset({"not_sent", "dry_run"})  # and NULL: still open
-FLATTEN_FILLED_STATE: Final = "filled"
-
 OVERALL: Final = "overall"
 
 
-class PlotUnavailable(Exception):
-    """``--plot`` was asked for but matplotlib is not installed."""
-
-
-# --- rows: what the report reads from the journal ---------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class TradeRow:
-    """One round trip, as the ``trades`` table holds it (REAL columns as floats)."""
-
-    market: str
-    entry_time_ms: int
-    exit_time_ms: int
-    size: float
-    entry_px: float
-    expected_edge_bps: float | None
-    realised_edge_bps: float
-    slippage_bps: float | None
-    time_to_flat_ms: int
-    pnl: float
-    fees: float
-    reconstructed: bool = False
-
-    @property
-    def net_edge_bps(self) -> float | None:
-        """PnL (net of fees, slippage included) in bps of entry notional; None for a zero notional."""
-        notional = abs(self.entry_px * self.size)
-        return self.pnl / notional * 1e4 if notional > 0 else None
-
-
-@attrs.frozen(kw_only=True)
-class OrderRow:
-    """One order's intent and outcome. Intent fields are None for a row known only from an update."""
-
-    market: str
-    reason: str | None
-    reduce_only: bool | None
-    final_state: str | None
-    time_ms: int | None  # submitted_ms, else the last update's time
-
-
-@attrs.frozen(kw_only=True)
-class EventRow:
-    """One journaled event with its decoded JSON detail."""
-
-    time_ms: int
-    kind: str
-    detail: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class JournalRows:
-    """Everything `compute_report` needs, unfiltered."""
-
-    trades: tuple[TradeRow, ...] = ()
-    orders: tuple[OrderRow, ...] = ()
-    events: tuple[EventRow, ...] = ()
-
-
-# --- statistics --------------------------------------------------------------------------------------
-
-
-def percentile(values: Iterable[float], p: float) -> float:
-    """The `p` quantile (0 ≤ p ≤ 1) of `values` by linear interpolation between closest ranks (type 7).
-
-    Raises ValueError for no values or `p` outside [0, 1].
-    """
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("percentile of no values")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p}")
-    h = (len(ordered) - 1) * p
-    low = math.floor(h)
-    if low + 1 >= len(ordered):
-        return ordered[-1]
-    return ordered[low] + (h - low) * (ordered[low + 1] - ordered[low])
-
-
-@attrs.frozen(kw_only=True)
-class Distribution:
-    """Count, mean, median and p90 of some values; the statistics are None when there are none."""
-
-    count: int = 0
-    mean: float | None = None
-    median: float | None = None
-    p90: float | None = None
-
-    @classmethod
-    def of(cls, values: Iterable[float | None]) -> Distribution:
-        """The distribution of the non-None `values`."""
-        present = [v for v in values if v is not None]
-        if not present:
-            return cls()
-        return cls(
-            count=len(present),
-            mean=math.fsum(present) / len(present),
-            median=percentile(present, 0.5),
-            p90=percentile(present, 0.9),
-        )
-
-
-@attrs.frozen(kw_only=True)
-class FillCounts:
-    """Entry orders by outcome class (see the module docstring)."""
-
-    accepted: int = 0
-    rejected: int = 0
-    timed_out: int = 0
-    excluded: int = 0
-
-    @property
-    def resolved(self) -> int:
-        """The fill rate's denominator."""
-        return self.accepted + self.rejected + self.timed_out
-
-    @property
-    def rate(self) -> float | None:
-        """accepted / resolved; None when nothing resolved."""
-        return self.accepted / self.resolved if self.resolved else None
-
-
-@attrs.frozen(kw_only=True)
-class FlattenCounts:
-    """Resolved reduce-only orders and how many of them filled completely."""
-
-    filled: int = 0
-    resolved: int = 0
-
-    @property
-    def rate(self) -> float | None:
-        """filled / resolved; None when nothing resolved."""
-        return self.filled / self.resolved if self.resolved else None
-
-
-@attrs.frozen(kw_only=True)
-class MarketStats:
-    """The figures for one market, or for all of them (`market` = "overall")."""
-
-    market: str
-    trades: int
-    entries: FillCounts
-    flattens: FlattenCounts
-    expected_edge_bps: Distribution
-    realised_edge_bps: Distribution
-    net_edge_bps: Distribution
-    slippage_bps: Distribution
-    time_to_flat_ms: Distribution
-    pnl: Distribution
-    pnl_total: float
-    fees_total: float
-    reconstructed: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class Criterion:
-    """One go/no-go criterion: what it asks, the measured value (None = not computable) and the outcome."""
-
-    name: str
-    value: float | None
-    passed: bool
-    shown: str  # the value as printed
+# --- the report ------------------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -293,105 +130,20 @@ class Report:
     hard_stops: tuple[EventRow, ...]
     cumulative_pnl: tuple[tuple[int, float], ...]  # (exit time ms, cumulative PnL) in exit order
     slippages_bps: tuple[float, ...]
-    criteria: tuple[Criterion, ...]
+    verdict: Verdict
+    # Per market, (exit time ms, the market's cumulative PnL) in exit order.
+    cumulative_pnl_by_market: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()
+    net_edges_bps: tuple[float, ...] = ()
+
+    @property
+    def criteria(self) -> tuple[Criterion, ...]:
+        """The verdict's criteria."""
+        return self.verdict.criteria
 
     @property
     def go(self) -> bool:
-        """True when every criterion passes."""
-        return all(c.passed for c in self.criteria)
-
-
-def _classify_entry(state: str | None) -> str:
-    if state in ACCEPTED_STATES:
-        return "accepted"
-    if state in REJECTED_STATES:
-        return "rejected"
-    if state in TIMED_OUT_STATES:
-        return "timed_out"
-    return "excluded"  # NULL (open), not_sent, dry_run, or a state this version does not know
-
-
-def fill_counts(orders: Iterable[OrderRow]) -> FillCounts:
-    """Classify the entry orders among `orders`."""
-    counts = {"accepted": 0, "rejected": 0, "timed_out": 0, "excluded": 0}
-    for order in orders:
-        if order.reason == ENTRY_REASON:
-            counts[_classify_entry(order.final_state)] += 1
-    return FillCounts(**counts)
-
-
-def flatten_counts(orders: Iterable[OrderRow]) -> FlattenCounts:
-    """Count the resolved reduce-only orders among `orders` and those that filled completely."""
-    resolved = [
-        o for o in orders if o.reduce_only and o.final_state is not None and o.final_state != "dry_run"
-    ]
-    return FlattenCounts(
-        filled=sum(o.final_state == FLATTEN_FILLED_STATE for o in resolved), resolved=len(resolved)
-    )
-
-
-def market_stats(market: str, trades: Sequence[TradeRow], orders: Sequence[OrderRow]) -> MarketStats:
-    """The figures for `trades` and `orders` (already restricted to one market, or all of them)."""
-    return MarketStats(
-        market=market,
-        trades=len(trades),
-        entries=fill_counts(orders),
-        flattens=flatten_counts(orders),
-        expected_edge_bps=Distribution.of(t.expected_edge_bps for t in trades),
-        realised_edge_bps=Distribution.of(t.realised_edge_bps for t in trades),
-        net_edge_bps=Distribution.of(t.net_edge_bps for t in trades),
-        slippage_bps=Distribution.of(t.slippage_bps for t in trades),
-        time_to_flat_ms=Distribution.of(float(t.time_to_flat_ms) for t in trades),
-        pnl=Distribution.of(t.pnl for t in trades),
-        pnl_total=math.fsum(t.pnl for t in trades),
-        fees_total=math.fsum(t.fees for t in trades),
-        reconstructed=sum(t.reconstructed for t in trades),
-    )
-
-
-def _in_window(time_ms: int | None, since_ms: int | None) -> bool:
-    if since_ms is None:
-        return True
-    return time_ms is not None and time_ms >= since_ms
-
-
-def _fmt_pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}%"
-
-
-def _fmt_bps(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f} bps"
-
-
-def verdict(overall: MarketStats) -> tuple[Criterion, ...]:
-    """The go/no-go criteria for leaving the micro test, judged on the overall figures."""
-    net, fill, flat = overall.net_edge_bps.mean, overall.entries.rate, overall.flattens.rate
-    return (
-        Criterion(
-            name=f"trades >= {MIN_TRADES}",
-            value=float(overall.trades),
-            passed=overall.trades >= MIN_TRADES,
-            shown=str(overall.trades),
-        ),
-        Criterion(
-            name=f"edge after fees and slippage > {MIN_NET_EDGE_BPS:g} bps",
-            value=net,
-            passed=net is not None and net > MIN_NET_EDGE_BPS,
-            shown=_fmt_bps(net),
-        ),
-        Criterion(
-            name=f"entry fill rate > {MIN_FILL_RATE:.0%}",
-            value=fill,
-            passed=fill is not None and fill > MIN_FILL_RATE,
-            shown=_fmt_pct(fill),
-        ),
-        Criterion(
-            name=f"flatten success > {MIN_FLATTEN_SUCCESS:.0%}",
-            value=flat,
-            passed=flat is not None and flat > MIN_FLATTEN_SUCCESS,
-            shown=_fmt_pct(flat),
-        ),
-    )
+        """True when the decision is GO."""
+        return self.verdict.decision == GO
 
 
 def _cumulative(trades: Iterable[TradeRow]) -> tuple[tuple[int, float], ...]:
@@ -403,91 +155,47 @@ def _cumulative(trades: Iterable[TradeRow]) -> tuple[tuple[int, float], ...]:
     return tuple(series)
 
 
-def compute_report(rows: JournalRows, *, since_ms: int | None = None) -> Report:
-    """The report for `rows`, restricted to the window starting at `since_ms` (None: everything)."""
-    trades = [t for t in rows.trades if _in_window(t.entry_time_ms, since_ms)]
-    orders = [o for o in rows.orders if _in_window(o.time_ms, since_ms)]
-    hard_stops = tuple(e for e in rows.events if e.kind == HARD_STOP_KIND and _in_window(e.time_ms, since_ms))
-    names = sorted({t.market for t in trades} | {o.market for o in orders})
-    markets = tuple(
-        market_stats(name, [t for t in trades if t.market == name], [o for o in orders if o.market == name])
-        for name in names
-    )
-    overall = market_stats(OVERALL, trades, orders)
+def compute_report(
+    rows: JournalRows, *, since_ms: int | None = None, thresholds: VerdictThresholds | None = None
+) -> Report:
+    """The report for `rows`, restricted to the window starting at `since_ms` (None: everything), with
+    the verdict under `thresholds` (None: the defaults)."""
+    t = thresholds if thresholds is not None else VerdictThresholds()
+    window = in_window(rows, since_ms)
+    trades, orders, fills = window.trades, window.orders, window.fills
+
+    def stats(name: str, market: str | None) -> MarketStats:
+        return market_stats(
+            name,
+            [x for x in trades if market in (None, x.market)],
+            [x for x in orders if market in (None, x.market)],
+            [x for x in fills if market in (None, x.market)],
+            confidence=t.confidence,
+            resamples=t.bootstrap_resamples,
+            seed=t.bootstrap_seed,
+        )
+
+    names = sorted({x.market for x in trades} | {x.market for x in orders})
+    markets = tuple(stats(name, name) for name in names)
+    overall = stats(OVERALL, None)
+    problems = serious_problems(trades, window.events, deadline_ms=t.flatten_deadline_ms)
+    hard_stops = tuple(e for e in window.events if e.kind == HARD_STOP_KIND)
     return Report(
         since_ms=since_ms,
         markets=markets,
         overall=overall,
         hard_stops=tuple(sorted(hard_stops, key=lambda e: e.time_ms)),
         cumulative_pnl=_cumulative(trades),
-        slippages_bps=tuple(t.slippage_bps for t in trades if t.slippage_bps is not None),
-        criteria=verdict(overall),
+        slippages_bps=tuple(x.slippage_bps for x in trades if x.slippage_bps is not None),
+        verdict=decide(overall, problems, t),
+        cumulative_pnl_by_market=tuple(
+            (name, _cumulative(x for x in trades if x.market == name)) for name in names
+        ),
+        net_edges_bps=tuple(v for v in (x.net_edge_bps for x in trades) if v is not None),
     )
 
 
 # --- loading -----------------------------------------------------------------------------------------
-
-
-_TRADES_SQL: Final = """
-SELECT market, entry_time_ms, exit_time_ms, size, entry_px, expected_edge_bps, realised_edge_bps,
-       slippage_bps, time_to_flat_ms, pnl, fees, {reconstructed}
-  FROM trades ORDER BY exit_time_ms, id
-"""
-_ORDERS_SQL: Final = """
-SELECT market, reason, reduce_only, final_state, COALESCE(submitted_ms, updated_ms)
-  FROM orders ORDER BY COALESCE(submitted_ms, updated_ms), cloid
-"""
-_EVENTS_SQL: Final = "SELECT time_ms, kind, detail FROM events WHERE kind = ? ORDER BY time_ms, id"
-
-
-def _detail(text: str) -> Mapping[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"detail": text}
-    return value if isinstance(value, dict) else {"detail": value}
-
-
-def _column_or(conn: sqlite3.Connection, table: str, column: str, default: str = "0") -> str:
-    """`column` if `table` has it, else the literal `default`: a read-only report cannot migrate an
-    older journal, so it reads the columns a migration added as their default."""
-    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-    return column if column in names else default
-
-
-def _read_rows(conn: sqlite3.Connection) -> JournalRows:
-    trades = tuple(
-        TradeRow(
-            market=r[0],
-            entry_time_ms=r[1],
-            exit_time_ms=r[2],
-            size=r[3],
-            entry_px=r[4],
-            expected_edge_bps=r[5],
-            realised_edge_bps=r[6],
-            slippage_bps=r[7],
-            time_to_flat_ms=r[8],
-            pnl=r[9],
-            fees=r[10],
-            reconstructed=bool(r[11]),
-        )
-        for r in conn.execute(_TRADES_SQL.format(reconstructed=_column_or(conn, "trades", "reconstructed")))
-    )
-    orders = tuple(
-        OrderRow(
-            market=r[0],
-            reason=r[1],
-            reduce_only=None if r[2] is None else bool(r[2]),
-            final_state=r[3],
-            time_ms=r[4],
-        )
-        for r in conn.execute(_ORDERS_SQL)
-    )
-    events = tuple(
-        EventRow(time_ms=r[0], kind=r[1], detail=_detail(r[2]))
-        for r in conn.execute(_EVENTS_SQL, (HARD_STOP_KIND,))
-    )
-    return JournalRows(trades=trades, orders=orders, events=events)
 
 
 def load_rows(path: Path) -> JournalRows:
@@ -497,9 +205,9 @@ def load_rows(path: Path) -> JournalRows:
     """
     conn = open_journal_read_only(path)
     try:
-        conn.execute("BEGIN")  # one read transaction: trades, orders and events from the same snapshot
+        conn.execute("BEGIN")  # one read transaction: every table from the same snapshot
         try:
-            return _read_rows(conn)
+            return read_rows(conn)
         finally:
             conn.execute("COMMIT")
     except sqlite3.Error as exc:
@@ -511,10 +219,12 @@ def load_rows(path: Path) -> JournalRows:
 # --- text ----------------------------------------------------------------------------------------------
 
 
-def format_time_ms(ms: int) -> str:
-    """Epoch milliseconds as ISO 8601 UTC, e.g. ``2025-01-02T03:04:05.678Z``."""
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _fmt_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def _fmt_bps(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} bps"
 
 
 def _fmt_usd(value: float | None) -> str:
@@ -525,40 +235,64 @@ def _fmt_secs(ms: float | None) -> str:
     return "n/a" if ms is None else f"{ms / 1000:.3f} s"
 
 
-def _pair(a: str, b: str) -> str:
-    return a if a == b == "n/a" else f"{a} / {b}"
+def _parts(*parts: tuple[str, str]) -> str:
+    """ "mean 1.00, median 2.00 bps" from (label, value) pairs; "n/a" when no value is known."""
+    known = [(label, value) for label, value in parts if value != "n/a"]
+    return ", ".join(f"{label} {value}" for label, value in known) if known else "n/a"
+
+
+def _bps_parts(d: Distribution, *names: str) -> str:
+    values = {"mean": d.mean, "median": d.median, "sd": d.sd, "p90": d.p90, "max": d.max}
+    text = _parts(*((name, "n/a" if values[name] is None else f"{values[name]:.2f}") for name in names))
+    return text if text == "n/a" else text + " bps"
 
 
 def _market_lines(stats: MarketStats) -> list[str]:
-    e, f = stats.entries, stats.flattens
+    e, f, ttf = stats.entries, stats.flattens, stats.time_to_flat_ms
+    span = (
+        f" ({format_time_ms(stats.first_trade_ms)} to {format_time_ms(stats.last_trade_ms)})"
+        if stats.first_trade_ms is not None and stats.last_trade_ms is not None
+        else ""
+    )
+    interval = stats.net_edge_interval
     rows = [
-        ("trades", str(stats.trades)),
+        ("trades", f"{stats.trades}{span}"),
+        ("pnl", _parts(("total", _fmt_usd(stats.pnl_total)), ("per trade", _fmt_usd(stats.pnl.mean)))),
+        (
+            "fees",
+            f"{_fmt_usd(stats.fees_total)} on the trades; {_fmt_usd(stats.fills_fees_total)} on all "
+            f"{stats.fills} fills",
+        ),
+        ("net edge after fees", _bps_parts(stats.net_edge_bps, "mean", "median", "sd")),
+        (
+            "net edge interval",
+            "n/a (under 2 trades)"
+            if interval is None
+            else f"[{interval.low:.2f}, {interval.high:.2f}] bps ({interval.confidence * 100:g}% bootstrap "
+            f"of the mean, {interval.resamples} resamples, seed {interval.seed})",
+        ),
+        ("expected edge (mean)", _fmt_bps(stats.expected_edge_bps.mean)),
+        ("realised edge (mean)", _fmt_bps(stats.realised_edge_bps.mean)),
+        ("slippage", _bps_parts(stats.slippage_bps, "mean", "median", "p90")),
+        (
+            "time to flat",
+            _parts(
+                ("median", _fmt_secs(ttf.median)), ("p90", _fmt_secs(ttf.p90)), ("max", _fmt_secs(ttf.max))
+            ),
+        ),
+        ("exit reasons", ", ".join(f"{r} {n}" for r, n in stats.exit_reasons) or "n/a"),
         (
             "entry fill rate",
             f"{_fmt_pct(e.rate)} ({e.accepted} accepted, {e.rejected} rejected, "
             f"{e.timed_out} timed out; {e.excluded} excluded)",
         ),
-        ("expected edge (mean)", _fmt_bps(stats.expected_edge_bps.mean)),
-        ("realised edge (mean)", _fmt_bps(stats.realised_edge_bps.mean)),
-        ("net edge after fees (mean)", _fmt_bps(stats.net_edge_bps.mean)),
-        (
-            "slippage median / p90",
-            _pair(_fmt_bps(stats.slippage_bps.median), _fmt_bps(stats.slippage_bps.p90)),
-        ),
-        (
-            "time to flat median / p90",
-            _pair(_fmt_secs(stats.time_to_flat_ms.median), _fmt_secs(stats.time_to_flat_ms.p90)),
-        ),
-        ("pnl per trade (mean)", _fmt_usd(stats.pnl.mean)),
-        ("pnl cumulative", _fmt_usd(stats.pnl_total)),
-        ("fees", _fmt_usd(stats.fees_total)),
         ("flatten success", f"{_fmt_pct(f.rate)} ({f.filled} of {f.resolved} reduce-only filled)"),
     ]
     if stats.reconstructed:
         rows.append(
             ("reconstructed trades", f"{stats.reconstructed} (entry not found after a restart: approximate)")
         )
-    return [stats.market] + [f"  {label:<28}{value}" for label, value in rows]
+    return [stats.market] + [f"  {label:<24}{value}" for label, value in rows]
 
 
 def _hard_stop_lines(events: Sequence[EventRow]) -> list[str]:
@@ -570,16 +304,24 @@ def _hard_stop_lines(events: Sequence[EventRow]) -> list[str]:
     return lines
 
 
-def _verdict_lines(report: Report) -> list[str]:
-    lines = ["verdict (leave the micro test?)"]
-    for c in report.criteria:
-        lines.append(f"  {c.name:<42}{c.shown:>14}  {'PASS' if c.passed else 'FAIL'}")
-    lines.append("GO" if report.go else "NO-GO")
+def _verdict_lines(verdict: Verdict) -> list[str]:
+    lines = [
+        "verdict (leave the micro test?)",
+        f"  {'criterion':<32}{'from n':>6}{'value':>14}  {'threshold':<16}",
+    ]
+    for c in verdict.criteria:
+        lines.append(
+            f"  {c.name:<32}{c.from_trades:>6}{c.shown:>14}  {c.threshold_shown:<16}"
+            f"{'PASS' if c.passed else 'FAIL'}"
+        )
+        if c.note and not c.passed:
+            lines.append(f"      {c.note}")
+    lines.append(f"verdict: {verdict.decision} — {verdict.reason}")
     return lines
 
 
 def format_report(report: Report, *, source: Path | None = None) -> list[str]:
-    """The report as text lines: header, each market, overall, hard stops, verdict."""
+    """The report as text lines: header, each market, overall, hard stops, verdict (the last line)."""
     window = "everything" if report.since_ms is None else f"since {format_time_ms(report.since_ms)}"
     lines = [f"hip3-trio report — {window}" + (f" — {source}" if source is not None else ""), ""]
     if report.overall.trades == 0:
@@ -589,51 +331,77 @@ def format_report(report: Report, *, source: Path | None = None) -> list[str]:
             lines += [*_market_lines(stats), ""]
         lines += [*_market_lines(report.overall), ""]
     lines += [*_hard_stop_lines(report.hard_stops), ""]
-    lines += _verdict_lines(report)
+    lines += _verdict_lines(report.verdict)
     return lines
 
 
-# --- plot -------------------------------------------------------------------------------------------
+# --- JSON --------------------------------------------------------------------------------------------
 
 
-def load_pyplot() -> Any:
-    """matplotlib's pyplot on the non-interactive Agg backend, imported only when a plot is asked for.
-
-    Raises `PlotUnavailable`, with the install hint, when matplotlib is missing.
-    """
-    try:
-        matplotlib = importlib.import_module("matplotlib")
-    except ImportError as exc:
-        raise PlotUnavailable(
-            f"--plot needs matplotlib, which is not installed: {PLOT_INSTALL_HINT}"
-        ) from exc
-    matplotlib.use("Agg")
-    return importlib.import_module("matplotlib.pyplot")
+def _time_json(ms: int | None) -> dict[str, Any] | None:
+    return None if ms is None else {"ms": ms, "utc": format_time_ms(ms)}
 
 
-def write_plot(report: Report, path: Path, pyplot: Any) -> None:
-    """Draw cumulative PnL (by exit time) and a histogram of entry slippage into the PNG at `path`."""
-    fig, (pnl_ax, slip_ax) = pyplot.subplots(2, 1, figsize=(10, 8))
-    try:
-        if report.cumulative_pnl:
-            times = [dt.datetime.fromtimestamp(t / 1000, tz=dt.UTC) for t, _ in report.cumulative_pnl]
-            pnl_ax.step(times, [v for _, v in report.cumulative_pnl], where="post")
-            pnl_ax.axhline(0.0, color="grey", linewidth=0.8)
-        else:
-            pnl_ax.text(0.5, 0.5, "no trades yet", ha="center", va="center", transform=pnl_ax.transAxes)
-        pnl_ax.set_title("cumulative PnL (USD, net of fees)")
-        pnl_ax.set_xlabel("exit time (UTC)")
-        if report.slippages_bps:
-            slip_ax.hist(report.slippages_bps, bins=min(50, max(5, len(report.slippages_bps) // 5)))
-        else:
-            slip_ax.text(0.5, 0.5, "no slippage data", ha="center", va="center", transform=slip_ax.transAxes)
-        slip_ax.set_title("entry slippage (bps, adverse positive)")
-        slip_ax.set_xlabel("bps")
-        slip_ax.set_ylabel("trades")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    finally:
-        pyplot.close(fig)
+def _dist_json(d: Distribution) -> dict[str, Any]:
+    return attrs.asdict(d)
+
+
+def _stats_json(s: MarketStats) -> dict[str, Any]:
+    interval = s.net_edge_interval
+    return {
+        "market": s.market,
+        "trades": s.trades,
+        "first_trade": _time_json(s.first_trade_ms),
+        "last_trade": _time_json(s.last_trade_ms),
+        "pnl_usd": {"total": s.pnl_total, "per_trade": _dist_json(s.pnl)},
+        "fees_usd": {"trades": s.fees_total, "fills": s.fills_fees_total, "fill_count": s.fills},
+        "net_edge_bps": {
+            **_dist_json(s.net_edge_bps),
+            "interval": None if interval is None else attrs.asdict(interval),
+        },
+        "expected_edge_bps": _dist_json(s.expected_edge_bps),
+        "realised_edge_bps": _dist_json(s.realised_edge_bps),
+        "slippage_bps": _dist_json(s.slippage_bps),
+        "time_to_flat_ms": _dist_json(s.time_to_flat_ms),
+        "exit_reasons": dict(s.exit_reasons),
+        "fill_rate": {**attrs.asdict(s.entries), "resolved": s.entries.resolved, "rate": s.entries.rate},
+        "flatten_success": {**attrs.asdict(s.flattens), "rate": s.flattens.rate},
+        "reconstructed": s.reconstructed,
+    }
+
+
+def report_json(report: Report, *, source: Path | None = None, plot: Path | None = None) -> dict[str, Any]:
+    """Every figure of the report and the verdict, as a JSON-ready dict."""
+    v = report.verdict
+    return {
+        "source": None if source is None else str(source),
+        "since": _time_json(report.since_ms),
+        "markets": [_stats_json(s) for s in report.markets],
+        "overall": _stats_json(report.overall),
+        "hard_stops": [{"time": _time_json(e.time_ms), "detail": dict(e.detail)} for e in report.hard_stops],
+        "verdict": {
+            "decision": v.decision,
+            "reason": v.reason,
+            "trades": v.trades,
+            "criteria": [attrs.asdict(c) for c in v.criteria],
+            "thresholds": attrs.asdict(v.thresholds),
+            "problems": attrs.asdict(v.problems),
+        },
+        "plot": None if plot is None else str(plot),
+    }
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(doc), indent=2, sort_keys=False, default=str)
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -672,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WHEN",
         type=parse_since,
         default=None,
-        help="only trades entered, orders submitted and events at or after WHEN "
+        help="only trades entered, orders submitted, fills and events at or after WHEN "
         "(ISO date/time, UTC if naive; or epoch ms)",
     )
     parser.add_argument(
@@ -682,6 +450,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"also draw a PNG (needs {PLOT_INSTALL_HINT})",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document (every figure and the verdict)"
+    )
+    parser.add_argument("--check", action="store_true", help="exit 0 only on GO, 1 on any other decision")
+    parser.add_argument(
+        "--checklist",
+        choices=CHECKLISTS,
+        default=None,
+        help="print the plan's checklist instead (PASS / FAIL / NOT SEEN with the journal's evidence); "
+        "exit 0 only if every item passes",
+    )
     return parser
 
 
@@ -689,12 +468,24 @@ def _exit_code(exc: SystemExit) -> int:
     return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
 
 
-def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
-    """Run ``python -m hip3_trio report`` with `argv` (the arguments after ``report``); the exit code."""
+def main(
+    argv: Sequence[str],
+    *,
+    out: Callable[[str], None] = print,
+    thresholds: VerdictThresholds | None = None,
+) -> int:
+    """Run ``python -m hip3_trio report`` with `argv` (the arguments after ``report``); the exit code.
+
+    `thresholds`: the verdict's (None: `VerdictThresholds` defaults).
+    """
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(list(argv))
+        args = parser.parse_args(list(argv))
+        if args.checklist is not None and args.plot is not None:
+            parser.error("--plot draws the report, not a checklist: use one or the other")
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return _exit_code(exc)
+    t = thresholds if thresholds is not None else VerdictThresholds()
     path = journal_path(resolve_state_dir(Config(), args.state_dir))
     try:
         pyplot = load_pyplot() if args.plot is not None else None
@@ -702,14 +493,31 @@ def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     except (JournalUnavailable, PlotUnavailable) as exc:
         out(f"error: {exc}")
         return 2
-    report = compute_report(rows, since_ms=args.since)
-    for line in format_report(report, source=path):
-        out(line)
+    if args.checklist is not None:
+        checklist = evaluate_testnet(rows, since_ms=args.since, flatten_deadline_ms=t.flatten_deadline_ms)
+        if args.json:
+            out(_dumps({"source": str(path), **checklist_json(checklist)}))
+        else:
+            window = "everything" if args.since is None else f"since {format_time_ms(args.since)}"
+            for line in format_checklist(
+                checklist, header=f"hip3-trio {args.checklist} checklist — {window} — {path}"
+            ):
+                out(line)
+        return 0 if checklist.passed else 1
+    report = compute_report(rows, since_ms=args.since, thresholds=t)
+    if not args.json:
+        for line in format_report(report, source=path):
+            out(line)
     if pyplot is not None:
         try:
             write_plot(report, args.plot, pyplot)
         except OSError as exc:
             out(f"error: cannot write the plot {args.plot}: {exc}")
             return 2
-        out(f"plot written to {args.plot}")
+        if not args.json:
+            out(f"plot written to {args.plot}")
+    if args.json:
+        out(_dumps(report_json(report, source=path, plot=args.plot)))
+    if args.check:
+        return 0 if report.go else 1
     return 0
