@@ -7,6 +7,7 @@ make one item fail or go unseen, and checks that item (and that the others did n
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def without(records: list[Record], *remove: Record | list[Record]) -> list[Recor
     return [r for r in records if not any(r is g for g in gone)]
 
 
-def checklist_of(tmp_path: Path, records: list[Record], since_ms: int | None = None) -> Checklist:
+def checklist_of(tmp_path: Path, records: Sequence[Record], since_ms: int | None = None) -> Checklist:
     with Journal.open(tmp_path) as journal:
         journal.write(records)
     return evaluate_testnet(load_rows(tmp_path / JOURNAL_FILENAME), since_ms=since_ms)
@@ -555,7 +556,7 @@ def test_t10_not_seen_without_a_reject_or_anything_after_it(tmp_path: Path) -> N
 
 
 def test_since_leaves_earlier_failures_out(tmp_path: Path) -> None:
-    early = [event(NONCE_ERROR_KIND, T0 - 5_000, message="Invalid nonce: duplicate nonce 1")]
+    early: list[Record] = [event(NONCE_ERROR_KIND, T0 - 5_000, message="Invalid nonce: duplicate nonce 1")]
     early += order("s1", T0 - 4_000, "rejected", error="action error: User or API Wallet 0x1 does not exist.")
     checklist = checklist_of(tmp_path, [*early, *clean_run()])
     assert [i.number for i in checklist.items if i.status == FAIL] == ["T#2", "T#8"]

@@ -335,7 +335,7 @@ def test_spread_extremes_exit_reasons_time_range_and_fill_fees() -> None:
     assert stats.time_to_flat_ms.max == 45_000
     assert stats.exit_reasons == (("time_stop", 2), ("flatten_all", 1))
     assert (stats.first_trade_ms, stats.last_trade_ms) == (T0, T0 + 9 + 45_000)
-    assert (stats.fills, stats.fills_fees_total) == (2, pytest.approx(0.02))
+    assert stats.fills == 2 and stats.fills_fees_total == pytest.approx(0.02)
     one = compute_report(JournalRows(trades=trades[:1])).overall
     assert one.net_edge_bps.sd is None and one.net_edge_interval is None
 
@@ -543,7 +543,7 @@ def two_days(tmp_path: Path) -> Path:
 def test_since_restricts_trades_orders_and_events(two_days: Path) -> None:
     rows = load_rows(two_days / JOURNAL_FILENAME)
     everything = compute_report(rows)
-    assert (everything.overall.trades, everything.overall.entries.rate) == (3, pytest.approx(2 / 3))
+    assert everything.overall.trades == 3 and everything.overall.entries.rate == pytest.approx(2 / 3)
     assert everything.overall.pnl_total == pytest.approx(-0.25)
     assert len(everything.hard_stops) == 1
 
