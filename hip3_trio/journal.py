@@ -743,6 +743,18 @@ def open_journal_read_only(path: Path) -> sqlite3.Connection:
 # --- the producer side ------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class JournalSinkStatistics:
+    """A snapshot of the producers' handle: records queued, dropped (by type), drops not yet reported
+    in the journal, and what waits in the channel for the writer."""
+
+    sent: int
+    dropped: int
+    dropped_by_type: Mapping[str, int]
+    unreported: int
+    queued: int
+
+
 @attrs.define
 class JournalSink:
     """The producers' handle: `record` never blocks and never raises; a full journal drops and counts.
@@ -776,6 +788,15 @@ class JournalSink:
             return True
         self._drop(record)
         return False
+
+    def statistics(self) -> JournalSinkStatistics:
+        return JournalSinkStatistics(
+            sent=self.sent,
+            dropped=self.dropped,
+            dropped_by_type=dict(self.dropped_by_type),
+            unreported=sum(self._unreported.values()),
+            queued=self._send.statistics().current_buffer_used,
+        )
 
     def close(self) -> None:
         """No more records: `run_journal` writes what is queued and returns."""

@@ -76,8 +76,8 @@ from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, Simulator
 from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
-from hip3_trio.strategy.detector import DetectorConfig, Skip
-from hip3_trio.venue.session import ConnectionConfig, Session, SessionHost, WsLike
+from hip3_trio.strategy.detector import DetectorConfig, DetectorStatistics, Skip
+from hip3_trio.venue.session import ConnectionConfig, Session, SessionHost, SessionStatistics, WsLike
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as wire_messages
 from hip3_trio.wire.signing import Signer
@@ -256,29 +256,20 @@ class SoakSession(Session):
             await super().run()
         finally:
             SoakSession.ended += 1
-            SoakSession.residue += len(self.posts) + (_len(self, "_control") or 0)
+            stats = self.statistics()
+            SoakSession.residue += stats.posts.pending + stats.control_posts
 
 
-def _len(obj: object, *path: str) -> int | None:
-    """len() of the attribute at `path` under `obj`; None if it is not there (renamed in hip3_trio?)."""
-    for name in path:
-        if not hasattr(obj, name):
-            return None
-        obj = getattr(obj, name)
-    try:
-        return len(obj)  # type: ignore[arg-type]
-    except TypeError:
-        return None
+def _session(engine: Engine) -> SessionStatistics | None:
+    """The current connection's snapshot; None when disconnected (its structures are then gone)."""
+    session = engine.link.session
+    return session.statistics() if session is not None else None
 
 
-def _session_len(engine: Engine, *path: str) -> int | None:
-    """A structure of the current session; 0 when disconnected (no session, no table)."""
-    return 0 if engine.link.session is None else _len(engine.link.session, *path)
-
-
-def _detector_len(engine: Engine, name: str) -> int | None:
-    """A structure of the detector; 0 before the first sync created it."""
-    return 0 if engine.core.detector is None else _len(engine.core.detector, name)
+def _detector(engine: Engine) -> DetectorStatistics | None:
+    """The detector's snapshot; None before the first sync created it."""
+    detector = engine.core.detector
+    return detector.statistics() if detector is not None else None
 
 
 @attrs.frozen
@@ -294,102 +285,87 @@ class Probe:
 
 
 def probes(engine: Engine) -> list[Probe]:
+    """Every sampled structure, read only through the owners' `statistics()` snapshots."""
     markets = len(engine.settings.markets)
-    book = engine.settings.book
-    scheduler = engine.core.scheduler
+    caps = engine.settings.book
+    core = engine.core
+    stats, book_stats, journal_stats = engine.statistics, core.book.statistics, core.journal.statistics
+    stop_stats = core.time_stop.statistics
 
-    def nonzero_positions(e: Engine, _r: Any) -> int:
-        return sum(1 for p in e.core.book.positions.values() if p.size != 0)
+    def session(read: Callable[[SessionStatistics], int]) -> Callable[[Engine, Any], int | None]:
+        return lambda e, _r: 0 if (s := _session(e)) is None else read(s)
 
-    def stale_oids(e: Engine, _r: Any) -> int | None:
-        # oid → cloid entries that no longer name their order's current oid (an order re-sent under the
-        # same cloid gets a second oid) or whose order was forgotten: `_prune` never removes these.
-        by_oid, orders = getattr(e.core.book, "_by_oid", None), getattr(e.core.book, "_orders", None)
-        if not isinstance(by_oid, dict) or not isinstance(orders, dict):
-            return None
-        return sum(
-            1
-            for oid, cloid in by_oid.items()
-            if (o := orders.get(cloid)) is None or getattr(o, "oid", None) != oid
-        )
+    def detector(read: Callable[[DetectorStatistics], int]) -> Callable[[Engine, Any], int | None]:
+        return lambda e, _r: 0 if (d := _detector(e)) is None else read(d)
 
     return [
-        Probe("session.posts", "transient", lambda e, _r: _session_len(e, "posts")),
-        Probe("session.inflight", "transient", lambda e, _r: e.link.inflight),
-        Probe("session.control", "transient", lambda e, _r: _session_len(e, "_control")),
-        Probe("session.pending_noops", "transient", lambda e, _r: _session_len(e, "_pending_noops")),
-        Probe("engine.awaiting_noop", "transient", lambda e, _r: e.statistics().link.awaiting_noop),
-        Probe("scheduler.cancels", "transient", lambda _e, _r: len(scheduler.cancels)),
-        Probe("scheduler.reduce_only", "transient", lambda _e, _r: len(scheduler.reduce_only)),
-        Probe("scheduler.new_orders", "transient", lambda _e, _r: len(scheduler.new_orders)),
-        Probe("book.live_orders", "transient", lambda e, _r: len(e.core.book.live_orders())),
-        Probe("book.unknown_orders", "transient", lambda e, _r: len(e.core.book.unknown_orders())),
-        Probe("book.positions", "transient", nonzero_positions),
-        Probe("engine.outbox", "transient", lambda e, _r: _len(e.core, "outbox", "_items")),
+        Probe("session.posts", "transient", session(lambda s: s.posts.pending)),
+        Probe("session.inflight", "transient", lambda e, _r: stats().link.inflight),
+        Probe("session.control", "transient", session(lambda s: s.control_posts)),
+        Probe("session.pending_noops", "transient", session(lambda s: s.pending_noops)),
+        Probe("engine.awaiting_noop", "transient", lambda e, _r: stats().link.awaiting_noop),
+        Probe("scheduler.cancels", "transient", lambda _e, _r: core.scheduler.statistics().cancels),
+        Probe("scheduler.reduce_only", "transient", lambda _e, _r: core.scheduler.statistics().reduce_only),
+        Probe("scheduler.new_orders", "transient", lambda _e, _r: core.scheduler.statistics().new_orders),
+        Probe("book.live_orders", "transient", lambda _e, _r: book_stats().live_orders),
+        Probe("book.unknown_orders", "transient", lambda _e, _r: book_stats().unknown_orders),
+        Probe("book.positions", "transient", lambda _e, _r: book_stats().open_positions),
+        Probe("engine.outbox", "transient", lambda _e, _r: len(core.outbox)),
         Probe("journal.queue", "transient", lambda _e, r: r.statistics().current_buffer_used),
-        Probe("journal.unreported_drops", "transient", lambda e, _r: _len(e.core, "journal", "_unreported")),
-        Probe("book.orders", "capped", lambda e, _r: _len(e.core, "book", "_orders"), book.order_memory),
-        Probe("book.by_oid", "capped", lambda e, _r: _len(e.core, "book", "_by_oid"), book.order_memory),
-        Probe("book.seen_tids", "capped", lambda e, _r: _len(e.core, "book", "_seen"), book.tid_memory),
+        Probe("journal.unreported_drops", "transient", lambda _e, _r: journal_stats().unreported),
+        Probe("book.orders", "capped", lambda _e, _r: book_stats().orders, caps.order_memory),
+        Probe("book.by_oid", "capped", lambda _e, _r: book_stats().oids, caps.order_memory),
+        Probe("book.seen_tids", "capped", lambda _e, _r: book_stats().seen_fills, caps.tid_memory),
         Probe(
             "wire.decimal_memo",
             "capped",
-            lambda _e, _r: len(wire_messages._DECIMAL_CACHE),
-            wire_messages._DECIMAL_CACHE_MAX,
+            lambda _e, _r: wire_messages.decimal_memo_size(),
+            wire_messages.DECIMAL_MEMO_MAX,
         ),
-        Probe("engine.marks", "keyed", lambda e, _r: len(e.core.marks), markets),
-        Probe("engine.specs", "keyed", lambda e, _r: len(e.core.specs), markets),
-        Probe("detector.books", "keyed", lambda e, _r: _detector_len(e, "_books"), markets),
-        Probe("detector.oracles", "keyed", lambda e, _r: _detector_len(e, "_oracles"), markets),
-        Probe(
-            "detector.last_signal", "keyed", lambda e, _r: _detector_len(e, "_last_signal_ms"), 2 * markets
-        ),
-        Probe("readiness.bbo", "keyed", lambda e, _r: _len(e.core, "readiness", "_bbo"), markets),
-        Probe("readiness.ctx", "keyed", lambda e, _r: _len(e.core, "readiness", "_ctx"), markets),
-        Probe(
-            "book.included_through",
-            "keyed",
-            lambda e, _r: _len(e.core, "book", "_included_through_ms"),
-            markets,
-        ),
+        Probe("engine.marks", "keyed", lambda e, _r: len(stats().core.marks), markets),
+        Probe("engine.specs", "keyed", lambda _e, _r: len(core.specs), markets),
+        Probe("detector.books", "keyed", detector(lambda d: d.books), markets),
+        Probe("detector.oracles", "keyed", detector(lambda d: d.oracles), markets),
+        Probe("detector.last_signal", "keyed", detector(lambda d: d.cooldowns), 2 * markets),
+        Probe("readiness.bbo", "keyed", lambda _e, _r: core.readiness.statistics().bbo, markets),
+        Probe("readiness.ctx", "keyed", lambda _e, _r: core.readiness.statistics().ctx, markets),
+        Probe("book.included_through", "keyed", lambda _e, _r: book_stats().watermarks, markets),
         Probe(
             "book.unknown_statuses",
             "keyed",
-            lambda e, _r: _len(e.core, "book", "_unknown_statuses_logged"),
+            lambda _e, _r: book_stats().unknown_statuses,
             LABEL_CAP,
         ),
-        Probe(
-            "time_stop.flattening",
-            "keyed",
-            lambda e, _r: _len(e.core, "time_stop", "_flattening_since"),
-            markets,
-        ),
-        Probe("time_stop.failed_at", "keyed", lambda e, _r: _len(e.core, "time_stop", "_failed_at"), markets),
-        Probe("stats.frames", "keyed", lambda e, _r: len(e.statistics().link.frames), LABEL_CAP),
-        Probe("stats.skips", "keyed", lambda e, _r: len(e.statistics().core.skips), len(Skip)),
+        Probe("time_stop.flattening", "keyed", lambda _e, _r: stop_stats().flattening, markets),
+        Probe("time_stop.failed_at", "keyed", lambda _e, _r: stop_stats().failed, markets),
+        Probe("stats.frames", "keyed", lambda e, _r: len(stats().link.frames), LABEL_CAP),
+        Probe("stats.skips", "keyed", lambda e, _r: len(stats().core.skips), len(Skip)),
         Probe(
             "stats.signals_refused",
             "keyed",
-            lambda e, _r: len(e.statistics().core.signals_refused),
+            lambda e, _r: len(stats().core.signals_refused),
             LABEL_CAP,
         ),
         Probe(
             "stats.rejects_by_reason",
             "keyed",
-            lambda e, _r: len(e.statistics().core.rejects_by_reason),
+            lambda e, _r: len(stats().core.rejects_by_reason),
             LABEL_CAP,
         ),
         Probe(
             "stats.latency_buckets",
             "keyed",
-            lambda e, _r: len(e.statistics().link.post_latency_buckets),
+            lambda e, _r: len(stats().link.post_latency_buckets),
             LABEL_CAP,
         ),
         Probe(
-            "journal.dropped_by_type", "keyed", lambda e, _r: len(e.core.journal.dropped_by_type), LABEL_CAP
+            "journal.dropped_by_type",
+            "keyed",
+            lambda _e, _r: len(journal_stats().dropped_by_type),
+            LABEL_CAP,
         ),
-        Probe("book.stale_oids", "uncapped", stale_oids),
-        Probe("risk.reject_times", "windowed", lambda e, _r: _len(e.core, "monitor", "_reject_times")),
+        Probe("book.stale_oids", "uncapped", lambda _e, _r: book_stats().stale_oids),
+        Probe("risk.reject_times", "windowed", lambda _e, _r: core.monitor.statistics().reject_times),
     ]
 
 

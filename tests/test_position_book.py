@@ -320,11 +320,12 @@ def test_pruning_forgets_every_oid_an_order_had() -> None:
     twice = registered(book)
     book.on_reply_resting(twice, Resting(oid=1), 1.0)
     book.on_order_updates(updates(status("canceled", cloid=twice, oid=2)), 2.0)  # a second oid
-    assert book._by_oid == {1: twice, 2: twice}
+    stats = book.statistics()
+    assert (stats.oids, stats.stale_oids) == (2, 1)  # oid 1 no longer names the order's current oid
     for _ in range(10):
         book.release_unsent(registered(book), 3.0, "x")
     assert book.order(twice) is None
-    assert book._by_oid == {}
+    assert book.statistics().oids == 0
 
 
 # --- fills and positions ----------------------------------------------------------------------------

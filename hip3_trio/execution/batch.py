@@ -258,6 +258,15 @@ class Requeued:
     superseded: tuple[OrderItem, ...] = ()
 
 
+@attrs.frozen
+class SchedulerStatistics:
+    """A snapshot of the scheduler's three queues."""
+
+    cancels: int
+    reduce_only: int
+    new_orders: int
+
+
 class BatchScheduler:
     """Three bounded priority queues; `tick(inflight)` takes the next batch to send.
 
@@ -273,6 +282,9 @@ class BatchScheduler:
         self._new_orders: deque[OrderItem] = deque()
 
     # --- views -------------------------------------------------------------------------------------
+
+    def statistics(self) -> SchedulerStatistics:
+        return SchedulerStatistics(len(self._cancels), len(self._reduce_only), len(self._new_orders))
 
     @property
     def cancels(self) -> tuple[CancelItem, ...]:

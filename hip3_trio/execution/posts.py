@@ -111,6 +111,14 @@ class AlreadyResolved:
     post_id: int
 
 
+@attrs.frozen
+class PostTableStatistics:
+    """A snapshot of one connection's post table."""
+
+    pending: int
+    inflight: int
+
+
 class PostTable(Generic[R]):
     """Pending posts of one connection by post id; `inflight` is the number in state `sent`.
 
@@ -127,6 +135,10 @@ class PostTable(Generic[R]):
         self._pending: dict[int, PostEntry[R]] = {}
 
     # --- views -------------------------------------------------------------------------------------
+
+    def statistics(self) -> PostTableStatistics:
+        """Entries not yet resolved (created or sent) and, of those, sent (the derived inflight)."""
+        return PostTableStatistics(pending=len(self._pending), inflight=self.inflight)
 
     @property
     def inflight(self) -> int:

@@ -72,6 +72,15 @@ class TimeStopConfig:
             )
 
 
+@attrs.frozen
+class TimeStopStatistics:
+    """Markets being flattened, with a flatten failure reported, and with flatten attempts counted."""
+
+    flattening: int
+    failed: int
+    attempts: int
+
+
 class TimeStop:
     """Flattens aged positions (all positions once the executor is stopped) through the executor."""
 
@@ -100,6 +109,9 @@ class TimeStop:
     def flattening(self, market: str) -> float | None:
         """When the current flatten of `market` started, or None."""
         return self._flattening_since.get(market)
+
+    def statistics(self) -> TimeStopStatistics:
+        return TimeStopStatistics(len(self._flattening_since), len(self._failed_at), len(self._attempts))
 
     def check(self, now: float) -> list[Submitted]:
         """One pass: book housekeeping, the hard-stop latch, then a flatten for every due position that

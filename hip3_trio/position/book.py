@@ -122,6 +122,24 @@ class _Seen:
     signed_sz: Decimal | None
 
 
+@attrs.frozen
+class BookStatistics:
+    """A snapshot of the book's sizes. `stale_oids`: oid-map entries that no longer name their order's
+    current oid (an order re-sent under its cloid) — pruned only with their order."""
+
+    orders: int
+    unsettled: int
+    oids: int
+    stale_oids: int
+    seen_fills: int
+    live_orders: int
+    unknown_orders: int
+    open_positions: int
+    watermarks: int
+    unknown_statuses: int
+    in_doubt: int
+
+
 class PositionBook:
     """Orders by cloid and positions by market, for the configured `markets` only.
 
@@ -168,6 +186,25 @@ class PositionBook:
     def sends(self) -> int:
         """How many times an order was sent so far: the boundary a reconciliation's query is taken at."""
         return self._sends
+
+    def statistics(self) -> BookStatistics:
+        """The sizes of what the book remembers (the soak's memory probes read these)."""
+        stale = sum(
+            1 for oid, cloid in self._by_oid.items() if (o := self._orders.get(cloid)) is None or o.oid != oid
+        )
+        return BookStatistics(
+            orders=len(self._orders),
+            unsettled=len(self._unsettled),
+            oids=len(self._by_oid),
+            stale_oids=stale,
+            seen_fills=len(self._seen),
+            live_orders=sum(1 for _ in self._live(None)),
+            unknown_orders=len(self.unknown_orders()),
+            open_positions=sum(1 for p in self._positions.values() if p.size != 0),
+            watermarks=len(self._included_through_ms),
+            unknown_statuses=len(self._unknown_statuses_logged),
+            in_doubt=len(self._doubted),
+        )
 
     def order(self, cloid: Cloid) -> TrackedOrder | None:
         return self._orders.get(cloid)

@@ -17,9 +17,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
+import attrs
+
 __all__ = ["Readiness"]
 
 log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ReadinessStatistics:
+    """The current generation and how far its four conditions are (markets with a bbo / a context)."""
+
+    generation: int
+    bbo: int
+    ctx: int
+    orders_acked: bool
+    fills_snapshot: bool
+    reconciled: bool
 
 
 class Readiness:
@@ -72,6 +86,16 @@ class Readiness:
     def ready(self) -> bool:
         """All four conditions hold on this connection (what the NotReady gate reads)."""
         return self.md_ready and self._orders_acked and self._fills_snapshot and self._reconciled
+
+    def statistics(self) -> ReadinessStatistics:
+        return ReadinessStatistics(
+            self._generation,
+            len(self._bbo),
+            len(self._ctx),
+            self._orders_acked,
+            self._fills_snapshot,
+            self._reconciled,
+        )
 
     def missing(self) -> list[str]:
         """What is still missing, for logs and status pages."""

@@ -241,6 +241,15 @@ def signal_size(
     return round_size(raw, sz_decimals)
 
 
+@attrs.frozen
+class DetectorStatistics:
+    """The detector's remembered inputs: books, oracles and (market, side) cooldowns."""
+
+    books: int
+    oracles: int
+    cooldowns: int
+
+
 @attrs.define(on_setattr=attrs.setters.NO_OP)  # per-frame `_live_ms` writes: no hook
 class Detector:
     """Evaluates book/oracle pairs into signals; owns the latest inputs and the per-(market, side) cooldown.
@@ -255,6 +264,9 @@ class Detector:
     _oracles: dict[str, OracleCtx] = attrs.field(factory=dict, init=False)
     _last_signal_ms: dict[tuple[str, bool], int] = attrs.field(factory=dict, init=False)
     _live_ms: int | None = attrs.field(default=None, init=False)
+
+    def statistics(self) -> DetectorStatistics:
+        return DetectorStatistics(len(self._books), len(self._oracles), len(self._last_signal_ms))
 
     def on_stream_alive(self, now_ms: int) -> None:
         """The market-data stream delivered a frame at `now_ms`: every stored book is current as of then.

@@ -30,7 +30,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError
 
 from hip3_trio.execution.batch import Batch, BatchConfig
-from hip3_trio.execution.posts import PostEntry, PostTable
+from hip3_trio.execution.posts import PostEntry, PostTable, PostTableStatistics
 from hip3_trio.validators import Invalid, gt, lt
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
@@ -186,6 +186,19 @@ class _ControlPost:
     expires_at: float | None = None  # a noop's deadline (info requests time out in `info`)
 
 
+@attrs.frozen
+class SessionStatistics:
+    """A snapshot of one connection (`Session.statistics`)."""
+
+    posts: PostTableStatistics
+    control_posts: int
+    pending_noops: int
+    inflight: int
+    frames_in: int
+    bad_frames: int
+    stray_replies: int
+
+
 class Session:
     """One connection's tasks and per-connection state. Use `run()` once."""
 
@@ -225,6 +238,19 @@ class Session:
     def inflight(self) -> int:
         """Posts this connection has on the wire: batch posts in state `sent` plus control posts."""
         return self.posts.inflight + len(self._control)
+
+    def statistics(self) -> SessionStatistics:
+        """A snapshot of this connection: its post table, control posts, noops waiting to go out, and
+        frame counters."""
+        return SessionStatistics(
+            posts=self.posts.statistics(),
+            control_posts=len(self._control),
+            pending_noops=len(self._pending_noops),
+            inflight=self.inflight,
+            frames_in=self.frames_in,
+            bad_frames=self.bad_frames,
+            stray_replies=self.stray_replies,
+        )
 
     # --- lifetime ----------------------------------------------------------------------------------
 

@@ -584,6 +584,12 @@ def _decode_active_asset_ctx_general(data: Any) -> ActiveAssetCtx:
 
 _DECIMAL_CACHE: Final[dict[str, Decimal]] = {}
 _DECIMAL_CACHE_MAX: Final = 4096
+DECIMAL_MEMO_MAX: Final = _DECIMAL_CACHE_MAX
+
+
+def decimal_memo_size() -> int:
+    """How many decoded decimal strings the fast path remembers (bounded by `DECIMAL_MEMO_MAX`)."""
+    return len(_DECIMAL_CACHE)
 
 
 def _fast_decimal(value: Any) -> Decimal | None:
