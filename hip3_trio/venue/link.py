@@ -379,6 +379,8 @@ class VenueLink:
                 with trio.move_on_at(min(reconcile_at, self._rate_limit_due)):
                     await self._reconcile_wanted.wait()
                 if trio.current_time() >= self._rate_limit_due:
+                    # Not a post beyond the inflight limit: wait for room (after any core step).
+                    await self.wait_until(lambda: session.inflight < core.settings.scheduler.inflight_limit)
                     await self.read_rate_limit(session)
             await trio.sleep(self.settings.reconcile_retry_s)  # let a burst of requests coalesce
             await self.reconcile(session)
