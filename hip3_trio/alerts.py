@@ -20,7 +20,7 @@ Who calls what (each a one-line call where the event is already handled):
 | `journal_failure` | `TradingCore.trip_hard_stop(..., alert=JOURNAL_FAILURE)`, the journal task's callback |
 | `flatten_failed`, `reduce_only_refused`, `position_corrected`, `unknown_order` | `TradingCore._route` |
 | `reconnects` | `VenueLink.sync` → `AlertSink.on_reconnect` (more than N in 10 minutes) |
-| `request_budget_low`, `request_budget_exhausted` | `AlertSink.request_budget` (not wired yet) |
+| `request_budget_low`, `request_budget_exhausted` | `TradingCore` (below the reserve; exhausted) |
 | `engine_start`, `engine_stop` | `app.run_engine` |
 | `test` | ``python -m hip3_trio alerts test`` |
 """
@@ -340,7 +340,7 @@ class AlertSink:
 
     def request_budget(self, remaining: int, limit: int | None = None, market: str | None = None) -> bool:
         """The venue's request budget is low (`remaining` > 0) or exhausted (`remaining` <= 0); the
-        caller decides what "low" is. Not wired yet: for whoever tracks the budget."""
+        caller decides what "low" is (`TradingCore`: below `[limits] request_reserve`)."""
         of = f" of {limit}" if limit is not None else ""
         if remaining <= 0:
             text = f"no requests left{of}: new orders are refused until the budget refills"

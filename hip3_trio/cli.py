@@ -49,6 +49,7 @@ from hip3_trio.position.history import read_entry_hints
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
+from hip3_trio.venue.queries import StartupError
 from hip3_trio.webhook import open_alerts
 from hip3_trio.wire.keys import KeyConfigError
 from hip3_trio.wire.signing import Signer
@@ -255,6 +256,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JournalError as exc:
         print(f"hip3-trio: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    except StartupError as exc:
+        print(f"hip3-trio: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BaseExceptionGroup as group:
+        # The venue refused the configured run (unknown or delisted market, leverage, collateral):
+        # raised inside the trading nursery, so it arrives in a group.
+        startup, _ = group.split(StartupError)
+        if startup is None:
+            raise
+        leaf: BaseException = startup
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        print(f"hip3-trio: {leaf}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 

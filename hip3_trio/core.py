@@ -62,6 +62,7 @@ from hip3_trio.position.records import (
     Output,
     PositionCorrected,
     ReconcileRequested,
+    RequestBudgetExhausted,
     SlippageMeasured,
     UnknownOrderEscalated,
 )
@@ -127,6 +128,11 @@ class CoreStatistics:
     queues: Mapping[str, int]
     live_orders: int
     unknown_orders: int
+    # The venue's action budget (`execution.request_budget`): requests left (None until read), counted
+    # requests sent, and how many actions the venue refused whole as exhausted.
+    requests_remaining: int | None = None
+    requests_sent: int = 0
+    request_budget_exhaustions: int = 0
 
 
 @attrs.define
@@ -204,6 +210,7 @@ class TradingCore:
         # order (`_hot`), its journal records and log line wait here until the post is written.
         self._hot = False
         self._after_send: list[Callable[[], None]] = []
+        self._budget_low_alerted = False
 
     # --- views -------------------------------------------------------------------------------------
 
@@ -280,6 +287,9 @@ class TradingCore:
             },
             live_orders=len(self.book.live_orders()),
             unknown_orders=len(self.book.unknown_orders()),
+            requests_remaining=self.executor.requests.remaining,
+            requests_sent=self.executor.requests.sent,
+            request_budget_exhaustions=self.executor.requests.exhaustions,
         )
 
     # --- market data -------------------------------------------------------------------------------
@@ -373,10 +383,11 @@ class TradingCore:
         self._record(jm.event("venue_error", self.exchange_ms(), m=msg.message))
         self._drain(now)
 
-    def next_batch(self, inflight: int) -> Batch | None:
+    def next_batch(self, inflight: int, now: float) -> Batch | None:
         """The next batch to send: everything when READY, only cancels and reduce-only orders while
-        positions are known but some market's data is missing, nothing otherwise (or in a dry run)."""
-        if self.settings.dry_run or not self.can_reduce:
+        positions are known but some market's data is missing, nothing otherwise (or in a dry run), and
+        nothing within the pause after the venue's "budget exhausted" (its trickle interval)."""
+        if self.settings.dry_run or not self.can_reduce or not self.executor.requests.may_send(now):
             return None
         return self.scheduler.tick(inflight, reducing_only=not self.ready)
 
@@ -392,6 +403,39 @@ class TradingCore:
     def on_post_outcome(self, entry: PostEntry[m.PostResult], now: float) -> None:
         self.executor.on_post_outcome(entry, now)
         self._drain(now)
+
+    # --- the venue's action budget ------------------------------------------------------------------
+
+    def on_rate_limit(self, *, used: int, cap: int, sent_at_ask: int, now: float) -> None:
+        """A `userRateLimit` answer (at sync and every minute); `sent_at_ask`: `requests.sent` when it
+        was asked."""
+        requests = self.executor.requests
+        requests.on_read(used=used, cap=cap, sent_at_ask=sent_at_ask)
+        self._record(
+            jm.event("request_budget", self.exchange_ms(), used=used, cap=cap, remaining=requests.remaining)
+        )
+        self._check_request_budget()
+        self._drain(now)
+
+    def on_action_signed(self, weight: int, now: float) -> None:
+        """An action of `weight` requests is going out (orders, cancels, a noop, updateLeverage)."""
+        self.executor.requests.on_sent(weight, now)
+        self._check_request_budget()
+
+    def _check_request_budget(self) -> None:
+        """Alert once each time what is left crosses below the reserve (entries are refused from then)."""
+        requests = self.executor.requests
+        remaining = requests.remaining
+        if remaining is None or remaining > requests.reserve:
+            self._budget_low_alerted = False
+        elif not self._budget_low_alerted:
+            self._budget_low_alerted = True
+            log.warning(
+                "action budget: %d requests left (reserve %d): new entries refused",
+                remaining,
+                requests.reserve,
+            )
+            self.alerts.request_budget(remaining, limit=requests.cap)
 
     def on_noop_accepted(self, cloids: Iterable[Cloid], now: float) -> None:
         """A noop with a timed-out post's nonce was accepted: that post can never execute."""
@@ -556,6 +600,27 @@ class TradingCore:
             self.alerts.alert(
                 AlertKind.POSITION_CORRECTED, item.market, text, old=item.old_size, new=item.new_size
             )
+        elif isinstance(item, RequestBudgetExhausted):
+            requests = self.executor.requests
+            log.warning(
+                "action budget exhausted (%s batch of %d refused whole): pausing %.0f s: %s",
+                item.kind,
+                item.items,
+                requests.trickle_s,
+                item.message,
+            )
+            self._record(
+                jm.event(
+                    "request_budget_exhausted",
+                    self.exchange_ms(),
+                    action=item.kind,
+                    items=item.items,
+                    pause_s=requests.trickle_s,
+                    n=requests.exhaustions,
+                    message=item.message,
+                )
+            )
+            self.alerts.request_budget(0, limit=requests.cap)
         elif isinstance(item, UnknownOrderEscalated):
             log.error("order %s on %s stayed unknown past the deadline", item.cloid, item.market)
             self._record(

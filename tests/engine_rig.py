@@ -115,7 +115,14 @@ class Rig:
     before_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     def actions(self, kind: str | None = None) -> list[Sent]:
-        return [s for s in self.sent if s.action is not None and (kind is None or s.action["type"] == kind)]
+        """The actions sent, of `kind`; with no kind, the trading ones (not the start-up's
+        `updateLeverage`, which `actions("updateLeverage")` lists)."""
+        return [
+            s
+            for s in self.sent
+            if s.action is not None
+            and (s.action["type"] == kind if kind is not None else s.action["type"] != "updateLeverage")
+        ]
 
     def orders(self, *, reduce_only: bool | None = None, after: float = -1.0) -> list[dict[str, Any]]:
         """Orders in the order actions sent (after virtual time `after`), optionally by reduce-only."""

@@ -645,3 +645,25 @@ def test_cancels_by_cloid_match_sdk(
         expires_after=expires_after,
         is_mainnet=is_mainnet,
     )
+
+
+@DIFFERENTIAL
+@given(
+    asset=st.sampled_from([4, 110000, 110001, 120003]),
+    leverage=st.integers(1, 50),
+    is_mainnet=st.booleans(),
+)
+def test_update_leverage_matches_the_sdk(sdk: SdkOracle, asset: int, leverage: int, is_mainnet: bool) -> None:
+    from hip3_trio.wire.actions import UpdateLeverageAction
+
+    _check_against_sdk(
+        sdk,
+        UpdateLeverageAction(asset, leverage=leverage),
+        lambda exchange: exchange.update_leverage(leverage, _coin(asset), is_cross=False),
+        key=KEY,
+        assets=[asset],
+        nonce=1_700_000_000_123,
+        vault=None,
+        expires_after=None,
+        is_mainnet=is_mainnet,
+    )

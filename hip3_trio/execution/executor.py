@@ -2,9 +2,10 @@
 
 `submit_signal` applies the gates in a fixed order and returns a value naming the first that refused:
 HardStop → NotReady → MaxPositionPerMarket → MaxPositionTotal → AlreadyHasPosition → PendingOrderExists
-→ BudgetExhausted. Caps are valued at the mark and fail closed: no mark, no order. Only when every gate
-passed is a budget token taken; then the order is registered in the book (which makes its market
-pending) and enqueued, in one synchronous step — if the scheduler refuses it, both are undone.
+→ RequestBudget (the venue's action budget is below the reserve) → BudgetExhausted (our own new-order
+rate). Caps are valued at the mark and fail closed: no mark, no order. Only when every gate passed is
+a budget token taken; then the order is registered in the book (which makes its market pending) and
+enqueued, in one synchronous step — if the scheduler refuses it, both are undone.
 
 `submit_reduce_only` and `submit_cancel` reduce risk, so they skip the new-order gates (they work during
 a hard stop and while not ready) but not the queue bounds.
@@ -13,7 +14,9 @@ a hard stop and while not ready) but not the queue bounds.
 statuses are zipped with the batch's orders; a whole-action error rejects them all; a post that may
 have executed (timeout, disconnect) makes its new orders unknown for reconciliation and
 requeues reduce-only orders and cancels; a post that certainly never executed releases its new orders
-and requeues the rest.
+and requeues the rest. The venue's "action budget exhausted" refusal (`request_budget`) is not a reject:
+the action was refused whole and spent nothing, so it certainly never executed; the venue link pauses
+sending (`RequestBudgetExhausted`).
 
 Outputs go to the book's `Outbox`; the caller drains it. Nothing here awaits.
 
@@ -42,8 +45,10 @@ from hip3_trio.execution.batch import (
     QueueFull,
 )
 from hip3_trio.execution.posts import Disconnected, NotSent, PostEntry, Reply, Timeout
+from hip3_trio.execution.request_budget import RequestBudget as RequestBudgetState
+from hip3_trio.execution.request_budget import is_budget_exhausted
 from hip3_trio.position.book import PositionBook
-from hip3_trio.position.records import FlattenAllRequested, OrderState, OrderSubmitted
+from hip3_trio.position.records import FlattenAllRequested, OrderState, OrderSubmitted, RequestBudgetExhausted
 from hip3_trio.strategy.detector import Signal
 from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, ge, gt, lt
 from hip3_trio.wire.actions import CancelByCloidWire, CancelWire, Cloid, LimitOrderType, OrderWire
@@ -75,6 +80,7 @@ __all__ = [
     "NotReady",
     "PendingOrderExists",
     "ReadyFlag",
+    "RequestBudget",
     "SubmitResult",
     "Submitted",
     "TokenBucket",
@@ -120,6 +126,13 @@ class ExecutorConfig:
     # life is dropped by the venue instead of executing on a dislocation that is gone. Flattens and
     # cancels never expire.
     entry_expiry_s: float = attrs.field(default=3.0, validator=gt(0))
+    # The venue's per-address action budget (PROTOCOL.md, Limits): below this many requests left, new
+    # entries are refused (`RequestBudget`), keeping them for reduce-only orders and cancels; after the
+    # venue's exhaustion error, sending pauses for its trickle interval (one action per interval).
+    request_reserve: int = attrs.field(default=500, validator=ge(0))
+    request_trickle_s: float = attrs.field(default=10.0, validator=gt(0))
+    # Isolated leverage set on every market at start (`updateLeverage`), never above its maxLeverage.
+    leverage: int = attrs.field(default=2, validator=ge(1))
     min_notional_usd: Decimal = attrs.field(
         default=DEFAULT_MIN_NOTIONAL, validator=[finite_decimal, gt(0)], metadata=NOT_IN_FILE
     )
@@ -245,6 +258,15 @@ class PendingOrderExists:
 
 
 @attrs.frozen
+class RequestBudget:
+    """The venue's action budget is below the reserve kept for flattens and cancels (or exhausted)."""
+
+    accepted: ClassVar[bool] = False
+    remaining: int | None
+    reserve: int
+
+
+@attrs.frozen
 class BudgetExhausted:
     accepted: ClassVar[bool] = False
 
@@ -268,6 +290,7 @@ SubmitResult = (
     | MaxPositionTotal
     | AlreadyHasPosition
     | PendingOrderExists
+    | RequestBudget
     | BudgetExhausted
     | EnqueueRefused
 )
@@ -307,6 +330,9 @@ class Executor:
         self.config = config if config is not None else ExecutorConfig()
         self.inflight = inflight
         self.budget = TokenBucket(self.config.order_burst, 1.0 / self.config.order_rate_per_s, now)
+        self.requests = RequestBudgetState(
+            reserve=self.config.request_reserve, trickle_s=self.config.request_trickle_s
+        )
         self._counter = 0
         self._stop_reason: str | None = None
         self._flatten_on_stop = True
@@ -346,6 +372,8 @@ class Executor:
             return AlreadyHasPosition(market)
         if self.book.pending(market):
             return PendingOrderExists(market)
+        if not self.requests.entries_allowed:
+            return RequestBudget(self.requests.remaining, self.requests.reserve)
         if not self.budget.try_take(now):
             return BudgetExhausted()
         order = self._order(spec, priced, is_buy=signal.is_buy, reduce_only=False)
@@ -461,6 +489,10 @@ class Executor:
         if outcome is None:
             raise ValueError(f"post {entry.post_id} is not resolved")
         batch = entry.batch
+        payload = outcome.payload if isinstance(outcome, Reply) else None
+        if isinstance(payload, ActionErr) and is_budget_exhausted(payload.message):
+            self._budget_exhausted(entry, payload.message, now)
+            return
         if batch.kind == "cancel":
             self._route_cancel_outcome(entry, now)
             return
@@ -479,6 +511,20 @@ class Executor:
             self._never_executed(batch, now, "not sent")
         elif isinstance(outcome, Timeout | Disconnected):
             self._maybe_executed(batch, now, type(outcome).__name__.lower())
+
+    def _budget_exhausted(self, entry: PostEntry[PostResult], message: str, now: float) -> None:
+        """The whole action was refused for the budget: it never executed and spent nothing. Reduce-only
+        orders and cancels go back to the front of their queues, new orders are released; sending
+        pauses (`RequestBudgetExhausted` → `requests.on_exhausted`)."""
+        batch = entry.batch
+        self.requests.on_exhausted(now)
+        if batch.kind == "cancel":
+            self.scheduler.requeue_front(batch)
+        else:
+            self._never_executed(batch, now, "action budget exhausted")
+        self.outbox.emit(
+            RequestBudgetExhausted(message=message, kind=batch.kind, items=len(batch.items), at=now)
+        )
 
     # --- internals ---------------------------------------------------------------------------------
 

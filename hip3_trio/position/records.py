@@ -30,6 +30,7 @@ __all__ = [
     "Output",
     "PositionCorrected",
     "ReconcileRequested",
+    "RequestBudgetExhausted",
     "SlippageMeasured",
     "TradeClosed",
     "UnknownOrderEscalated",
@@ -154,6 +155,18 @@ class ReconcileRequested:
 
 
 @attrs.frozen(kw_only=True)
+class RequestBudgetExhausted:
+    """The venue refused an action whole because the address's action budget is exhausted
+    (`Too many cumulative requests sent (...)`): not a reject of its orders (nothing was spent); sending
+    pauses for the venue's trickle interval and its orders are requeued or released."""
+
+    message: str
+    kind: str  # the batch's kind: "order" or "cancel"
+    items: int
+    at: float
+
+
+@attrs.frozen(kw_only=True)
 class UnknownOrderEscalated:
     """An unknown order nothing resolved within the deadline. It no longer marks its market pending
     (an IOC cannot be live that long; its exposure is in the reconciled positions) but is kept and
@@ -182,6 +195,7 @@ Output = (
     | ReconcileRequested
     | UnknownOrderEscalated
     | FlattenAllRequested
+    | RequestBudgetExhausted
 )
 
 _RISK_EVENTS = (TradeClosed, FlattenFailed, OrderRejected, SlippageMeasured)

@@ -9,8 +9,9 @@ Triggers (all in `RiskConfig`):
 
 Rejects that are a normal outcome of this strategy are benign and not counted: an IOC that found nothing
 to match (the dislocation was gone), a reduce-only order that would increase the position (the position
-was already flat) and an order under the minimum value. They are recognised by the exchange's own error
-strings (Hyperliquid "Error responses" docs) and the equivalent `orderUpdates` statuses.
+was already flat), an order under the minimum value, and the venue's "action budget exhausted". They
+are recognised by the exchange's own error strings (Hyperliquid "Error responses" docs) and the
+equivalent `orderUpdates` statuses.
 
 `on_event` is synchronous: an event is counted and, if it crosses a limit, the HardStop is latched in the
 same step (atomic under Trio). The counters live in memory, but the limits count over the whole test, not
@@ -54,6 +55,10 @@ BENIGN_REJECT_FRAGMENTS: Final = (
     "reduce only order would increase position",
     # MinTradeNtl: "Order must have minimum value of $10." (spot: "... of 10 {quote_token}.")
     "order must have minimum value of",
+    # The venue's action budget exhausted: the whole action refused, nothing executed or spent. The
+    # executor never turns it into a reject (`execution.request_budget`); listed here so it can never
+    # count towards the hard stop however it arrives.
+    "too many cumulative requests sent",
     # The same three as orderUpdates statuses.
     "iocCancelRejected".lower(),
     "reduceOnlyRejected".lower(),

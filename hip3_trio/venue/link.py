@@ -12,6 +12,11 @@ every question about what the venue said *when* lives here:
 - `sync` on every connect: markets, subscriptions, the fills snapshot, reconciliation (which also syncs
   the nonce clock to the exchange's), then READY; afterwards it stays on as the connection's reconcile
   loop — on the core's request, and at least every `reconcile_every_s`;
+- the venue's action budget: `userRateLimit` at sync and every minute (`TradingCore.on_rate_limit`);
+  every action it signs is counted (`TradingCore.on_action_signed`: a batch of n counts n);
+- margin, once per run at the first sync: isolated leverage on every market (`updateLeverage`, confirmed
+  in `activeAssetData`) and each dex's balance against the caps at that leverage; a failure is a
+  `StartupError` (the engine stops, exit status 2), never a reconnect;
 - after every core step (`after_step`) it wakes the reconcile loop if asked, the sender if there is
   work it may send, and everyone in `wait_until`.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Final
 
 import attrs
@@ -30,14 +36,16 @@ from hip3_trio.core import TradingCore
 from hip3_trio.execution.batch import Batch
 from hip3_trio.execution.nonce import NonceManager, TimeDrift
 from hip3_trio.execution.posts import PostEntry, Reply, Timeout
+from hip3_trio.execution.request_budget import action_weight, is_budget_exhausted
 from hip3_trio.journal_mapping import event
 from hip3_trio.position.book import DexState, ReconcileDeferred
 from hip3_trio.position.records import OrderState
-from hip3_trio.venue.queries import fetch_account_state, load_markets
+from hip3_trio.venue.queries import StartupError, fetch_account_state, load_markets
 from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
-from hip3_trio.wire.actions import Cloid
+from hip3_trio.wire.actions import Cloid, UpdateLeverageAction, action_to_wire
+from hip3_trio.wire.markets import Markets
 from hip3_trio.wire.signing import Signer
 
 __all__ = ["LatencyHistogram", "LinkSettings", "LinkStatistics", "VenueLink"]
@@ -53,6 +61,9 @@ _ROUTES: Final[dict[type, Callable[[TradingCore, Any, float], None]]] = {
     m.SubscriptionAck: TradingCore.on_subscription_ack,
     m.ChannelError: TradingCore.on_channel_error,
 }
+
+#: How often the venue's action budget is read (`userRateLimit`), besides at every sync.
+RATE_LIMIT_EVERY_S: Final = 60.0
 
 LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 
@@ -154,6 +165,8 @@ class VenueLink:
         self._changes = trio.lowlevel.ParkingLot()
         self._peak_minute: int | None = None  # the exchange minute whose inflight peak is being kept
         self._peak = 0
+        self._margin_ready = False  # leverage set and balances checked (once per run)
+        self._rate_limit_due = -float("inf")
         core.listener = self
 
     # --- views -------------------------------------------------------------------------------------
@@ -206,7 +219,7 @@ class VenueLink:
     # --- session host: posts -----------------------------------------------------------------------
 
     def next_batch(self, inflight: int) -> Batch | None:
-        return self.core.next_batch(inflight)
+        return self.core.next_batch(inflight, trio.current_time())
 
     def sign(
         self, action_wire: dict[str, Any], nonce: int, expires_after: int | None = None
@@ -226,6 +239,8 @@ class VenueLink:
             payload["vaultAddress"] = vault
         if expires_after is not None:
             payload["expiresAfter"] = expires_after
+        # Every signed action goes out (a batch, a noop, updateLeverage): it spends the address's budget.
+        self.core.on_action_signed(action_weight(action_wire), trio.current_time())
         return payload
 
     def next_nonce(self) -> int:
@@ -329,6 +344,9 @@ class VenueLink:
             core.alerts.on_reconnect(trio.current_time())
         markets = await load_markets(session, core.settings.markets)
         core.on_markets(markets.by_coin)
+        await self.read_rate_limit(session)
+        if not self._margin_ready:
+            await self.prepare_margin(session, markets)
         user = self.settings.user
         for coin in markets:
             await session.subscribe({"type": "bbo", "coin": coin})
@@ -355,8 +373,15 @@ class VenueLink:
             # `reconcile_every_s` anyway; while the clock blocks trading, every `clock_recheck_s`.
             every = self.settings.connection.reconcile_every_s
             recheck = min(every, self.settings.connection.clock_recheck_s) if core.clock_blocked else every
-            with trio.move_on_after(recheck):
-                await self._reconcile_wanted.wait()
+            reconcile_at = trio.current_time() + recheck
+            # Between reconciles, the action budget is read every RATE_LIMIT_EVERY_S.
+            while not self._reconcile_wanted.is_set() and trio.current_time() < reconcile_at:
+                with trio.move_on_at(min(reconcile_at, self._rate_limit_due)):
+                    await self._reconcile_wanted.wait()
+                if trio.current_time() >= self._rate_limit_due:
+                    # Not a post beyond the inflight limit: wait for room (after any core step).
+                    await self.wait_until(lambda: session.inflight < core.settings.scheduler.inflight_limit)
+                    await self.read_rate_limit(session)
             await trio.sleep(self.settings.reconcile_retry_s)  # let a burst of requests coalesce
             await self.reconcile(session)
 
@@ -395,6 +420,88 @@ class VenueLink:
             if not isinstance(result, ReconcileDeferred):
                 return
             await trio.sleep(self.settings.reconcile_retry_s)
+
+    # --- the action budget and margin ------------------------------------------------------------
+
+    async def read_rate_limit(self, session: Session) -> None:
+        """Read `userRateLimit` (an info request: it spends no budget) into the core."""
+        self._rate_limit_due = trio.current_time() + RATE_LIMIT_EVERY_S
+        sent_at_ask = self.core.executor.requests.sent
+        answer = await session.info({"type": "userRateLimit", "user": self.settings.user})
+        try:
+            used, cap = answer["nRequestsUsed"], answer["nRequestsCap"]
+        except (TypeError, KeyError) as exc:
+            raise ConnectionLost(f"malformed userRateLimit answer: {exc!r}") from exc
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (used, cap)):
+            raise ConnectionLost(f"malformed userRateLimit answer: {answer!r:.120}")
+        self.core.on_rate_limit(used=used, cap=cap, sent_at_ask=sent_at_ask, now=trio.current_time())
+
+    async def prepare_margin(self, session: Session, markets: Markets) -> None:
+        """Once per run: each dex's balance must carry the per-market caps at the leverage set, then
+        isolated leverage on every market (`updateLeverage` unless `activeAssetData` already shows
+        it), confirmed in `activeAssetData`. A dry run only checks (it signs nothing)."""
+        limits = self.core.settings.executor
+        user = self.settings.user
+        leverage = {
+            coin: min(limits.leverage, spec.max_leverage or limits.leverage)
+            for coin, spec in markets.by_coin.items()
+        }
+        for dex in markets.dexes:
+            coins = [c for c, s in markets.by_coin.items() if s.dex == dex]
+            needed = sum(limits.max_position_per_market_usd / leverage[c] for c in coins)
+            raw = await session.info({"type": "clearinghouseState", "user": user, "dex": dex})
+            try:
+                state = m.decode_clearinghouse_state(raw, dex=dex, user=user)
+            except m.ProtocolError as exc:
+                raise ConnectionLost(f"malformed clearinghouseState: {exc}") from exc
+            balance = state.account_value if state.account_value is not None else state.withdrawable
+            balance = balance if balance is not None else Decimal(0)
+            self._record_event("dex_balance", dex=dex, balance=balance, needed=needed)
+            if balance < needed:
+                raise StartupError(
+                    f"dex {dex!r} holds {balance} USD of collateral but its caps need {needed:.2f} "
+                    f"({len(coins)} market(s) x {limits.max_position_per_market_usd} USD at the "
+                    f"leverage set): shortfall {needed - balance:.2f} USD; fund the dex or lower "
+                    "limits.max_position_per_market_usd"
+                )
+        for coin, spec in markets.by_coin.items():
+            wanted = leverage[coin]
+            current = await self._leverage_of(session, coin)
+            if current != ("isolated", wanted) and not self.core.settings.dry_run:
+                action = action_to_wire(UpdateLeverageAction(spec.asset, leverage=wanted))
+                result = await session.action(action)
+                if result is None:
+                    raise ConnectionLost(f"updateLeverage for {coin} got no answer")
+                if isinstance(result, m.ActionErr) and is_budget_exhausted(result.message):
+                    # Not a start-up error: flattens must still go out. Entries are refused while the
+                    # budget is exhausted, and the leverage is set again at the next sync.
+                    log.error(
+                        "updateLeverage for %s refused, action budget exhausted: %s", coin, result.message
+                    )
+                    self.core.executor.requests.on_exhausted(trio.current_time())
+                    self._record_event(
+                        "request_budget_exhausted", action="updateLeverage", message=result.message
+                    )
+                    return
+                if not isinstance(result, m.ActionOk):
+                    raise StartupError(f"the venue refused isolated leverage {wanted} on {coin}: {result}")
+                current = await self._leverage_of(session, coin)
+                if current != ("isolated", wanted):
+                    raise StartupError(
+                        f"leverage on {coin} is {current} after updateLeverage, not isolated {wanted}"
+                    )
+            self._record_event("leverage", market=coin, type=current[0], value=current[1], wanted=wanted)
+            log.info("%s: %s leverage %s (wanted isolated %d)", coin, current[0], current[1], wanted)
+        self._margin_ready = True
+
+    async def _leverage_of(self, session: Session, coin: str) -> tuple[str, int | None]:
+        """`activeAssetData`'s leverage for `coin`: (type, value)."""
+        answer = await session.info({"type": "activeAssetData", "user": self.settings.user, "coin": coin})
+        leverage = answer.get("leverage") if isinstance(answer, dict) else None
+        if not isinstance(leverage, dict) or not isinstance(leverage.get("type"), str):
+            raise ConnectionLost(f"malformed activeAssetData answer for {coin}: {answer!r:.120}")
+        value = leverage.get("value")
+        return leverage["type"], value if isinstance(value, int) and not isinstance(value, bool) else None
 
     # --- persistence -------------------------------------------------------------------------------
 

@@ -20,15 +20,28 @@ from hip3_trio.wire.markets import Markets, MarketSpec, parse_meta, parse_perp_d
 __all__ = [
     "AccountState",
     "ClockSample",
+    "DelistedMarketError",
     "DexAnswer",
+    "StartupError",
+    "UnknownMarketError",
     "decode_order_status",
     "fetch_account_state",
     "load_markets",
 ]
 
 
-class UnknownMarketError(ValueError):
+class StartupError(ValueError):
+    """The venue's answers make the configured run impossible (an unknown or delisted market, a
+    leverage the venue will not set, a dex without the collateral for the caps): the engine stops with
+    a one-line error (exit status 2) instead of reconnecting."""
+
+
+class UnknownMarketError(StartupError):
     """A configured market (or its dex) is not listed by the venue: a start-up error, not a retry."""
+
+
+class DelistedMarketError(StartupError):
+    """A configured market is delisted (`meta` `isDelisted`): a start-up error, not a retry."""
 
 
 async def load_markets(session: Session, wanted: Sequence[str]) -> Markets:
@@ -44,9 +57,16 @@ async def load_markets(session: Session, wanted: Sequence[str]) -> Markets:
     except (m.ProtocolError, TypeError, KeyError) as exc:
         raise InfoError(f"malformed market metadata: {exc}") from exc
     try:
-        return Markets.select(specs, wanted)
+        markets = Markets.select(specs, wanted)
     except ValueError as exc:
         raise UnknownMarketError(str(exc)) from exc
+    delisted = [coin for coin, spec in markets.by_coin.items() if spec.delisted]
+    if delisted:
+        raise DelistedMarketError(
+            f"configured market(s) delisted by the venue (meta isDelisted): {', '.join(delisted)}; "
+            "remove them from the configuration"
+        )
+    return markets
 
 
 def decode_order_status(answer: Any, *, user: str) -> m.OrderUpdate | None:

@@ -316,6 +316,20 @@ class Session:
             raise InfoError(f"info {request.get('type')!r} got no answer")
         raise InfoError(f"info {request.get('type')!r} refused: {result}")
 
+    async def action(self, action: dict[str, Any]) -> m.PostResult | None:
+        """Sign and send one action outside the batch path (`updateLeverage` at start-up) and return
+        the venue's answer, or None when it stays unanswered within the post timeout."""
+        payload = self.host.sign(action, self.host.next_nonce())
+        post_id, control = self._new_control()
+        frame = {"method": "post", "id": post_id, "request": {"type": "action", "payload": payload}}
+        try:
+            await self._send(json.dumps(frame, separators=(",", ":")))
+            with trio.move_on_after(self.batch.post_timeout_s):
+                await control.done.wait()
+        finally:
+            self._control.pop(post_id, None)
+        return control.result
+
     async def subscribe(self, subscription: dict[str, Any]) -> None:
         """Send a subscribe request; its ack arrives as a SubscriptionAck message to the host."""
         await self._send(json.dumps({"method": "subscribe", "subscription": subscription}))

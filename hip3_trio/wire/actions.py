@@ -38,6 +38,7 @@ __all__ = [
     "ScheduleCancelAction",
     "Tif",
     "TriggerOrderType",
+    "UpdateLeverageAction",
     "action_to_wire",
 ]
 
@@ -199,7 +200,31 @@ class ScheduleCancelAction:
     time: int | None = attrs.field(default=None)
 
 
-Action = OrderAction | CancelAction | CancelByCloidAction | NoopAction | ScheduleCancelAction
+def _positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive int, got {value!r}")
+
+
+@attrs.frozen
+class UpdateLeverageAction:
+    """`{"type":"updateLeverage","asset","isCross","leverage"}` (the SDK's `update_leverage`). HIP-3
+    assets are isolated only: `is_cross` defaults to False."""
+
+    type: Literal["updateLeverage"] = attrs.field(default="updateLeverage", init=False)
+
+    asset: int = attrs.field(validator=_non_negative_int)
+    is_cross: bool = False
+    leverage: int = attrs.field(default=1, validator=_positive_int, kw_only=True)
+
+
+Action = (
+    OrderAction
+    | CancelAction
+    | CancelByCloidAction
+    | NoopAction
+    | ScheduleCancelAction
+    | UpdateLeverageAction
+)
 
 
 def _make_converter() -> cattrs.Converter:
@@ -234,6 +259,7 @@ def _make_converter() -> cattrs.Converter:
     hook(CancelByCloidAction)
     hook(NoopAction)
     hook(ScheduleCancelAction, time=override(omit_if_default=True))
+    hook(UpdateLeverageAction, is_cross=override(rename="isCross"))
     return conv
 
 

@@ -44,6 +44,8 @@ class MarketSpec:
     sz_decimals: int
     dex: str
     max_leverage: int | None = None
+    # Margin (meta `isDelisted`): a delisted market is refused at start-up (`venue.queries`).
+    delisted: bool = False
 
     @property
     def lot(self) -> Decimal:
@@ -120,6 +122,7 @@ def parse_meta(answer: Any, *, dex: str, dex_index: int) -> list[MarketSpec]:
                 sz_decimals=sz_decimals,
                 dex=dex,
                 max_leverage=leverage if isinstance(leverage, int) else None,
+                delisted=entry.get("isDelisted") is True,
             )
         )
     return specs
