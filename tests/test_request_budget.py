@@ -4,6 +4,7 @@ start-up leverage/balance/delisted checks, and a tiny-budget run on the simulato
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def test_update_leverage_wire_shape() -> None:
 # --- end to end on the simulator --------------------------------------------------------------------
 
 
-def _settings(reserve: int = 500, **limits: object) -> object:
+def _settings(reserve: int = 500, **limits: object) -> Callable[[str], EngineSettings]:
     def settings(user: str) -> EngineSettings:
         executor = ExecutorConfig(request_reserve=reserve, **limits)  # type: ignore[arg-type]
         return quiet_settings(user, executor=executor)
@@ -180,8 +181,8 @@ async def test_a_run_with_a_tiny_budget_keeps_flattening_while_refusing_entries(
     settings = _settings(reserve=5)
 
     def with_hold(user: str) -> EngineSettings:
-        base = settings(user)  # type: ignore[operator]
-        return attrs.evolve(base, time_stop=TimeStopConfig(hold_s=5.0))  # type: ignore[no-any-return]
+        base = settings(user)
+        return attrs.evolve(base, time_stop=TimeStopConfig(hold_s=5.0))
 
     rig = await run_rig(tmp_path, scenario, settings=with_hold, config=config)
     (result,) = refused
