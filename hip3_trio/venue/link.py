@@ -33,7 +33,7 @@ from hip3_trio.execution.posts import PostEntry, Reply, Timeout
 from hip3_trio.journal_mapping import event
 from hip3_trio.position.book import DexState, ReconcileDeferred
 from hip3_trio.position.records import OrderState
-from hip3_trio.venue.queries import fetch_account_state, load_markets
+from hip3_trio.venue.queries import fetch_account_state, fetch_user_fees, load_markets
 from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
@@ -330,6 +330,8 @@ class VenueLink:
         markets = await load_markets(session, core.settings.markets)
         core.on_markets(markets.by_coin)
         user = self.settings.user
+        # Costs (issue 15): the account's fee rate, turned into each market's taker fee by the core.
+        core.on_fees(await fetch_user_fees(session, user))
         for coin in markets:
             await session.subscribe({"type": "bbo", "coin": coin})
             await session.subscribe({"type": "activeAssetCtx", "coin": coin})
