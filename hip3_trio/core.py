@@ -305,6 +305,13 @@ class TradingCore:
         """The account's `userFees` (every sync, after the markets): each market's taker fee from it."""
         self.user_fees = fees
         self._apply_fees()
+        log.info(
+            "taker fee a leg from the venue: %s",
+            ", ".join(
+                f"{c} {'unknown' if f is None else f'{f.normalize():f} bps'}"
+                for c, f in self.fees_bps.items()
+            ),
+        )
 
     def _apply_fees(self) -> None:
         fees = self.user_fees
