@@ -47,6 +47,7 @@ from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.posts import PostEntry
 from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
+from hip3_trio.fees import UserFees, check_collateral, market_fee_bps
 from hip3_trio.journal import JournalSink, Record
 from hip3_trio.position.book import BookConfig, DexState, PositionBook, Reconciled, ReconcileDeferred
 from hip3_trio.position.orders import refused_as_increase
@@ -200,6 +201,8 @@ class TradingCore:
         )
         self.monitor = RiskMonitor(settings.risk, hard_stop)
         self.detector: Detector | None = None
+        self.user_fees: UserFees | None = None  # the venue's `userFees`, at the latest sync
+        self.fees_bps: dict[str, Decimal | None] = {}  # one leg's taker fee per market, from the venue
         self.connected = False
         self.clock_blocked = False
         self.stopping = False
@@ -295,12 +298,39 @@ class TradingCore:
     # --- market data -------------------------------------------------------------------------------
 
     def on_markets(self, specs: Mapping[str, MarketSpec]) -> None:
-        """The venue's metadata for the configured markets (every sync). Asset ids must not change."""
-        if self.specs and dict(specs) != self.specs:
+        """The venue's metadata for the configured markets (every sync). Asset ids must not change;
+        costs (fee scale, growth mode) may, and are taken up. A dex whose collateral is not USDC is
+        refused (`CollateralError`)."""
+        if self.specs and {c: _identity(s) for c, s in specs.items()} != {
+            c: _identity(s) for c, s in self.specs.items()
+        }:
             raise ValueError("the venue's asset ids changed between connections; refusing to continue")
+        check_collateral(specs.values())
         self.specs.update(specs)
         if self.detector is None:
             self.detector = Detector(self.settings.detector, {c: s.sz_decimals for c, s in specs.items()})
+        self._apply_fees()
+
+    def on_fees(self, fees: UserFees) -> None:
+        """The account's `userFees` (every sync, after the markets): each market's taker fee from it."""
+        self.user_fees = fees
+        self._apply_fees()
+        log.info(
+            "taker fee a leg from the venue: %s",
+            ", ".join(
+                f"{c} {'unknown' if f is None else f'{f.normalize():f} bps'}"
+                for c, f in self.fees_bps.items()
+            ),
+        )
+
+    def _apply_fees(self) -> None:
+        fees = self.user_fees
+        self.fees_bps = {
+            coin: market_fee_bps(fees, spec) if fees is not None else None
+            for coin, spec in self.specs.items()
+        }
+        if self.detector is not None:
+            self.detector.set_fees(self.fees_bps)
 
     def on_bbo(self, msg: m.Bbo, now: float) -> None:
         if msg.coin in self.book.markets:
@@ -640,6 +670,11 @@ def reject_reason(message: str) -> str:
     """A low-cardinality label for a reject: the message up to its first number or sentence end."""
     head = message.split(". ")[0].split(" asset=")[0]
     return re.sub(r"\d+(\.\d+)?", "#", head)[:60] or "unknown"
+
+
+def _identity(spec: MarketSpec) -> tuple[int, int, str]:
+    """What must not change between connections: the asset id (and the lot and dex that go with it)."""
+    return spec.asset, spec.sz_decimals, spec.dex
 
 
 def book_top(msg: m.Bbo) -> BookTop:

@@ -50,9 +50,11 @@ prices (5 significant figures), sizes (``szDecimals``) and the USD amounts of th
 engine's own accounting stays `Decimal` in memory; the journal is the analysis record. Times are INTEGER
 epoch milliseconds; booleans are 0/1; sides are ``'buy'``/``'sell'``.
 
-Schema (``PRAGMA user_version = 2``; older files are migrated on open, see ``_MIGRATIONS``)
+Schema (``PRAGMA user_version = 3``; older files are migrated on open, see ``_MIGRATIONS``)
 - ``signals``: every detector signal, acted on or refused (``refused_reason`` = the gate that said no);
-  ``cloid`` links an acted signal to its order.
+  ``cloid`` links an acted signal to its order; ``cost_bps`` is the whole threshold the signal had to
+  beat (entry + exit taker fee, slippage both ways, minimum edge) and ``fee_bps`` one leg's taker fee
+  in it (schema 3; NULL on older rows).
 - ``orders``: one row per cloid. `OrderRecord` inserts the intent (side, price, size, reduce_only,
   ``reason`` = entry / time_stop / flatten_all / exit, ``submitted_ms``); `OrderUpdateRecord` upserts the
   outcome (``acked_ms``, ``final_state``, ``filled_sz``, ``avg_px``, ``oid``, ``error``). Both are
@@ -142,6 +144,12 @@ _MIGRATIONS: Final[Mapping[int, tuple[str, ...]]] = {
     2: (
         "ALTER TABLE trades ADD COLUMN reconstructed INTEGER NOT NULL DEFAULT 0 "
         "CHECK (reconstructed IN (0, 1))",
+    ),
+    # 3: each signal's cost (issue 15): the round-trip threshold it had to beat and the one-leg taker
+    # fee inside it, in bps (NULL on rows written before).
+    3: (
+        "ALTER TABLE signals ADD COLUMN cost_bps REAL",
+        "ALTER TABLE signals ADD COLUMN fee_bps REAL",
     ),
 }
 SCHEMA_VERSION: Final = max(_MIGRATIONS)
@@ -252,6 +260,8 @@ class SignalRecord:
     acted: bool = attrs.field(validator=_bool)
     refused_reason: str | None = attrs.field(default=None, validator=_opt_text)
     cloid: str | None = attrs.field(default=None, validator=_opt_text)
+    cost_bps: Decimal | None = attrs.field(default=None, validator=_opt_decimal)
+    fee_bps: Decimal | None = attrs.field(default=None, validator=_opt_decimal)
 
     def __attrs_post_init__(self) -> None:
         if self.acted == (self.refused_reason is not None):
@@ -448,9 +458,9 @@ CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, time_ms);
 
 _INSERT_SIGNAL: Final = """
 INSERT INTO signals (time_ms, market, side, price, size, expected_edge_bps, oracle_px, best_px, acted,
-                     refused_reason, cloid)
+                     refused_reason, cloid, cost_bps, fee_bps)
 VALUES (:time_ms, :market, :side, :price, :size, :expected_edge_bps, :oracle_px, :best_px, :acted,
-        :refused_reason, :cloid)
+        :refused_reason, :cloid, :cost_bps, :fee_bps)
 """
 
 # The intent of an order. A repeat keeps the first submission; a row created by an earlier update

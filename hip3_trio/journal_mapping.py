@@ -59,6 +59,8 @@ def signal_record(signal: Signal, *, refused: str | None = None, cloid: str | No
         acted=refused is None,
         refused_reason=refused,
         cloid=cloid,
+        cost_bps=signal.cost_bps,
+        fee_bps=signal.fee_bps,
     )
 
 

@@ -156,6 +156,8 @@ class Rig:
             price=touch,
             size=(usd / touch).quantize(Decimal(1).scaleb(-book.spec.sz_decimals), rounding=ROUND_UP),
             expected_edge_bps=Decimal(20),
+            cost_bps=Decimal(18),
+            fee_bps=Decimal(4),
             oracle_px=book.oracle,
             mark_px=book.mark,
             best_px=touch,

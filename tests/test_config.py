@@ -42,7 +42,7 @@ def test_sim_runs_without_a_config_file_on_safe_defaults() -> None:
     assert not config.allow_mainnet
     assert config.account_address is None and config.key_file is None
     d = config.detector
-    assert (d.taker_fee_bps, d.alpha, d.min_notional_usd) == (Decimal("4.5"), Decimal("0.05"), Decimal(10))
+    assert (d.taker_fee_bps, d.alpha, d.min_notional_usd) == (None, Decimal("0.05"), Decimal(10))
     assert (d.stale_oracle_s, d.stale_book_s) == (8.0, 2.0)
     assert config.limits.max_position_per_market_usd == Decimal(50)
     assert config.limits.max_position_total_usd == Decimal(100)

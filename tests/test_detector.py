@@ -25,6 +25,9 @@ M = "xyz:COIN"
 OTHER = "xyz:OTHER"
 NOW = 1_000_000
 SPECS = {M: 5, OTHER: 5}
+# One leg's taker fee the tests' venue charges: the round trip 2 x 1.25 + 2 x 2 (slippage) + 3 (min edge)
+# = 9.5 bps with the default config, so the issue's 12 bps vectors signal.
+FEE = D("1.25")
 
 
 def book(
@@ -50,7 +53,13 @@ def oracle(px: str = "50000", time_ms: int = NOW, market: str = M) -> OracleCtx:
 
 
 def detector(**overrides: object) -> Detector:
-    return Detector(DetectorConfig(**overrides), SPECS)  # type: ignore[arg-type]
+    return with_fees(Detector(DetectorConfig(**overrides), SPECS))  # type: ignore[arg-type]
+
+
+def with_fees(det: Detector, fee: D = FEE) -> Detector:
+    """`det` after the venue's fees arrived: `fee` bps a leg on every market it knows."""
+    det.set_fees(dict.fromkeys(det.sz_decimals, fee))
+    return det
 
 
 def signal(result: Signal | Skip) -> Signal:
@@ -80,6 +89,7 @@ def test_vector_through_evaluate_gives_a_12_bps_buy_at_the_ask() -> None:
     assert s.expected_edge_bps == 12
     assert s.price == s.best_px == D(49940)
     assert s.oracle_px == D(50000)
+    assert (s.fee_bps, s.cost_bps) == (FEE, D("9.5"))
 
 
 # --- edge and threshold ------------------------------------------------------------------------
@@ -99,9 +109,38 @@ def test_liquidity_factor_clamps_to_0_and_1() -> None:
     assert liquidity_factor(D(10**9), D(500), D(5000)) == 1
 
 
-def test_threshold_is_fee_plus_slippage_plus_min_edge() -> None:
-    cfg = DetectorConfig(taker_fee_bps=D("4.5"), slippage_bps=D(2), min_edge_bps=D(3))
-    assert cfg.threshold_bps(M) == D("9.5")
+def test_threshold_is_the_round_trip_two_fees_two_slippages_plus_min_edge() -> None:
+    # Issue 15: an IOC entry and a reduce-only IOC exit each pay the taker fee and the slippage.
+    cfg = DetectorConfig(slippage_bps=D(2), min_edge_bps=D(3))
+    assert cfg.threshold_bps(M, D("4.5")) == D("16")
+    assert cfg.threshold_bps(M, D(9)) == D(25)  # xyz at s = 1, tier 0: 18 bps of fees alone
+
+
+def test_the_venue_fee_sets_each_markets_threshold() -> None:
+    det = Detector(DetectorConfig(), SPECS)
+    det.set_fees({M: D(9), OTHER: D("0.675")})
+    assert det.costs(M) == (D(9), D(25))
+    assert det.costs(OTHER) == (D("0.675"), D("8.35"))
+    s = signal(det.evaluate(book(market=OTHER), oracle(market=OTHER), NOW))  # 12 bps >= 8.35
+    assert (s.fee_bps, s.cost_bps) == (D("0.675"), D("8.35"))
+    assert det.evaluate(book(), oracle(), NOW) is Skip.NO_EDGE  # 12 bps < 25
+
+
+def test_no_fee_known_for_a_market_means_no_signal() -> None:
+    det = Detector(DetectorConfig(), SPECS)
+    assert det.evaluate(book(), oracle(), NOW) is Skip.NO_FEE  # nothing from the venue yet
+    det.set_fees({M: None, OTHER: FEE})  # the venue publishes no scale for M
+    assert det.evaluate(book(), oracle(), NOW) is Skip.NO_FEE
+    assert isinstance(det.evaluate(book(market=OTHER), oracle(market=OTHER), NOW), Signal)
+
+
+def test_the_configured_fee_overrides_the_venue_for_every_market() -> None:
+    det = Detector(DetectorConfig(taker_fee_bps=D(1)), SPECS)
+    assert det.costs(M) == (D(1), D(9))  # before any venue fee
+    det.set_fees({M: D(9)})
+    assert det.costs(M) == det.costs(OTHER) == (D(1), D(9))
+    s = signal(det.evaluate(book(), oracle(), NOW))
+    assert (s.fee_bps, s.cost_bps) == (D(1), D(9))
 
 
 def test_edge_exactly_at_threshold_signals_and_just_below_does_not() -> None:
@@ -116,7 +155,7 @@ def test_book_inside_the_oracle_has_no_edge() -> None:
 
 def test_per_market_min_edge_override_applies_only_to_that_market() -> None:
     det = detector(min_edge_bps_by_market={M: D(10)})  # M needs 16.5 bps; OTHER keeps 9.5
-    assert det.config.threshold_bps(M) == D("16.5")
+    assert det.costs(M) == (FEE, D("16.5"))
     assert det.evaluate(book(), oracle(), NOW) is Skip.NO_EDGE
     assert isinstance(det.evaluate(book(market=OTHER), oracle(market=OTHER), NOW), Signal)
 
@@ -178,7 +217,7 @@ def test_touch_below_500_dollars_gives_no_size() -> None:
 
 
 def test_size_under_one_lot_gives_no_signal() -> None:
-    det = Detector(DetectorConfig(max_notional_usd=D(25)), {M: 0})  # 25 / 49935 < 1 whole unit
+    det = with_fees(Detector(DetectorConfig(max_notional_usd=D(25)), {M: 0}))  # 25 / 49935 < 1 unit
     assert det.evaluate(book(), oracle(), NOW) is Skip.TOO_SMALL
 
 
@@ -290,7 +329,7 @@ def test_any_signal_is_a_whole_number_of_lots_within_every_limit(
     ask = bid * (1 + spread_bps / 10_000)
     oracle_px = (bid + ask) / 2 * (1 + offset_bps / 10_000)
     cfg = DetectorConfig(alpha=alpha, max_notional_usd=max_notional)
-    det = Detector(cfg, {M: sz_decimals})
+    det = with_fees(Detector(cfg, {M: sz_decimals}))
     result = det.evaluate(
         BookTop(M, bid, bid_sz, ask, ask_sz, NOW), OracleCtx(M, oracle_px, oracle_px, NOW), NOW
     )
@@ -304,7 +343,7 @@ def test_any_signal_is_a_whole_number_of_lots_within_every_limit(
     assert result.size * result.mid_px <= max_notional
     assert result.size <= alpha * top_sz
     assert result.size * result.price >= cfg.min_notional_usd
-    assert result.expected_edge_bps >= cfg.threshold_bps(M)
+    assert result.expected_edge_bps >= result.cost_bps == cfg.threshold_bps(M, FEE)
 
 
 @given(
@@ -318,7 +357,7 @@ def test_with_ample_liquidity_a_signal_comes_exactly_when_edge_reaches_the_thres
 ) -> None:
     ask = bid + spread
     cfg = DetectorConfig(min_edge_bps=min_edge, max_notional_usd=D(1000))
-    det = Detector(cfg, {M: 3})
+    det = with_fees(Detector(cfg, {M: 3}))
     result = det.evaluate(
         BookTop(M, bid, D(1000), ask, D(1000), NOW), OracleCtx(M, oracle_px, oracle_px, NOW), NOW
     )
@@ -326,7 +365,7 @@ def test_with_ample_liquidity_a_signal_comes_exactly_when_edge_reaches_the_thres
         edge_bps(is_buy=True, oracle_px=oracle_px, best_px=ask),
         edge_bps(is_buy=False, oracle_px=oracle_px, best_px=bid),
     )
-    qualifies = best_edge >= cfg.threshold_bps(M)
+    qualifies = best_edge >= cfg.threshold_bps(M, FEE)
     event(f"qualifies={qualifies}")
     assert isinstance(result, Signal) == qualifies
     if isinstance(result, Signal):

@@ -419,3 +419,41 @@ async def test_an_entry_post_expires_three_seconds_after_its_signal_and_a_flatte
     assert [p["expiresAfter"] for p in entries] == [seen["signal_ms"] + 3000]
     assert flattens and all("expiresAfter" not in p for p in flattens)
     assert rig.query("SELECT final_state FROM orders ORDER BY submitted_ms") == [("filled",), ("filled",)]
+
+
+async def test_signals_beat_their_round_trip_cost_from_the_venue(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Issue 15, end to end: each market's taker fee comes from the simulator's userFees, perpDexs and
+    meta (xyz s = 1: 9 bps; abc s = 0.5: 6.75; abc:TSLA in growth mode: 0.675); every acted signal's
+    edge covers its journaled round-trip cost, which on xyz is at least the 18 bps of two legs."""
+    from hip3_trio.engine import EngineSettings
+
+    markets = ("xyz:COIN", "xyz:NVDA", "abc:TSLA", "abc:EUR")
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        await trio.sleep(300)
+        rig.stop.set()
+
+    rig = await run_rig(
+        tmp_path,
+        scenario,
+        config=sim_config(dislocation_rate=0.5),
+        settings=lambda user: EngineSettings(markets=markets, user=user),
+    )
+    expected = {
+        "xyz:COIN": Decimal(9),
+        "xyz:NVDA": Decimal(9),
+        "abc:TSLA": Decimal("0.675"),
+        "abc:EUR": Decimal("6.75"),
+    }
+    assert rig.engine.core.fees_bps == expected
+    rows = rig.query("SELECT market, expected_edge_bps, cost_bps, fee_bps, acted FROM signals")
+    acted = [r for r in rows if r[4]]
+    assert len({r[0].partition(":")[0] for r in acted}) == 2, rows  # both dexes traded
+    for market, edge, cost, fee, _ in rows:
+        assert edge >= cost == pytest.approx(float(2 * expected[market] + 2 * 2 + 3))
+        assert fee == pytest.approx(float(expected[market]))
+        if market.startswith("xyz:"):
+            assert cost >= 18

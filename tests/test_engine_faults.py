@@ -30,6 +30,7 @@ from hip3_trio.position.records import OrderState
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import Simulator
 from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
+from hip3_trio.strategy.detector import DetectorConfig
 from hip3_trio.venue.session import ConnectionConfig
 from hip3_trio.wire.actions import Cloid, LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
@@ -727,7 +728,14 @@ async def test_soak_lite_ten_minutes_with_a_fault_every_minute(
             await trio.sleep_until(start + 600)
         rig.stop.set()
 
-    rig = await run_rig(tmp_path, scenario, connection=ConnectionConfig(md_stall_s=10.0))
+    # This soak is about faults, not costs: the configured fee keeps its trading at the one-leg
+    # threshold it was tuned for (2 x 1.25 + 2 x 2 + 3 = 9.5 bps; issue 15 made it the round trip).
+    def settings(user: str) -> EngineSettings:
+        return EngineSettings(
+            markets=MARKETS, user=user, detector=DetectorConfig(taker_fee_bps=Decimal("1.25"))
+        )
+
+    rig = await run_rig(tmp_path, scenario, settings=settings, connection=ConnectionConfig(md_stall_s=10.0))
     engine = rig.engine
     assert [name for _, name in fired] == list(SOAK_FAULTS)
     assert not armed(rig.sim.faults)  # every fault met traffic

@@ -77,6 +77,8 @@ def signal(market: str = A, *, is_buy: bool = True, price: str = "10", size: str
         price=px,
         size=D(size),
         expected_edge_bps=D(12),
+        cost_bps=D("9.5"),
+        fee_bps=D("1.25"),
         oracle_px=px,
         mark_px=px,
         best_px=px,

@@ -15,8 +15,8 @@ import attrs
 import pytest
 import trio
 
-from hip3_trio.journal import _SCHEMA as SCHEMA_V1
 from hip3_trio.journal import (
+    _MIGRATIONS,
     JOURNAL_FILENAME,
     SCHEMA_VERSION,
     EventRecord,
@@ -32,6 +32,7 @@ from hip3_trio.journal import (
     TradeRecord,
     run_journal,
 )
+from hip3_trio.journal import _SCHEMA as SCHEMA_V1
 from hip3_trio.ops.report import load_rows
 
 D = Decimal
@@ -74,6 +75,8 @@ def signal(*, acted: bool = True, market: str = "xyz:COIN") -> SignalRecord:
         acted=acted,
         refused_reason=None if acted else "max_position_per_market",
         cloid="0xc1" if acted else None,
+        cost_bps=D("25"),
+        fee_bps=D("9"),
     )
 
 
@@ -230,10 +233,10 @@ def test_a_file_that_is_not_sqlite_refuses_to_open_with_one_line(tmp_path: Path)
 def test_all_record_types_round_trip_as_plain_sql_values(journal: Journal) -> None:
     journal.write([signal(), signal(acted=False), order(), fill(), trade(), event(5, "connect")])
     assert journal.query(
-        "SELECT market, side, price, oracle_px, acted, refused_reason, cloid FROM signals"
+        "SELECT market, side, price, oracle_px, acted, refused_reason, cloid, cost_bps, fee_bps FROM signals"
     ) == [
-        ("xyz:COIN", "buy", 249.5, 250.12, 1, None, "0xc1"),
-        ("xyz:COIN", "buy", 249.5, 250.12, 0, "max_position_per_market", None),
+        ("xyz:COIN", "buy", 249.5, 250.12, 1, None, "0xc1", 25.0, 9.0),
+        ("xyz:COIN", "buy", 249.5, 250.12, 0, "max_position_per_market", None, 25.0, 9.0),
     ]
     assert journal.query("SELECT tid, px, sz, fee, crossed, cloid FROM fills") == [
         (7, 249.5, 0.1, 0.011228, 1, "0xc1")
@@ -633,12 +636,39 @@ def write_v1_journal(path: Path) -> None:
 def test_a_schema_1_journal_is_migrated_on_open_and_keeps_its_rows(tmp_path: Path) -> None:
     write_v1_journal(tmp_path / JOURNAL_FILENAME)
     with Journal.open(tmp_path) as journal:
-        assert journal.query("PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
+        assert journal.query("PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
         assert journal.query("SELECT market, pnl, reconstructed FROM trades") == [("xyz:COIN", 0.09, 0)]
         journal.write([attrs.evolve(trade(), reconstructed=True)])
         assert journal.query("SELECT reconstructed FROM trades ORDER BY id") == [(0,), (1,)]
     with Journal.open(tmp_path) as journal:  # opening a current journal again changes nothing
         assert journal.query("SELECT COUNT(*) FROM trades") == [(2,)]
+
+
+def write_v2_journal(path: Path) -> None:
+    """A journal as the schema-2 engine left it: schema 1 plus migration 2, one signal, `user_version` 2."""
+    write_v1_journal(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _MIGRATIONS[2]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO signals (time_ms, market, side, price, size, expected_edge_bps, oracle_px, best_px, "
+        "acted, cloid) VALUES (1000, 'xyz:COIN', 'buy', 249.5, 0.1, 12.5, 250.12, 249.5, 1, '0xc1')"
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+
+
+def test_a_schema_2_journal_gains_the_signal_costs_and_keeps_its_rows(tmp_path: Path) -> None:
+    write_v2_journal(tmp_path / JOURNAL_FILENAME)
+    with Journal.open(tmp_path) as journal:
+        assert journal.query("PRAGMA user_version") == [(3,)]
+        assert journal.query("SELECT market, cost_bps, fee_bps FROM signals") == [("xyz:COIN", None, None)]
+        assert journal.query("SELECT COUNT(*) FROM trades") == [(1,)]
+        journal.write([signal()])
+        assert journal.query("SELECT cost_bps, fee_bps FROM signals ORDER BY id") == [
+            (None, None),
+            (25.0, 9.0),
+        ]
 
 
 def test_a_failed_migration_leaves_the_journal_as_it_was(tmp_path: Path) -> None:

@@ -912,6 +912,8 @@ class BookMachine(RuleBasedStateMachine):
             price=mark,
             size=size,
             expected_edge_bps=D(10),
+            cost_bps=D(9),
+            fee_bps=D(1),
             oracle_px=mark,
             mark_px=mark,
             best_px=mark,

@@ -2,8 +2,8 @@
 
 A HIP-3 deployer pushes a new oracle price about every 3 s; between updates the book can move away from
 it. When the best ask sits below the oracle (or the best bid above it) by more than the round-trip cost
-— taker fee + expected slippage + a minimum edge — the detector emits a `Signal` to take that price with
-a small IOC order:
+— the taker fee of the entry and of the exit + expected slippage on both legs + a minimum edge — the
+detector emits a `Signal` to take that price with a small IOC order:
 
     buy edge  = (oracle − best ask) / oracle × 10⁴ bps
     sell edge = (best bid − oracle) / oracle × 10⁴ bps
@@ -12,9 +12,12 @@ Size = min(alpha × liquidity factor × top-of-book size, max notional / mid), f
 the liquidity factor rises linearly from 0 at $500 of touched top-of-book notional to 1 at $5000: a thin
 touch is more likely to be a stale quote or gone by the time the order lands, so it gets less size.
 
-There is no signal on a stale oracle or book, on a crossed/locked or one-sided book, below the exchange's
-minimum order value, or within the cooldown of the previous signal for the same (market, side). Every
-non-signal comes back as a `Skip` reason so the strategy task can count why it did not trade.
+The taker fee of each market comes from the venue (`set_fees`, after every sync: hip3_trio/fees.py), or
+from the config's `taker_fee_bps` override for every market. A market with no known fee never signals
+(`Skip.NO_FEE`: fail closed). There is no signal on a stale oracle or book, on a crossed/locked or
+one-sided book, below the exchange's minimum order value, or within the cooldown of the previous signal
+for the same (market, side). Every non-signal comes back as a `Skip` reason so the strategy task can
+count why it did not trade.
 
 Pure logic: no I/O, no clock — time is passed in as `now_ms` (the same clock as the inputs' `time_ms`,
 i.e. exchange time; the caller applies any server offset). All numbers are `Decimal`; floats are refused
@@ -30,7 +33,7 @@ from typing import Any, Final
 
 import attrs
 
-from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, ge, gt, le
+from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, ge, gt, le, optional
 from hip3_trio.wire.numbers import (
     DEFAULT_MIN_NOTIONAL,
     InvalidNumber,
@@ -122,6 +125,9 @@ class Signal:
     price: Decimal
     size: Decimal
     expected_edge_bps: Decimal
+    # The whole threshold the edge had to beat (round trip), and the one-leg taker fee inside it.
+    cost_bps: Decimal
+    fee_bps: Decimal
     oracle_px: Decimal
     mark_px: Decimal
     best_px: Decimal
@@ -142,6 +148,7 @@ class Skip(enum.Enum):
     UNKNOWN_MARKET = "unknown_market"  # no sz_decimals spec for the market
     MARKET_MISMATCH = "market_mismatch"  # book and oracle of different markets
     NO_DATA = "no_data"  # book or oracle not seen yet
+    NO_FEE = "no_fee"  # no taker fee known for the market (none from the venue, no override)
     STALE_ORACLE = "stale_oracle"
     STALE_BOOK = "stale_book"
     ONE_SIDED = "one_sided"
@@ -164,14 +171,16 @@ def _sz_decimals(value: Mapping[str, int]) -> Mapping[str, int]:
 class DetectorConfig:
     """Signal thresholds and sizing: the config file's ``[detector]`` section.
 
-    Defaults for fee/alpha/stale limits/liquidity band come from the issue; slippage, minimum edge, max
+    Defaults for alpha/stale limits/liquidity band come from the issue; slippage, minimum edge, max
     notional and cooldown are placeholders to be set per deployment. Durations are seconds, as in the
     file; the detector compares exchange-ms timestamps, so each is also kept in ms (`max_oracle_age_ms`,
     `max_book_age_ms`, `cooldown_ms`), computed once here rather than on every evaluation.
     """
 
-    taker_fee_bps: Decimal = attrs.field(default=Decimal("4.5"), validator=[finite_decimal, ge(0)])
-    # Expected slippage taking the touch; the signal threshold is fee + slippage + min edge.
+    # One leg's taker fee for every market; None (the default) = each market's fee from the venue.
+    taker_fee_bps: Decimal | None = attrs.field(default=None, validator=optional(finite_decimal, ge(0)))
+    # Expected slippage taking the touch, per leg; the signal threshold is the round trip:
+    # 2 x taker fee + 2 x slippage + min edge.
     slippage_bps: Decimal = attrs.field(default=Decimal(2), validator=[finite_decimal, ge(0)])
     min_edge_bps: Decimal = attrs.field(default=Decimal(3), validator=[finite_decimal, ge(0)])
     # Per-market replacements of min_edge_bps, from the file's [[markets]] table (not a [detector] key).
@@ -209,10 +218,11 @@ class DetectorConfig:
         object.__setattr__(self, "max_book_age_ms", round(self.stale_book_s * 1000))
         object.__setattr__(self, "cooldown_ms", round(self.cooldown_s * 1000))
 
-    def threshold_bps(self, market: str) -> Decimal:
-        """The edge a signal needs on `market`: taker fee + slippage + (per-market) minimum edge."""
+    def threshold_bps(self, market: str, fee_bps: Decimal) -> Decimal:
+        """The edge a signal needs on `market` with a one-leg taker fee of `fee_bps`: the round trip,
+        entry fee + exit fee + slippage on both legs + the (per-market) minimum edge."""
         min_edge = self.min_edge_bps_by_market.get(market, self.min_edge_bps)
-        return self.taker_fee_bps + self.slippage_bps + min_edge
+        return 2 * fee_bps + 2 * self.slippage_bps + min_edge
 
 
 def edge_bps(*, is_buy: bool, oracle_px: Decimal, best_px: Decimal) -> Decimal:
@@ -264,6 +274,26 @@ class Detector:
     _oracles: dict[str, OracleCtx] = attrs.field(factory=dict, init=False)
     _last_signal_ms: dict[tuple[str, bool], int] = attrs.field(factory=dict, init=False)
     _live_ms: int | None = attrs.field(default=None, init=False)
+    # market → (one-leg fee, round-trip threshold), from the override or `set_fees`.
+    _costs: dict[str, tuple[Decimal, Decimal]] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.set_fees({})
+
+    def set_fees(self, fees_bps: Mapping[str, Decimal | None]) -> None:
+        """The venue's one-leg taker fee per market (None = unknown), after a sync. The config's
+        `taker_fee_bps`, when set, replaces it for every market; a market with neither cannot signal."""
+        override = self.config.taker_fee_bps
+        costs: dict[str, tuple[Decimal, Decimal]] = {}
+        for market in self.sz_decimals:
+            fee = override if override is not None else fees_bps.get(market)
+            if fee is not None:
+                costs[market] = (fee, self.config.threshold_bps(market, fee))
+        self._costs = costs
+
+    def costs(self, market: str) -> tuple[Decimal, Decimal] | None:
+        """(one-leg taker fee, round-trip threshold) in bps for `market`, or None if no fee is known."""
+        return self._costs.get(market)
 
     def statistics(self) -> DetectorStatistics:
         return DetectorStatistics(len(self._books), len(self._oracles), len(self._last_signal_ms))
@@ -312,6 +342,10 @@ class Detector:
         sz_decimals = self.sz_decimals.get(market)
         if sz_decimals is None:
             return Skip.UNKNOWN_MARKET
+        costs = self._costs.get(market)
+        if costs is None:
+            return Skip.NO_FEE
+        fee_bps, cost_bps = costs
         if now_ms - oracle.time_ms > cfg.max_oracle_age_ms:
             return Skip.STALE_ORACLE
         live_ms = self._live_ms
@@ -328,7 +362,7 @@ class Detector:
         # An uncrossed book cannot have both edges positive, so at most one side qualifies.
         is_buy = buy_edge >= sell_edge
         edge = buy_edge if is_buy else sell_edge
-        if edge < cfg.threshold_bps(market):
+        if edge < cost_bps:
             return Skip.NO_EDGE
         last = self._last_signal_ms.get((market, is_buy))
         if last is not None and now_ms - last < cfg.cooldown_ms:
@@ -351,6 +385,8 @@ class Detector:
             price=best_px,
             size=size,
             expected_edge_bps=edge,
+            cost_bps=cost_bps,
+            fee_bps=fee_bps,
             oracle_px=oracle.oracle_px,
             mark_px=oracle.mark_px,
             best_px=best_px,

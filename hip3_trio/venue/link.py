@@ -40,7 +40,7 @@ from hip3_trio.execution.request_budget import action_weight, is_budget_exhauste
 from hip3_trio.journal_mapping import event
 from hip3_trio.position.book import DexState, ReconcileDeferred
 from hip3_trio.position.records import OrderState
-from hip3_trio.venue.queries import StartupError, fetch_account_state, load_markets
+from hip3_trio.venue.queries import StartupError, fetch_account_state, fetch_user_fees, load_markets
 from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
@@ -348,6 +348,8 @@ class VenueLink:
         if not self._margin_ready:
             await self.prepare_margin(session, markets)
         user = self.settings.user
+        # Costs (issue 15): the account's fee rate, turned into each market's taker fee by the core.
+        core.on_fees(await fetch_user_fees(session, user))
         for coin in markets:
             await session.subscribe({"type": "bbo", "coin": coin})
             await session.subscribe({"type": "activeAssetCtx", "coin": coin})

@@ -12,10 +12,11 @@ from typing import Any
 import attrs
 import trio
 
+from hip3_trio.fees import UserFees, decode_user_fees
 from hip3_trio.venue.session import InfoError, Session
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
-from hip3_trio.wire.markets import Markets, MarketSpec, parse_meta, parse_perp_dexs
+from hip3_trio.wire.markets import Markets, MarketSpec, parse_fee_scales, parse_meta, parse_perp_dexs
 
 __all__ = [
     "AccountState",
@@ -26,6 +27,7 @@ __all__ = [
     "UnknownMarketError",
     "decode_order_status",
     "fetch_account_state",
+    "fetch_user_fees",
     "load_markets",
 ]
 
@@ -47,13 +49,16 @@ class DelistedMarketError(StartupError):
 async def load_markets(session: Session, wanted: Sequence[str]) -> Markets:
     """perpDexs + meta(dex) for the dexes of `wanted` → the configured markets with their asset ids."""
     try:
-        dex_index = parse_perp_dexs(await session.info({"type": "perpDexs"}))
+        perp_dexs = await session.info({"type": "perpDexs"})
+        dex_index = parse_perp_dexs(perp_dexs)
+        fee_scales = parse_fee_scales(perp_dexs)
         specs: list[MarketSpec] = []
         for dex in dict.fromkeys(coin.partition(":")[0] if ":" in coin else "" for coin in wanted):
             if dex not in dex_index:
                 raise UnknownMarketError(f"dex {dex!r} is not listed by the venue's perpDexs")
             request: dict[str, Any] = {"type": "meta"} | ({"dex": dex} if dex else {})
-            specs += parse_meta(await session.info(request), dex=dex, dex_index=dex_index[dex])
+            answer = await session.info(request)
+            specs += parse_meta(answer, dex=dex, dex_index=dex_index[dex], fee_scale=fee_scales.get(dex))
     except (m.ProtocolError, TypeError, KeyError) as exc:
         raise InfoError(f"malformed market metadata: {exc}") from exc
     try:
@@ -67,6 +72,14 @@ async def load_markets(session: Session, wanted: Sequence[str]) -> Markets:
             "remove them from the configuration"
         )
     return markets
+
+
+async def fetch_user_fees(session: Session, user: str) -> UserFees:
+    """`userFees` → the account's base taker rate and referral discount (every sync)."""
+    try:
+        return decode_user_fees(await session.info({"type": "userFees", "user": user}))
+    except m.ProtocolError as exc:
+        raise InfoError(f"malformed userFees: {exc}") from exc
 
 
 def decode_order_status(answer: Any, *, user: str) -> m.OrderUpdate | None:

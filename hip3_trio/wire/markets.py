@@ -23,6 +23,7 @@ __all__ = [
     "MarketsError",
     "asset_id",
     "dex_of",
+    "parse_fee_scales",
     "parse_meta",
     "parse_perp_dexs",
 ]
@@ -44,8 +45,16 @@ class MarketSpec:
     sz_decimals: int
     dex: str
     max_leverage: int | None = None
-    # Margin (meta `isDelisted`): a delisted market is refused at start-up (`venue.queries`).
+    # Costs and margin flags from the venue (issue 15; read at every sync). `fee_scale` is the
+    # deployerFeeScale s of the asset (from meta) or else of its dex (from perpDexs); None on the main
+    # dex, or where the venue publishes none. `collateral_token` is meta's spot token index (0 = USDC);
+    # None when meta does not say.
+    fee_scale: Decimal | None = None
+    growth_mode: bool = False
+    only_isolated: bool = False
+    margin_mode: str | None = None
     delisted: bool = False
+    collateral_token: int | None = None
 
     @property
     def lot(self) -> Decimal:
@@ -96,11 +105,59 @@ def parse_perp_dexs(answer: Any) -> dict[str, int]:
     return indices
 
 
-def parse_meta(answer: Any, *, dex: str, dex_index: int) -> list[MarketSpec]:
-    """Market specs from a `meta` answer for `dex`, ids from each coin's position in `universe`."""
+def _fee_scale(value: object, where: str) -> Decimal:
+    """A `deployerFeeScale` (a decimal string on the wire): finite, in [0, 10) (3 outside growth mode)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MarketsError(f"{where} deployerFeeScale must be a decimal string, got {value!r:.40}")
+    try:
+        scale = Decimal(value)
+    except ArithmeticError:
+        raise MarketsError(f"{where} deployerFeeScale is not a number: {value!r:.40}") from None
+    if not scale.is_finite() or not 0 <= scale < 10:
+        raise MarketsError(f"{where} deployerFeeScale {value!r:.40} is outside [0, 10)")
+    return scale
+
+
+def parse_fee_scales(answer: Any) -> dict[str, Decimal]:
+    """Dex name → `deployerFeeScale` from a `perpDexs` answer, for the entries that carry one.
+
+    PROTOCOL.md (Fees): the scale is typed on the `perpDexs` entry but may be published per asset in
+    `meta(dex)` instead (UNVERIFIED which is live): read both; `parse_meta`'s per-asset value wins."""
+    scales: dict[str, Decimal] = {}
+    for entry in answer[1:] if isinstance(answer, list) else ():
+        if isinstance(entry, dict) and "deployerFeeScale" in entry:
+            name = entry.get("name")
+            scales[str(name)] = _fee_scale(entry["deployerFeeScale"], f"perpDexs {name!r}")
+    return scales
+
+
+def _flag(entry: Mapping[str, Any], key: str, where: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise MarketsError(f"{where} {key} must be a boolean, got {value!r:.40}")
+    return value
+
+
+def _text_or_none(entry: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, str):
+        raise MarketsError(f"{where} {key} must be a string, got {value!r:.40}")
+    return value
+
+
+def parse_meta(
+    answer: Any, *, dex: str, dex_index: int, fee_scale: Decimal | None = None
+) -> list[MarketSpec]:
+    """Market specs from a `meta` answer for `dex`, ids from each coin's position in `universe`.
+
+    `fee_scale` is the dex's `deployerFeeScale` from `perpDexs` (if any); an asset's own
+    `deployerFeeScale` in `meta` replaces it. The main dex has no HIP-3 factor: its scale is None."""
     universe = answer.get("universe") if isinstance(answer, dict) else None
     if not isinstance(universe, list):
         raise MarketsError(f"meta for dex {dex!r} has no universe list")
+    collateral = answer.get("collateralToken")
+    if collateral is not None and (isinstance(collateral, bool) or not isinstance(collateral, int)):
+        raise MarketsError(f"meta {dex!r} collateralToken must be an integer, got {collateral!r:.40}")
     specs = []
     seen: set[str] = set()
     for index, entry in enumerate(universe):
@@ -115,6 +172,11 @@ def parse_meta(answer: Any, *, dex: str, dex_index: int) -> list[MarketSpec]:
             raise MarketsError(f"meta {dex!r} lists {name!r} twice")
         seen.add(name)
         leverage = entry.get("maxLeverage")
+        where = f"meta {dex!r} {name}"
+        scale = fee_scale
+        if "deployerFeeScale" in entry:
+            scale = _fee_scale(entry["deployerFeeScale"], where)
+        growth = _text_or_none(entry, "growthMode", where)
         specs.append(
             MarketSpec(
                 coin=name,
@@ -122,7 +184,12 @@ def parse_meta(answer: Any, *, dex: str, dex_index: int) -> list[MarketSpec]:
                 sz_decimals=sz_decimals,
                 dex=dex,
                 max_leverage=leverage if isinstance(leverage, int) else None,
-                delisted=entry.get("isDelisted") is True,
+                fee_scale=scale if dex else None,
+                growth_mode=growth == "enabled",
+                only_isolated=_flag(entry, "onlyIsolated", where),
+                margin_mode=_text_or_none(entry, "marginMode", where),
+                delisted=_flag(entry, "isDelisted", where),
+                collateral_token=collateral,
             )
         )
     return specs
