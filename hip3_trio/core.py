@@ -43,6 +43,7 @@ import attrs
 
 from hip3_trio import journal_mapping as jm
 from hip3_trio.alerts import AlertKind, AlertSink
+from hip3_trio.errors import StartupError
 from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.posts import PostEntry
@@ -304,7 +305,7 @@ class TradingCore:
         if self.specs and {c: _identity(s) for c, s in specs.items()} != {
             c: _identity(s) for c, s in self.specs.items()
         }:
-            raise ValueError("the venue's asset ids changed between connections; refusing to continue")
+            raise StartupError("the venue's asset ids changed between connections; refusing to continue")
         check_collateral(specs.values())
         self.specs.update(specs)
         if self.detector is None:

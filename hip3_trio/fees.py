@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import attrs
 
+from hip3_trio.errors import StartupError
 from hip3_trio.wire.markets import MarketSpec
 from hip3_trio.wire.messages import ProtocolError
 
@@ -102,7 +103,7 @@ def market_fee_bps(fees: UserFees, spec: MarketSpec) -> Decimal | None:
     return taker_fee_bps(fees, hip3=bool(spec.dex), fee_scale=spec.fee_scale, growth_mode=spec.growth_mode)
 
 
-class CollateralError(ValueError):
+class CollateralError(StartupError):
     """A configured dex settles in a token other than USDC: a start-up refusal."""
 
 

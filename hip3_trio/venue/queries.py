@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import trio
 
+from hip3_trio.errors import StartupError
 from hip3_trio.fees import UserFees, decode_user_fees
 from hip3_trio.venue.session import InfoError, Session
 from hip3_trio.wire import messages as m
@@ -30,12 +31,6 @@ __all__ = [
     "fetch_user_fees",
     "load_markets",
 ]
-
-
-class StartupError(ValueError):
-    """The venue's answers make the configured run impossible (an unknown or delisted market, a
-    leverage the venue will not set, a dex without the collateral for the caps): the engine stops with
-    a one-line error (exit status 2) instead of reconnecting."""
 
 
 class UnknownMarketError(StartupError):
