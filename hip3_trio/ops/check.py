@@ -358,6 +358,8 @@ def check_nonce_mark(state_dir: Path, venue_time_ms: int) -> CheckResult:
     """The persisted nonce mark: readable, and not so far ahead of the venue's time that the next nonce
     (above the mark) would be refused (more than a day ahead) or run ahead of the clock (WARN)."""
     path = state_dir / NONCE_FILENAME
+    if not state_dir.is_dir():
+        return CheckResult("nonce mark", "PASS", "none (no state dir yet)")
     try:
         mark = load_high_water(path)
     except (NonceStateError, OSError) as exc:
