@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, Protocol
 
 import attrs
 import trio
+from trio_websocket import HandshakeError
 
 from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
 from hip3_trio.execution.nonce import (
@@ -424,11 +425,15 @@ async def _run(args: argparse.Namespace, config: Config, state_dir: Path, out: C
                     state_dir=state_dir,
                     key_problem=key_problem,
                 )
-        except OSError as exc:
+        except (OSError, HandshakeError) as exc:
             results = local_checks(
                 config, signer_address=signer_address, state_dir=state_dir, key_problem=key_problem
             )
-            results.append(CheckResult("venue", "FAIL", f"cannot connect to {endpoint.url}: {exc}"))
+            results.append(
+                CheckResult(
+                    "venue", "FAIL", f"cannot connect to {endpoint.url}: {type(exc).__name__} {exc}".rstrip()
+                )
+            )
     for line in format_table(results):
         out(line)
     status = exit_status(results)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import trio
+from trio_websocket import HandshakeError
 
 from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
 from hip3_trio.execution.nonce import NonceManager, NonceStateError, load_high_water, save_high_water
@@ -99,7 +100,7 @@ async def _run(args: argparse.Namespace, config: Config, state_dir: Path, out: C
                     is_mainnet=args.env == "mainnet",
                     out=out,
                 )
-        except (OSError, InfoError, MarketsError) as exc:
+        except (OSError, HandshakeError, InfoError, MarketsError) as exc:
             out(f"hip3-trio: probe failed: {type(exc).__name__}: {exc}")
             return EXIT_ENVIRONMENT
 
