@@ -5,6 +5,8 @@
     python -m hip3_trio hardstop {status,clear} ...
     python -m hip3_trio report ...
     python -m hip3_trio alerts test [--config FILE] [--env ENV]
+    python -m hip3_trio check [--env ENV] [--config FILE] [--state-dir DIR]     (preflight)
+    python -m hip3_trio probe --env testnet --config FILE [--yes-mainnet]  (far IOC, orderStatus, noop)
 
 `--env sim` (the default, the safe choice) starts the built-in simulator in-process on 127.0.0.1 and
 needs no key and no config: it trades the simulator's funded account with its throwaway key.
@@ -59,7 +61,7 @@ URLS = {
     "mainnet": "wss://api.hyperliquid.xyz/ws",
 }
 NONCE_FILENAME = "nonce.json"
-SUBCOMMANDS = ("hardstop", "report", "alerts")
+SUBCOMMANDS = ("hardstop", "report", "alerts", "check", "probe")
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 3
 
@@ -279,6 +281,14 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from hip3_trio.ops import alerts_cmd
 
         return alerts_cmd.main(argv)
+    if name == "check":
+        from hip3_trio.ops import check
+
+        return check.main(argv)
+    if name == "probe":
+        from hip3_trio.ops import probe
+
+        return probe.main(argv)
     if name == "hardstop":
         from hip3_trio.ops import hardstop_cmd
 

@@ -111,7 +111,25 @@ def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
         account = ex.accounts.users.get(_user(payload))
         budget = account.budget if account is not None else RequestBudget(base=ex.accounts.budget.base)
         return budget.to_wire()
+    if kind == "userRole":
+        return _user_role(ex, _user(payload))
     raise _BadRequest("type")
+
+
+def _user_role(ex: Exchange, address: str) -> dict[str, Any]:
+    """The ``userRole`` answer (docs:info-endpoint "Query a user's role", TS-SDK userRole.ts): ``missing``,
+    ``user``, ``vault``, or ``agent`` with its master in ``data.user``. The simulator's vaults stand for
+    vaults and sub-accounts alike and answer ``vault`` (the venue answers ``subAccount`` with
+    ``data.master`` for a sub-account)."""
+    accounts = ex.accounts
+    if address in accounts.vaults:
+        return {"role": "vault"}
+    if address in accounts.users:
+        return {"role": "user"}
+    master = accounts.agents.get(address)
+    if master is not None:
+        return {"role": "agent", "data": {"user": master}}
+    return {"role": "missing"}
 
 
 def _meta(ex: Exchange, dex: str) -> dict[str, Any]:

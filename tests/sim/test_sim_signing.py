@@ -194,3 +194,20 @@ async def test_undeserialisable_action_is_a_transport_error(
         "type": "error",
         "payload": "Failed to deserialize the JSON body into the target type",
     }
+
+
+async def test_user_role_answers_user_agent_vault_and_missing(
+    sim: Simulator, wallet: LocalAccount, agent_wallet: LocalAccount, autojump_clock: MockClock
+) -> None:
+    """``userRole`` (docs:info-endpoint, TS-SDK userRole.ts): the role of an address, an agent's master."""
+    sim.approve_agent(agent_wallet.address, wallet.address)
+    vault = "0x" + "ab" * 20
+    sim.add_vault(vault, wallet.address)
+    async with connect(sim) as c:
+        assert await c.info({"type": "userRole", "user": wallet.address}) == {"role": "user"}
+        assert await c.info({"type": "userRole", "user": agent_wallet.address}) == {
+            "role": "agent",
+            "data": {"user": wallet.address.lower()},
+        }
+        assert await c.info({"type": "userRole", "user": vault}) == {"role": "vault"}
+        assert await c.info({"type": "userRole", "user": "0x" + "cd" * 20}) == {"role": "missing"}
