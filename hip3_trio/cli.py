@@ -39,6 +39,7 @@ from hip3_trio.app import engine_settings, run_engine, websocket_connector
 from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_alerts, resolve_state_dir
 from hip3_trio.engine import Engine
 from hip3_trio.execution.nonce import (
+    NONCE_FILENAME,
     NonceManager,
     NonceStateError,
     load_high_water,
@@ -46,6 +47,7 @@ from hip3_trio.execution.nonce import (
     wall_clock_ms,
 )
 from hip3_trio.journal import Journal, JournalError, JournalSink
+from hip3_trio.ops.check import PreflightFailed
 from hip3_trio.ops.hardstop_cmd import last_cleared
 from hip3_trio.position.history import read_entry_hints
 from hip3_trio.risk.hard_stop import HardStop
@@ -60,7 +62,6 @@ URLS = {
     "testnet": "wss://api.hyperliquid-testnet.xyz/ws",
     "mainnet": "wss://api.hyperliquid.xyz/ws",
 }
-NONCE_FILENAME = "nonce.json"
 SUBCOMMANDS = ("hardstop", "report", "alerts", "check", "probe")
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 3
@@ -184,6 +185,38 @@ async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[tupl
     yield url, user, signer
 
 
+async def run_preflight(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    url: str,
+    user: str,
+    signer: Signer | None,
+    state_dir: Path,
+    out: Callable[[str], None],
+) -> None:
+    """The same checks as `python -m hip3_trio check`, once, before the engine's first READY: a FAIL
+    that matters to a trading engine (`check.engine_blockers`) refuses the start (`PreflightFailed`,
+    exit 3) with the table in the log; anything else is logged and the engine starts."""
+    from hip3_trio.ops.check import PreflightFailed, engine_blockers, format_table, preflight
+    from hip3_trio.ops.venue_client import open_venue_client
+
+    async with open_venue_client(websocket_connector(url)) as venue:
+        results = await preflight(
+            venue,
+            config=config,
+            user=user,
+            signer_address=signer.address if signer is not None else None,
+            state_dir=state_dir,
+        )
+    blockers = engine_blockers(results, dry_run=args.dry_run)
+    for line in format_table(results):
+        (log.error if blockers else log.info)("preflight: %s", line)
+    if blockers:
+        names = ", ".join(f"{r.name} ({r.value})" for r in blockers)
+        raise PreflightFailed(f"preflight FAIL, not trading: {names}; `python -m hip3_trio check` shows all")
+
+
 async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     config = load_run_config(args)
     alerts_config = resolve_alerts(config)  # before anything starts: a bad HIP3_ALERT_WEBHOOK is exit 2
@@ -202,6 +235,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
     # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
     with Journal.open(state_dir) as journal:
         async with _venue(args, config) as (url, user, signer):
+            await run_preflight(args, config, url=url, user=user, signer=signer, state_dir=state_dir, out=out)
             settings = engine_settings(
                 config,
                 user=user,
@@ -261,17 +295,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"hip3-trio: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except PreflightFailed as exc:
+        print(f"hip3-trio: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except BaseExceptionGroup as group:
         # The venue refused the configured run (unknown or delisted market, leverage, collateral):
         # raised inside the trading nursery, so it arrives in a group.
-        startup, _ = group.split(StartupError)
+        startup, _ = group.split((StartupError, PreflightFailed))
         if startup is None:
             raise
         leaf: BaseException = startup
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
         print(f"hip3-trio: {leaf}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_ENVIRONMENT if isinstance(leaf, PreflightFailed) else EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 

@@ -10,7 +10,9 @@ import pytest
 from hip3_trio.app import engine_settings
 from hip3_trio.cli import main, parse_args
 from hip3_trio.config import parse_config
+from hip3_trio.execution.nonce import NONCE_FILENAME, save_high_water, wall_clock_ms
 from hip3_trio.journal import JOURNAL_FILENAME
+from hip3_trio.risk.hard_stop import HardStop
 
 
 def test_cli_defaults_to_sim_and_validates_numbers() -> None:
@@ -88,3 +90,30 @@ def test_config_sections_reach_the_engine_with_the_derived_values() -> None:
     assert s.risk.max_loss_usd == Decimal(5)
     assert s.scheduler.interval_ms == 250 and s.scheduler.post_timeout_s == 3
     assert s.connection.backoff_initial_s == 1.0 and s.connection.backoff_max_s == 60.0
+
+
+def test_the_engine_runs_the_preflight_and_refuses_to_trade_on_a_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: the engine runs `check`'s preflight before its first READY; a FAIL (here a nonce mark
+    two days ahead of the venue, which would have every nonce refused) ends the start: one line, exit 3."""
+    state = tmp_path / "s"
+    state.mkdir()
+    save_high_water(state / NONCE_FILENAME, wall_clock_ms() + 2 * 24 * 3600 * 1000)
+    assert main(["--env", "sim", "--state-dir", str(state), "--duration", "5"]) == 3
+    captured = capsys.readouterr()
+    last = captured.err.splitlines()[-1]  # the table went to the log first
+    assert last.startswith("hip3-trio: preflight FAIL") and "nonce mark" in last
+    assert "Traceback" not in captured.err
+
+
+def test_a_latched_hard_stop_does_not_block_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A latched hard stop is what the engine runs to handle (watch and flatten): the preflight's FAIL for
+    it does not stop the engine."""
+    state = tmp_path / "s"
+    state.mkdir()
+    HardStop.load(state, wall_clock_ms()).trigger("test", wall_clock_ms())
+    assert main(["--env", "sim", "--state-dir", str(state), "--duration", "3"]) == 0
+    assert "hard stop LATCHED: test" in capsys.readouterr().out  # it ran, latched, to its summary

@@ -14,7 +14,7 @@ from hip3_trio.config import Config, parse_config
 from hip3_trio.execution.nonce import load_high_water, save_high_water, wall_clock_ms
 from hip3_trio.journal import JOURNAL_FILENAME
 from hip3_trio.ops import check, probe
-from hip3_trio.ops.check import CheckResult, exit_status, preflight, taker_fee_rate
+from hip3_trio.ops.check import CheckResult, exit_status, preflight
 from hip3_trio.ops.venue_client import VenueClient
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import SimConfig, open_simulator
@@ -130,15 +130,6 @@ async def test_nonce_mark_ahead_of_the_venue_fails(tmp_path: Path) -> None:
     save_high_water(tmp_path / "nonce.json", wall_clock_ms() + 2 * 24 * 3600 * 1000)
     results = await _run(tmp_path)
     assert _fails(results) == ["nonce mark"]
-
-
-def test_fee_rule() -> None:
-    cross = Decimal("0.00045")
-    assert taker_fee_rate(cross, Decimal(0), Decimal(0), False) == cross
-    assert taker_fee_rate(cross, Decimal(0), Decimal("0.5"), False) == Decimal("0.000675")
-    assert taker_fee_rate(cross, Decimal(0), Decimal(3), False) == Decimal("0.0027")
-    assert taker_fee_rate(cross, Decimal(0), Decimal(1), True) == Decimal("0.00009")
-    assert taker_fee_rate(cross, Decimal("0.04"), Decimal(0), False) == Decimal("0.000432")
 
 
 def test_check_command_on_the_simulator(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import attrs
 from hip3_trio.atomic import write_atomic
 
 __all__ = [
+    "NONCE_FILENAME",
     "InSync",
     "NonceManager",
     "NonceStateError",
@@ -33,6 +34,9 @@ __all__ = [
     "save_high_water",
     "wall_clock_ms",
 ]
+
+#: The nonce high-water mark's file in the state directory.
+NONCE_FILENAME = "nonce.json"
 
 log = logging.getLogger(__name__)
 

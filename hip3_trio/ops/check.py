@@ -33,10 +33,12 @@ from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_sta
 from hip3_trio.execution.nonce import (
     DEFAULT_MAX_DRIFT_MS,
     DEFAULT_WARN_DRIFT_MS,
+    NONCE_FILENAME,
     NonceStateError,
     load_high_water,
     wall_clock_ms,
 )
+from hip3_trio.fees import UserFees, taker_fee_bps
 from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME as HARD_STOP_FILENAME
 from hip3_trio.risk.hard_stop import HardStop
@@ -49,7 +51,6 @@ PROG: Final = "python -m hip3_trio check"
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2  # = cli.EXIT_CONFIG
 EXIT_ENVIRONMENT: Final = 3  # = cli.EXIT_ENVIRONMENT
-NONCE_FILENAME: Final = "nonce.json"  # = cli.NONCE_FILENAME
 #: The venue refuses a nonce more than a day ahead of its block time (PROTOCOL.md, Nonces).
 NONCE_FUTURE_WINDOW_MS: Final = 24 * 3600 * 1000
 #: Fewer actions left than this is a WARN (a day of quiet trading, a few hundred, fits well inside).
@@ -71,6 +72,22 @@ class InfoSource(Protocol):
     """What the checks need from the venue: `Session.info` or `VenueClient.info`."""
 
     async def info(self, request: dict[str, Any]) -> Any: ...
+
+
+class PreflightFailed(Exception):
+    """The engine's own preflight (before its first READY) found a FAIL: it refuses to trade (exit 3)."""
+
+
+#: Checks that do not stop the engine itself: a latched hard stop is what the engine runs to handle
+#: (watching and flattening only); a dry run signs nothing, so it needs no key or approved signer.
+ENGINE_IGNORES: Final = frozenset({"hard stop"})
+DRY_RUN_IGNORES: Final = frozenset({"key", "signer approved"})
+
+
+def engine_blockers(results: Sequence[CheckResult], *, dry_run: bool) -> list[CheckResult]:
+    """The FAILs that stop the engine from trading (see `ENGINE_IGNORES`, `DRY_RUN_IGNORES`)."""
+    ignored = ENGINE_IGNORES | (DRY_RUN_IGNORES if dry_run else frozenset())
+    return [r for r in results if r.status == "FAIL" and r.name not in ignored]
 
 
 def exit_status(results: Sequence[CheckResult]) -> int:
@@ -172,16 +189,6 @@ def _dec(value: Any) -> Decimal | None:
     except (InvalidOperation, ValueError):
         return None
     return result if result.is_finite() else None
-
-
-def taker_fee_rate(
-    user_cross_rate: Decimal, referral_discount: Decimal, scale: Decimal, growth: bool
-) -> Decimal:
-    """HIP-3 effective taker rate (docs:fees, PROTOCOL.md Fees): userCrossRate x (1 - referral discount)
-    x (s + 1 if s < 1 else 2s), x 0.1 in growth mode. A local helper until `hip3_trio.fees` lands."""
-    factor = scale + 1 if scale < 1 else 2 * scale
-    rate = user_cross_rate * (1 - referral_discount) * factor
-    return rate * Decimal("0.1") if growth else rate
 
 
 async def check_signer_role(venue: InfoSource, signer_address: str | None, acting_for: str) -> CheckResult:
@@ -294,7 +301,8 @@ async def _venue_checks(
                 )
             )
             continue
-        bps = taker_fee_rate(cross, referral, scale, growth) * 10_000
+        bps = taker_fee_bps(UserFees(cross, referral), hip3=dex != "", fee_scale=scale, growth_mode=growth)
+        assert bps is not None  # the scale is known here
         results.append(
             CheckResult(
                 f"fee {coin}",
