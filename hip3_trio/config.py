@@ -66,6 +66,7 @@ from hip3_trio.alerts import WEBHOOK_ENV_VAR, AlertsConfig
 from hip3_trio.execution.batch import BatchConfig
 from hip3_trio.execution.executor import ExecutorConfig
 from hip3_trio.execution.time_stop import TimeStopConfig
+from hip3_trio.ops.verdict import VerdictThresholds
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.strategy.detector import DetectorConfig
 from hip3_trio.validators import Invalid, cross_check, finite_decimal, ge, in_file, optional
@@ -192,6 +193,8 @@ class Config:
     batch: BatchConfig = attrs.Factory(BatchConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
     alerts: AlertsConfig = attrs.Factory(AlertsConfig)
+    # The go/no-go verdict's thresholds (`report`), with the plan's defaults.
+    verdict: VerdictThresholds = attrs.Factory(VerdictThresholds)
     paths: PathsConfig = attrs.Factory(PathsConfig)
 
     def __attrs_post_init__(self) -> None:
@@ -231,6 +234,7 @@ _CLASSES: Final[tuple[type, ...]] = (
     BatchConfig,
     ConnectionConfig,
     AlertsConfig,
+    VerdictThresholds,
     PathsConfig,
     Config,
 )

@@ -429,3 +429,13 @@ def test_a_bad_webhook_in_the_environment_is_a_config_error_that_does_not_show_i
         "HIP3_ALERT_WEBHOOK: must be an http:// or https:// URL with a host (value not shown)",
     )
     assert "s3cret" not in str(info.value)
+
+
+def test_the_verdict_thresholds_come_from_the_file_with_the_plans_defaults() -> None:
+    """Issue 16: the verdict's thresholds live in config (`[verdict]`), defaults as the plan says."""
+    default = parse_config("", "sim").verdict
+    assert (default.review_trades, default.observation_trades, default.go_trades) == (10, 50, 100)
+    assert (default.min_fill_rate, default.min_flatten_success, default.confidence) == (0.80, 0.95, 0.95)
+    assert parse_config("[verdict]\ngo_trades = 200\n", "sim").verdict.go_trades == 200
+    with pytest.raises(ConfigError, match=r"verdict\.confidence: must be in \(0, 1\), got 2\.0"):
+        parse_config("[verdict]\nconfidence = 2\n", "sim")

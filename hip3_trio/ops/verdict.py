@@ -45,6 +45,7 @@ import attrs
 
 from hip3_trio.ops.figures import MarketStats
 from hip3_trio.ops.rows import EventRow, TradeRow, format_time_ms
+from hip3_trio.validators import Invalid
 
 __all__ = [
     "BACK_TO_OBSERVATION",
@@ -90,17 +91,17 @@ JOURNAL_WRITE_FAILED: Final = "journal write failed"  # the hard stop reason run
 
 def _positive_int(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
+        raise Invalid(f"must be an int >= 1, got {value!r}", attribute.name)
 
 
 def _fraction(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
+        raise Invalid(f"must be in [0, 1), got {value!r}", attribute.name)
 
 
 def _open_fraction(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 < value < 1.0:
-        raise ValueError(f"{attribute.name} must be in (0, 1), got {value!r}")
+        raise Invalid(f"must be in (0, 1), got {value!r}", attribute.name)
 
 
 @attrs.frozen(kw_only=True)
@@ -120,7 +121,7 @@ class VerdictThresholds:
 
     def __attrs_post_init__(self) -> None:
         if not self.review_trades <= self.observation_trades <= self.go_trades:
-            raise ValueError(
+            raise Invalid(
                 "the checkpoints must be in order: review_trades <= observation_trades <= go_trades, got "
                 f"{self.review_trades}, {self.observation_trades}, {self.go_trades}"
             )
