@@ -87,6 +87,7 @@ __all__ = [
     "parse_config",
     "resolve_alerts",
     "resolve_state_dir",
+    "state_dir_for",
 ]
 
 Env: TypeAlias = Literal["sim", "testnet", "mainnet"]
@@ -506,3 +507,21 @@ def resolve_alerts(config: Config, environ: Mapping[str, str] | None = None) -> 
         return attrs.evolve(config.alerts, webhook_url=value)
     except Invalid as exc:
         raise ConfigError([f"{WEBHOOK_ENV_VAR}: {exc.reason}"], "environment") from None
+
+
+def state_dir_for(
+    cli_state_dir: str | os.PathLike[str] | None,
+    config_path: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """The state directory of an operator command (``report``, ``hardstop``, ``check``), found as the
+    engine finds its own: ``--state-dir``, else the ``--config`` file's ``paths.state_dir``, else
+    ``$HIP3_STATE_DIR``, else ``./hip3-state`` (`resolve_state_dir`).
+
+    The file is checked as the engine checks it, except for what depends on the network (an account
+    address, markets, ``allow_mainnet``): the state directory is the same whatever ``--env`` the engine
+    runs with. Raises `ConfigError` for a file the engine would refuse, so a typo never sends the
+    command to another journal.
+    """
+    config = Config() if config_path is None else load_config(config_path, "sim")
+    return resolve_state_dir(config, cli_state_dir, environ)

@@ -17,9 +17,11 @@ The latch is loaded by the engine at start-up: an engine that is already running
 until it is restarted, so clear it, then restart the engine.
 
 Both commands refuse a state directory that does not exist (exit 2) rather than report "not latched" for a
-mistyped ``--state-dir`` (`HardStop.load` would create it). The state directory is ``--state-dir``, else
-``$HIP3_STATE_DIR``, else ``./hip3-state`` (`hip3_trio.config.resolve_state_dir`). Everything, errors
-included, is written through ``out``, except argparse's own usage errors (stderr) and ``--help``.
+mistyped ``--state-dir`` (`HardStop.load` would create it). The state directory is found as the engine
+finds it: ``--state-dir``, else the ``--config`` file's ``paths.state_dir``, else ``$HIP3_STATE_DIR``, else
+``./hip3-state`` (`hip3_trio.ops.options`); a config file the engine would refuse is an error (exit 2).
+Everything, errors included, is written through ``out``, except argparse's own usage errors (stderr) and
+``--help``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from hip3_trio.config import Config, resolve_state_dir
+from hip3_trio.config import ConfigError
 from hip3_trio.journal import (
     EventRecord,
     Journal,
@@ -43,6 +45,7 @@ from hip3_trio.journal import (
     journal_path,
     open_journal_read_only,
 )
+from hip3_trio.ops.options import add_state_dir_options, state_dir_of
 from hip3_trio.ops.report import format_time_ms
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME, ClearedRecord, HardStop
 
@@ -204,12 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Show or clear the persisted hard-stop latch.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{status,clear}")
     state_dir = argparse.ArgumentParser(add_help=False)
-    state_dir.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        default=None,
-        help="state directory (default: $HIP3_STATE_DIR or ./hip3-state)",
-    )
+    add_state_dir_options(state_dir)
     commands.add_parser(
         "status",
         parents=[state_dir],
@@ -233,7 +231,11 @@ def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
         args = build_parser().parse_args(list(argv))
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
-    state_dir = resolve_state_dir(Config(), args.state_dir)
+    try:
+        state_dir = state_dir_of(args)
+    except ConfigError as exc:
+        out(f"error: {exc}")
+        return EXIT_ERROR
     if args.command == "status":
         return status(state_dir, out)
     by = default_operator() if args.by is None else args.by

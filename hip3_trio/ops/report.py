@@ -37,7 +37,7 @@ from typing import Any, Final
 
 import attrs
 
-from hip3_trio.config import Config, resolve_state_dir
+from hip3_trio.config import ConfigError
 from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
 from hip3_trio.ops.checklist import CHECKLISTS, checklist_json, evaluate_testnet, format_checklist
 from hip3_trio.ops.figures import (
@@ -55,6 +55,7 @@ from hip3_trio.ops.figures import (
     market_stats,
     percentile,
 )
+from hip3_trio.ops.options import add_state_dir_options, state_dir_of
 from hip3_trio.ops.plot import PLOT_INSTALL_HINT, PlotUnavailable, load_pyplot, write_plot
 from hip3_trio.ops.rows import (
     EventRow,
@@ -429,12 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Print the micro test's figures from the journal and the go/no-go verdict."
     )
-    parser.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        default=None,
-        help="state directory (default: $HIP3_STATE_DIR or ./hip3-state)",
-    )
+    add_state_dir_options(parser)
     parser.add_argument(
         "--since",
         metavar="WHEN",
@@ -486,7 +482,11 @@ def main(
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return _exit_code(exc)
     t = thresholds if thresholds is not None else VerdictThresholds()
-    path = journal_path(resolve_state_dir(Config(), args.state_dir))
+    try:
+        path = journal_path(state_dir_of(args))
+    except ConfigError as exc:
+        out(f"error: {exc}")
+        return 2
     try:
         pyplot = load_pyplot() if args.plot is not None else None
         rows = load_rows(path)

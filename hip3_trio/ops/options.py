@@ -1,0 +1,41 @@
+"""The options every operator command shares: where the state directory is.
+
+``report``, ``hardstop`` and ``check`` find the state directory (journal, hard-stop latch, nonce mark)
+exactly as the engine does (`hip3_trio.config.state_dir_for`): ``--state-dir``, else the ``--config``
+file's ``paths.state_dir``, else ``$HIP3_STATE_DIR``, else ``./hip3-state``. Without ``--config`` a
+state directory set only in the config file would be missed, and the command would read another
+journal without saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hip3_trio.config import state_dir_for
+
+__all__ = ["add_state_dir_options", "state_dir_of"]
+
+
+def add_state_dir_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--state-dir DIR`` and ``--config FILE`` to `parser`."""
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=None,
+        help="state directory (default: the --config file's paths.state_dir, else $HIP3_STATE_DIR, "
+        "else ./hip3-state)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="the engine's TOML config: its paths.state_dir is the state directory unless --state-dir "
+        "is given",
+    )
+
+
+def state_dir_of(args: argparse.Namespace) -> Path:
+    """The state directory named by parsed `args` (see the module docstring); raises `ConfigError`."""
+    return state_dir_for(args.state_dir, args.config)
