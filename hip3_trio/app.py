@@ -9,6 +9,7 @@
         ├── connection     reconnect loop → one Session per connection (reader, heartbeat, sender,
         │                  post timer, sync) with the `Engine` as its host
         ├── time stop      every second: time stop, hard-stop latch, book housekeeping
+        ├── hard-stop file every 0.5 s: a latch another process wrote (`hardstop trip`) stops trading
         ├── status         one line every few seconds
         ├── metrics        Prometheus scrape endpoint on 127.0.0.1 (--metrics-port only)
         └── signals        SIGTERM / SIGINT → the orderly stop (CLI runs only)
@@ -56,6 +57,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: How often the engine looks at its hard-stop file for a latch written by another process (an operator's
+#: ``hardstop trip``): it acts on one within this, plus one step.
+HARD_STOP_POLL_S = 0.5
 
 
 def engine_settings(
@@ -103,6 +107,13 @@ async def _time_stop_loop(engine: Engine) -> None:
     while True:
         core.tick(trio.current_time())
         await trio.sleep(interval)
+
+
+async def _hard_stop_file_loop(engine: Engine) -> None:
+    """Off the order path, in its own task: the latch file's ``stat`` never delays a step that trades."""
+    while True:
+        await trio.sleep(HARD_STOP_POLL_S)
+        engine.poll_hard_stop()
 
 
 async def _status_loop(engine: Engine, every: float, out: Callable[[str], None], started: float) -> None:
@@ -191,6 +202,7 @@ async def run_engine(
                     )
                 )
                 trading.start_soon(_time_stop_loop, engine)
+                trading.start_soon(_hard_stop_file_loop, engine)
                 trading.start_soon(_status_loop, engine, status_every, out, started)
                 if handle_signals:
                     trading.start_soon(_watch_signals, request_stop)

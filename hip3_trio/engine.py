@@ -129,6 +129,14 @@ class Engine:
         """Latch the hard stop from outside the trading path (`TradingCore.trip_hard_stop`)."""
         self.core.trip_hard_stop(reason, trio.current_time(), alert=alert)
 
+    def poll_hard_stop(self) -> None:
+        """Act on a latch another process wrote into the hard-stop file (``hardstop trip``), as on
+        `trip_hard_stop` with the file's reason: no new entries, flatten everything. The look is cheap
+        (`HardStop.poll`: a ``stat`` unless the file changed) and an I/O error there is only logged."""
+        record = self.core.hard_stop_latch.poll(self.core.exchange_ms())
+        if record is not None:
+            self.trip_hard_stop(record.reason)
+
     def save_state(self) -> None:
         """Persist what must survive the process (the nonce high-water mark)."""
         self.link.save_nonce()

@@ -184,3 +184,73 @@ def test_a_failed_clear_raises_and_stays_latched(tmp_path: Path, monkeypatch: py
     assert stop.latched
     monkeypatch.undo()
     assert HardStop.load(tmp_path, now_ms=3).latched
+
+
+# --- poll: a latch written by another process (`hardstop trip`) ------------------------------------------
+
+
+def test_poll_adopts_a_latch_another_process_wrote_with_its_reason_and_time(tmp_path: Path) -> None:
+    engine = HardStop.load(tmp_path, now_ms=0)
+    assert engine.poll(1) is None  # no file yet
+    HardStop.load(tmp_path, now_ms=0).trigger("operator alice: serious log", 50)  # another process
+    assert engine.poll(100) == StopRecord("operator alice: serious log", 50)
+    assert engine.latched and engine.persisted
+    assert engine.poll(200) is None  # adopted once
+    assert engine.trigger("later", 300) is False  # keeps the operator's reason; nothing rewritten
+    assert HardStop.load(tmp_path, now_ms=400).record == StopRecord("operator alice: serious log", 50)
+
+
+def test_poll_reads_the_file_only_when_it_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = HardStop.load(tmp_path, now_ms=0)
+    other.trigger("x", 1)
+    other.clear("bob", 2)  # the file exists, not latched
+    engine = HardStop.load(tmp_path, now_ms=0)
+    reads: list[Path] = []
+    read_text = Path.read_text
+
+    def counting_read(self: Path, *args: object, **kwargs: object) -> str:
+        reads.append(self)
+        return read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", counting_read)
+    for t in range(10):
+        assert engine.poll(t) is None
+    assert len(reads) == 1  # the first look; then only stat
+    other.trigger("y", 20)  # replaced: a new inode, whatever the mtime
+    assert engine.poll(21) == StopRecord("y", 20)
+    assert len(reads) == 2
+
+
+def test_poll_does_not_adopt_a_clear(tmp_path: Path) -> None:
+    engine = HardStop.load(tmp_path, now_ms=0)
+    engine.trigger("risk limit", 1)
+    HardStop.load(tmp_path, now_ms=2).clear("carol", 3)
+    assert engine.poll(4) is None
+    assert engine.record == StopRecord("risk limit", 1)  # held until the engine restarts
+
+
+def test_poll_logs_an_io_error_once_and_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = HardStop.load(tmp_path, now_ms=0)
+
+    def broken_stat(self: Path, **kwargs: object) -> os.stat_result:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "stat", broken_stat)
+    for t in range(5):
+        assert engine.poll(t) is None
+    assert not engine.latched
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "cannot check the hard-stop file" in errors[0].getMessage()
+    monkeypatch.undo()
+    HardStop.load(tmp_path, now_ms=0).trigger("after the error", 9)
+    assert engine.poll(10) == StopRecord("after the error", 9)
+
+
+def test_poll_treats_a_garbled_file_as_latched(tmp_path: Path) -> None:
+    engine = HardStop.load(tmp_path, now_ms=0)
+    latch_file(tmp_path).write_bytes(b"\xff{latched")
+    record = engine.poll(7)
+    assert record is not None and record.time_ms == 7 and "unreadable" in record.reason
+    assert engine.latched

@@ -186,3 +186,78 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("reset")[0] == 2
     assert "python -m hip3_trio hardstop" in capsys.readouterr().err
     assert main(["--help"]) == 0
+
+
+# --- trip ------------------------------------------------------------------------------------------------
+
+
+def tripped_events(state: Path) -> list[tuple[int, dict[str, object]]]:
+    with Journal.open(state) as journal:
+        rows = journal.query(
+            "SELECT time_ms, detail FROM events WHERE kind = 'hard_stop_tripped' ORDER BY id"
+        )
+    return [(t, json.loads(d)) for t, d in rows]
+
+
+def test_trip_latches_now_and_journals_who_when_and_why(tmp_path: Path) -> None:
+    before = now_ms()
+    code, lines = run("trip", "--reason", "serious log found", "--by", "alice", "--state-dir", str(tmp_path))
+    assert code == 0
+    assert lines[0].startswith("hard stop LATCHED by alice at ") and lines[0].endswith(": serious log found")
+    record = HardStop.load(tmp_path, now_ms()).record
+    assert record is not None and record.reason == "operator alice: serious log found"
+    assert before <= record.time_ms <= now_ms()
+    ((time_ms, detail),) = tripped_events(tmp_path)
+    assert time_ms == record.time_ms
+    assert detail == {"tripped_by": "alice", "tripped_at_ms": record.time_ms, "reason": "serious log found"}
+    code, lines = run("status", "--state-dir", str(tmp_path))
+    assert (code, lines[1]) == (1, "  reason: operator alice: serious log found")
+
+
+def test_trip_when_already_latched_keeps_the_first_reason(tmp_path: Path) -> None:
+    latch(tmp_path, "cumulative loss")
+    code, lines = run("trip", "--reason", "again", "--by", "bob", "--state-dir", str(tmp_path))
+    assert code == 0
+    assert lines[0] == f"hard stop: already LATCHED since 2025-01-01T00:00:00.000Z ({T0}): cumulative loss"
+    record = HardStop.load(tmp_path, now_ms()).record
+    assert record is not None and record.reason == "cumulative loss"
+    assert not (tmp_path / JOURNAL_FILENAME).exists()
+
+
+def test_trip_defaults_the_operator_to_user_at_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardstop_cmd, "default_operator", lambda: "carol@box")
+    assert run("trip", "--reason", "r", "--state-dir", str(tmp_path))[0] == 0
+    assert tripped_events(tmp_path)[0][1]["tripped_by"] == "carol@box"
+
+
+@pytest.mark.parametrize("argv", [["--reason", " "], ["--reason", "r", "--by", " "], []], ids=str)
+def test_trip_needs_a_reason_and_a_name(tmp_path: Path, argv: list[str]) -> None:
+    assert run("trip", *argv, "--state-dir", str(tmp_path))[0] == 2
+    assert not HardStop.load(tmp_path, now_ms()).latched
+
+
+def test_trip_refuses_a_missing_state_dir(tmp_path: Path) -> None:
+    code, lines = run("trip", "--reason", "r", "--state-dir", str(tmp_path / "nope"))
+    assert code == 2 and "does not exist" in lines[0]
+    assert not (tmp_path / "nope").exists()
+
+
+def test_trip_that_cannot_write_the_latch_says_so_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_replace(src: str, dst: object) -> None:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr("os.replace", broken_replace)
+    code, lines = run("trip", "--reason", "r", "--by", "dan", "--state-dir", str(tmp_path))
+    assert code == 2 and "NOT latched" in lines[-1]
+    monkeypatch.undo()
+    assert not HardStop.load(tmp_path, now_ms()).latched
+
+
+def test_a_journal_failure_after_the_trip_exits_1(tmp_path: Path) -> None:
+    (tmp_path / JOURNAL_FILENAME).mkdir()  # SQLite cannot open a directory
+    code, lines = run("trip", "--reason", "r", "--by", "erin", "--state-dir", str(tmp_path))
+    assert code == 1
+    assert lines[-1].startswith("error: the latch is set, but the hard_stop_tripped event could not be")
+    assert HardStop.load(tmp_path, now_ms()).latched

@@ -1,4 +1,5 @@
-"""Operator control of the hard stop: ``python -m hip3_trio hardstop {status,clear} [--state-dir DIR]``.
+"""Operator control of the hard stop: ``python -m hip3_trio hardstop {status,trip,clear} [--state-dir DIR]
+[--config FILE]``.
 
 ``status`` prints whether the latch in ``<state_dir>/hard_stop.json`` holds, its (first) reason and time,
 and who last cleared it, when that is recorded — in the latch file after a clear, else in the journal's
@@ -13,10 +14,20 @@ operator defaults to ``user@host`` (`getpass.getuser`, `socket.gethostname`). Ex
 nothing was latched); 1 cleared, but the journal event could not be written (the latch file still records
 who and when); 2 refused or failed, latch unchanged.
 
-The latch is loaded by the engine at start-up: an engine that is already running keeps its in-memory latch
-until it is restarted, so clear it, then restart the engine.
+``trip --reason TEXT [--by NAME]`` latches it now ("a serious log line: stop at once"): the latch file is
+written through `HardStop.trigger` with the reason ``operator NAME: TEXT``, then an
+``EventRecord(kind="hard_stop_tripped")`` is journaled with detail ``tripped_by``, ``tripped_at_ms`` and
+``reason``. A running engine on that state directory sees the file change within half a second
+(`HardStop.poll`) and acts as on any hard stop: no new entries, every position flattened; a stopped one
+comes back latched. A latch already set keeps its first reason: nothing is written (exit 0). Exit code:
+0 latched; 1 latched, but the journal event could not be written; 2 refused or the latch file could not
+be written (the engine was not stopped).
 
-Both commands refuse a state directory that does not exist (exit 2) rather than report "not latched" for a
+The latch is loaded by the engine at start-up, and a latch another process writes is adopted while it
+runs; a clear is not: an engine that is already running keeps its in-memory latch until it is restarted,
+so clear it, then restart the engine.
+
+All commands refuse a state directory that does not exist (exit 2) rather than report "not latched" for a
 mistyped ``--state-dir`` (`HardStop.load` would create it). The state directory is found as the engine
 finds it: ``--state-dir``, else the ``--config`` file's ``paths.state_dir``, else ``$HIP3_STATE_DIR``, else
 ``./hip3-state`` (`hip3_trio.ops.options`); a config file the engine would refuse is an error (exit 2).
@@ -49,10 +60,18 @@ from hip3_trio.ops.options import add_state_dir_options, state_dir_of
 from hip3_trio.ops.report import format_time_ms
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME, ClearedRecord, HardStop
 
-__all__ = ["CLEARED_EVENT_KIND", "build_parser", "default_operator", "last_cleared", "main"]
+__all__ = [
+    "CLEARED_EVENT_KIND",
+    "TRIPPED_EVENT_KIND",
+    "build_parser",
+    "default_operator",
+    "last_cleared",
+    "main",
+]
 
 PROG: Final = "python -m hip3_trio hardstop"
 CLEARED_EVENT_KIND: Final = "hard_stop_cleared"
+TRIPPED_EVENT_KIND: Final = "hard_stop_tripped"
 
 EXIT_OK: Final = 0
 EXIT_LATCHED: Final = 1
@@ -164,8 +183,7 @@ def _journal_cleared(state_dir: Path, cleared: ClearedRecord) -> None:
             "stopped_at_ms": cleared.time_ms,
         },
     )
-    with Journal.open(state_dir) as journal:
-        journal.write([event])
+    _journal_event(state_dir, event)
 
 
 def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) -> int:
@@ -202,10 +220,54 @@ def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) ->
     return EXIT_OK
 
 
+def _journal_event(state_dir: Path, event: EventRecord) -> None:
+    with Journal.open(state_dir) as journal:
+        journal.write([event])
+
+
+def trip(state_dir: Path, *, reason: str, by: str, out: Callable[[str], None]) -> int:
+    """Latch the hard stop in `state_dir` now, as operator `by`, and journal it; see the module docstring."""
+    if not reason.strip():
+        out("error: --reason needs the reason for stopping (it is what the engine and `status` show)")
+        return EXIT_ERROR
+    if not by.strip():
+        out("error: --by needs the operator's name")
+        return EXIT_ERROR
+    if _missing_dir(state_dir, out):
+        return EXIT_ERROR
+    now = _now_ms()
+    stop = HardStop.load(state_dir, now)
+    if stop.record is not None:
+        out(f"hard stop: already LATCHED since {_when(stop.record.time_ms)}: {stop.record.reason}")
+        out("  nothing changed (the latch keeps its first reason)")
+        return EXIT_OK
+    stop.trigger(f"operator {by.strip()}: {reason.strip()}", now)
+    if not stop.persisted:
+        out(f"error: could not write {stop.path}; the hard stop is NOT latched (check the directory's owner)")
+        return EXIT_ERROR
+    out(f"hard stop LATCHED by {by.strip()} at {_when(now)}: {reason.strip()}")
+    out("  a running engine on this state directory stops opening positions and flattens within a second;")
+    out("  it stays stopped across restarts until `hardstop clear --yes`")
+    event = EventRecord(
+        time_ms=now,
+        kind=TRIPPED_EVENT_KIND,
+        detail={"tripped_by": by.strip(), "tripped_at_ms": now, "reason": reason.strip()},
+    )
+    try:
+        _journal_event(state_dir, event)
+    except (JournalError, sqlite3.Error, OSError) as exc:
+        out(f"error: the latch is set, but the {TRIPPED_EVENT_KIND} event could not be journaled: {exc}")
+        return EXIT_NOT_JOURNALED
+    out(f"journaled as {TRIPPED_EVENT_KIND}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``hardstop`` subcommand's arguments."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Show or clear the persisted hard-stop latch.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{status,clear}")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Show, trip or clear the persisted hard-stop latch."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{status,trip,clear}")
     state_dir = argparse.ArgumentParser(add_help=False)
     add_state_dir_options(state_dir)
     commands.add_parser(
@@ -214,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the latch (exit 0 clear, 1 latched)",
         description="Print the latch, its reason and time, and who cleared it last. Exit 0 clear, 1 latched.",
     )
+    trip_cmd = commands.add_parser(
+        "trip",
+        parents=[state_dir],
+        help="latch it now (a running engine flattens and stops opening positions)",
+        description="Latch the hard stop now and journal who did it, when and why. A running engine on "
+        "this state directory acts on it within a second: no new entries, every position flattened.",
+    )
+    trip_cmd.add_argument(
+        "--reason", metavar="TEXT", required=True, help="why (shown by the engine and status)"
+    )
+    trip_cmd.add_argument("--by", metavar="NAME", default=None, help="operator name (default: user@host)")
     clear_cmd = commands.add_parser(
         "clear",
         parents=[state_dir],
@@ -239,4 +312,6 @@ def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     if args.command == "status":
         return status(state_dir, out)
     by = default_operator() if args.by is None else args.by
+    if args.command == "trip":
+        return trip(state_dir, reason=args.reason, by=by, out=out)
     return clear(state_dir, by=by, yes=args.yes, out=out)

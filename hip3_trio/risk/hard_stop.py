@@ -16,6 +16,10 @@ and happens at most a handful of times in a process's life, and keeping it synch
 transition atomic under Trio (no `await` between deciding to stop and being stopped). If persisting a
 trigger fails, the in-memory latch still holds (the process stays stopped) and the write is retried on
 the next trigger; a failed `clear()` raises and leaves the latch set.
+
+Another process may latch the file while the engine runs (``python -m hip3_trio hardstop trip``): the
+engine `poll()`s it every half second — one ``stat`` unless the file changed — and adopts a latch it
+finds. A clear by another process is not adopted: a running engine keeps its latch until it restarts.
 """
 
 from __future__ import annotations
@@ -87,6 +91,9 @@ class HardStop:
     path: Path
     _record: StopRecord | None = None
     _persisted: bool = True
+    # What `poll` last read: the file's (mtime ns, size, inode), and the last I/O error it logged.
+    _seen: tuple[int, int, int] | None = attrs.field(default=None, init=False)
+    _poll_error: str | None = attrs.field(default=None, init=False)
 
     @classmethod
     def load(cls, state_dir: Path, now_ms: int, filename: str = DEFAULT_FILENAME) -> HardStop:
@@ -150,6 +157,48 @@ class HardStop:
             else:
                 self._persisted = True
         return newly
+
+    def poll(self, now_ms: int) -> StopRecord | None:
+        """Adopt a latch another process wrote into the file since the last look; the adopted record,
+        or None (already latched here, the file unchanged, missing, or not latched).
+
+        Cheap enough for every second: one ``stat``, and a read only when the file's mtime, size or
+        inode changed (every write replaces the file, so the inode changes even within one mtime tick).
+        An I/O error is logged once per distinct error and otherwise ignored (the next poll tries
+        again): a stat that fails must never stop trading. A file that reads but does not parse is
+        treated as latched, as at start-up (fail safe). The adopted record is the file's own (the
+        operator's reason and time); nothing is written.
+        """
+        if self._record is not None:
+            return None
+        try:
+            st = self.path.stat()
+            if (st.st_mtime_ns, st.st_size, st.st_ino) == self._seen:
+                return None
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self._seen = None
+            return None
+        except OSError as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self._poll_error:
+                log.error("cannot check the hard-stop file %s (%s); trying again", self.path, message)
+                self._poll_error = message
+            return None
+        except UnicodeError as exc:
+            return self._adopt(self._unreadable(self.path, exc, now_ms).record)
+        self._seen, self._poll_error = (st.st_mtime_ns, st.st_size, st.st_ino), None
+        try:
+            record = _parse(text)
+        except ValueError as exc:
+            return self._adopt(self._unreadable(self.path, exc, now_ms).record)
+        return self._adopt(record)
+
+    def _adopt(self, record: StopRecord | None) -> StopRecord | None:
+        if record is not None:
+            self._record, self._persisted = record, True
+            log.critical("HARD STOP latched in %s by another process: %s", self.path, record.reason)
+        return record
 
     def clear(self, by: str, now_ms: int) -> ClearedRecord | None:
         """Operator action: un-latch, recording who and when. Returns the cleared record for the journal,
