@@ -29,6 +29,7 @@ returns) and print the summary. An engine start and stop are alerts; a stop by a
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import math
@@ -44,6 +45,7 @@ import trio_websocket
 from hip3_trio.alerts import AlertKind
 from hip3_trio.config import Config
 from hip3_trio.engine import Engine, EngineSettings, EngineStatistics
+from hip3_trio.errors import EnvironmentProblem
 from hip3_trio.journal import Journal, JournalStats, Record, WriteRunner, run_journal, write_in_thread
 from hip3_trio.venue.session import Connect, Session, WsLike, run_connection
 from hip3_trio.webhook import AlertSender
@@ -122,6 +124,22 @@ async def _status_loop(engine: Engine, every: float, out: Callable[[str], None],
         out(engine.status_line(trio.current_time() - started))
 
 
+async def _start_metrics(nursery: trio.Nursery, engine: Engine, port: int) -> None:
+    """Serve the metrics in `nursery`; a port that cannot be listened on is an `EnvironmentProblem`."""
+    from hip3_trio.metrics import serve_metrics
+
+    try:
+        await nursery.start(serve_metrics, engine, port)
+    except OSError as exc:
+        why = (
+            "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror or exc})"
+        )
+        raise EnvironmentProblem(
+            f"--metrics-port {port}: 127.0.0.1:{port} {why}; stop what listens there "
+            f"(ss -ltnp 'sport = :{port}') or choose another port"
+        ) from exc
+
+
 async def _watch_signals(request_stop: Callable[[str], None]) -> None:
     """SIGTERM / SIGINT → the orderly stop. SIGHUP is received and ignored (logged): under a supervisor
     it means "reload", which this engine has nothing to do for, and it must never kill it unflushed."""
@@ -190,6 +208,8 @@ async def run_engine(
         _alert_start(engine)
         try:
             async with trio.open_nursery() as trading:
+                if metrics_port is not None:  # first: a port in use refuses the start before any connection
+                    await _start_metrics(trading, engine, metrics_port)
                 trading.start_soon(
                     lambda: run_connection(
                         connect,
@@ -206,10 +226,6 @@ async def run_engine(
                 trading.start_soon(_status_loop, engine, status_every, out, started)
                 if handle_signals:
                     trading.start_soon(_watch_signals, request_stop)
-                if metrics_port is not None:
-                    from hip3_trio.metrics import serve_metrics
-
-                    await trading.start(serve_metrics, engine, metrics_port)
                 with trio.move_on_after(duration if duration is not None else math.inf):
                     await stop.wait()
                 engine.begin_shutdown(stop_reason())

@@ -14,10 +14,14 @@ needs no key and no config: it trades the simulator's funded account with its th
 `HIP3_PRIVATE_KEY` or the config's `key_file` (mode 0600); mainnet also needs `allow_mainnet = true`.
 `--dry-run` runs everything but never sends an order (signals are journaled as not acted on).
 
-Exit status (a start-up refusal prints one line, ``hip3-trio: …``, on stderr, never a traceback):
+Exit status (a start-up refusal prints one line, ``hip3-trio: <cause>; <fix>``, on stderr, never a
+traceback; see `hip3_trio.errors`):
     0    orderly stop (duration reached, SIGTERM, SIGINT)
-    2    configuration error: bad flags, config file, key or nonce file
-    3    environment problem: the journal is damaged, not a journal, or cannot be opened
+    2    configuration error: bad flags (e.g. ``--duration nan``, ``--market FOO``), the config file, the
+         key or nonce file; or the venue makes the configured run impossible at the first sync (a market
+         it does not list or has delisted, a leverage it refuses, a dex short of collateral for the caps)
+    3    environment problem: the metrics port is in use, the state directory is not writable, the
+         journal is damaged or cannot be used, a preflight FAIL before the first READY
     130  interrupted before the orderly stop could run
 A programming error ends with a traceback and Python's status 1.
 """
@@ -25,12 +29,16 @@ A programming error ends with a traceback and Python's status 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import math
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
@@ -38,6 +46,7 @@ import trio
 from hip3_trio.app import engine_settings, run_engine, websocket_connector
 from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_alerts, resolve_state_dir
 from hip3_trio.engine import Engine
+from hip3_trio.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, EnvironmentProblem, StartupError
 from hip3_trio.execution.nonce import (
     NONCE_FILENAME,
     NonceManager,
@@ -53,7 +62,7 @@ from hip3_trio.position.history import read_entry_hints
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
-from hip3_trio.venue.queries import StartupError
+from hip3_trio.venue.queries import UnknownMarketError
 from hip3_trio.webhook import open_alerts
 from hip3_trio.wire.keys import KeyConfigError
 from hip3_trio.wire.signing import Signer
@@ -63,8 +72,6 @@ URLS = {
     "mainnet": "wss://api.hyperliquid.xyz/ws",
 }
 SUBCOMMANDS = ("hardstop", "report", "alerts", "check", "probe")
-EXIT_CONFIG = 2
-EXIT_ENVIRONMENT = 3
 
 log = logging.getLogger("hip3_trio")
 
@@ -80,8 +87,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, like every other start-up refusal (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"hip3-trio: {message} (see python -m hip3_trio --help)\n")
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (``nan``, ``inf``, zero and negatives are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (0-65535), got {text!r}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m hip3_trio",
         description="Run the engine (subcommands: hardstop, report, alerts — see "
         "`python -m hip3_trio report -h`).",
@@ -95,25 +130,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="journal, hard-stop latch, nonce mark (default: "
         "paths.state_dir, else $HIP3_STATE_DIR, else ./hip3-state)",
     )
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds")
     parser.add_argument("--dry-run", action="store_true", help="never send an order")
     parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint (any env)")
     parser.add_argument("--market", action="append", default=None, help="a market to trade (repeatable)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
-    parser.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    parser.add_argument("--status-every", type=_seconds, default=5.0, help="seconds between status lines")
     parser.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT"
+        "--metrics-port", type=_port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT"
     )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    if args.duration is not None and args.duration <= 0:
-        parser.error(f"--duration must be positive, got {args.duration}")
-    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
-        parser.error(f"--metrics-port must be a TCP port, got {args.metrics_port}")
-    if args.status_every <= 0:
-        parser.error(f"--status-every must be positive, got {args.status_every}")
-    return args
+    return parser.parse_args(argv)
 
 
 def setup_logging(fmt: str, level: str) -> None:
@@ -127,8 +155,40 @@ def load_run_config(args: argparse.Namespace) -> Config:
     """The config for this run: the file (or defaults), with --market overriding its markets."""
     config = load_config(args.config, args.env)
     if args.market:
-        config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in args.market))
+        try:
+            config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in args.market))
+        except ValueError as exc:  # the field validators' `Invalid`
+            raise ConfigError([f"--market: {exc}"], "command line") from None
     return config
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    """Create the state directory if missing and prove this user can write there, before anything starts:
+    the latch, the nonce mark and the journal all live there. `EnvironmentProblem` if not."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=state_dir, prefix=".hip3-write-test-"):
+            pass
+    except OSError as exc:
+        writable = exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
+        what = "cannot be used" if writable else "is not writable"
+        raise EnvironmentProblem(
+            f"the state directory {state_dir} {what} ({exc.strerror or exc}); make it a directory this "
+            f"user can write (e.g. install -d -o hip3 -m 0700 {state_dir}) or choose another with "
+            "--state-dir"
+        ) from None
+
+
+def load_nonce_mark(path: Path) -> int:
+    """The persisted nonce high-water mark: a file that cannot be read is an `EnvironmentProblem`, one
+    that does not parse a `NonceStateError` (exit 2, as before)."""
+    try:
+        return load_high_water(path)
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"the nonce mark {path} cannot be read ({exc.strerror or exc}); make it a file this user can "
+            "read and write, or move it aside (nonces then follow the clock)"
+        ) from None
 
 
 def restore_risk_counters(monitor: RiskMonitor, journal: Journal, state_dir: Path) -> None:
@@ -197,7 +257,8 @@ async def run_preflight(
 ) -> None:
     """The same checks as `python -m hip3_trio check`, once, before the engine's first READY: a FAIL
     that matters to a trading engine (`check.engine_blockers`) refuses the start (`PreflightFailed`,
-    exit 3) with the table in the log; anything else is logged and the engine starts."""
+    exit 3; a `StartupError`, exit 2, when a configured market or the key fails) with the table in the
+    log; anything else is logged and the engine starts."""
     from hip3_trio.ops.check import PreflightFailed, engine_blockers, format_table, preflight
     from hip3_trio.ops.venue_client import open_venue_client
 
@@ -212,16 +273,24 @@ async def run_preflight(
     blockers = engine_blockers(results, dry_run=args.dry_run)
     for line in format_table(results):
         (log.error if blockers else log.info)("preflight: %s", line)
-    if blockers:
-        names = ", ".join(f"{r.name} ({r.value})" for r in blockers)
-        raise PreflightFailed(f"preflight FAIL, not trading: {names}; `python -m hip3_trio check` shows all")
+    if not blockers:
+        return
+    names = ", ".join(f"{r.name} ({r.value})" for r in blockers)
+    if any(r.name == "key" or r.name.startswith("market ") for r in blockers):
+        # The configuration names what the venue does not have: a configuration error (exit 2), to fix
+        # first (other FAILs may follow from it: a dex that does not exist has no clearinghouse time).
+        raise StartupError(
+            f"preflight FAIL, not trading: {names}; fix the markets ([[markets]] or --market: 'dex:COIN' "
+            "as the venue lists them) or the key and signer_address, then `python -m hip3_trio check`"
+        )
+    raise PreflightFailed(f"preflight FAIL, not trading: {names}; `python -m hip3_trio check` shows all")
 
 
 async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     config = load_run_config(args)
     alerts_config = resolve_alerts(config)  # before anything starts: a bad HIP3_ALERT_WEBHOOK is exit 2
     state_dir = resolve_state_dir(config, args.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    prepare_state_dir(state_dir)
     nonce_path = state_dir / NONCE_FILENAME
     hard_stop = HardStop.load(state_dir, wall_clock_ms())
     if hard_stop.latched:
@@ -231,7 +300,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
             "`python -m hip3_trio hardstop clear --yes`",
             record.reason if record else "unreadable latch file",
         )
-    nonces = NonceManager(wall_clock_ms, high_water=load_high_water(nonce_path))
+    nonces = NonceManager(wall_clock_ms, high_water=load_nonce_mark(nonce_path))
     # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
     with Journal.open(state_dir) as journal:
         async with _venue(args, config) as (url, user, signer):
@@ -286,31 +355,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return trio.run(amain, args, out)
-    except (ConfigError, KeyConfigError, NonceStateError) as exc:
-        print(f"hip3-trio: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except JournalError as exc:
-        print(f"hip3-trio: {exc}", file=sys.stderr)
-        return EXIT_ENVIRONMENT
-    except StartupError as exc:
-        print(f"hip3-trio: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except PreflightFailed as exc:
-        print(f"hip3-trio: {exc}", file=sys.stderr)
-        return EXIT_ENVIRONMENT
-    except BaseExceptionGroup as group:
-        # The venue refused the configured run (unknown or delisted market, leverage, collateral):
-        # raised inside the trading nursery, so it arrives in a group.
-        startup, _ = group.split((StartupError, PreflightFailed))
-        if startup is None:
-            raise
-        leaf: BaseException = startup
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
-        print(f"hip3-trio: {leaf}", file=sys.stderr)
-        return EXIT_ENVIRONMENT if isinstance(leaf, PreflightFailed) else EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BaseException as exc:
+        refused = startup_refusal(exc)
+        if refused is None:
+            raise  # a bug: the traceback is the report
+        code, message = refused
+        print(f"hip3-trio: {message}", file=sys.stderr)
+        return code
+
+
+def startup_refusal(exc: BaseException) -> tuple[int, str] | None:
+    """(exit status, one-line message) for a start-up failure that is not a bug, else None.
+
+    A failure raised inside the engine's task tree (a `StartupError` from the first sync: a market the
+    venue does not list or has delisted, a leverage it refuses, a dex short of collateral; a preflight
+    FAIL before the first READY; the metrics port) arrives wrapped in exception groups: it counts when
+    every leaf is such a failure, and the first leaf's message is the one printed.
+    """
+    leaves = list(_leaves(exc))
+    refusals = [_refusal(leaf) for leaf in leaves]
+    if not refusals or any(r is None for r in refusals):
+        return None
+    return refusals[0]
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def _refusal(exc: BaseException) -> tuple[int, str] | None:
+    if isinstance(exc, ConfigError | KeyConfigError):
+        return EXIT_CONFIG, str(exc)
+    if isinstance(exc, NonceStateError):
+        return EXIT_CONFIG, f"{exc}; repair it, or move it aside (nonces then follow the clock)"
+    if isinstance(exc, UnknownMarketError):
+        return EXIT_CONFIG, (
+            f"{exc}; fix the markets in the config ([[markets]]) or --market: HIP-3 markets are "
+            "'dex:COIN' as the venue lists them (perpDexs, meta)"
+        )
+    if isinstance(exc, StartupError):  # the venue makes the configured run impossible; the message says
+        return EXIT_CONFIG, str(exc)
+    if isinstance(exc, JournalError | EnvironmentProblem | PreflightFailed):
+        return EXIT_ENVIRONMENT, str(exc)
+    return None
 
 
 def _subcommand(name: str, argv: list[str]) -> int:

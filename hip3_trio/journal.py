@@ -616,7 +616,11 @@ class Journal:
             if conn is not None:
                 conn.close()
             if isinstance(exc, sqlite3.OperationalError):  # cannot open, locked, I/O error, ...
-                raise JournalError(f"the journal {path} cannot be used: {_one_line(str(exc))}") from exc
+                raise JournalError(
+                    f"the journal {path} cannot be used: {_one_line(str(exc))}; check that the file and "
+                    f"{directory} are writable by this user, the disk is not full, and no other engine "
+                    "holds the journal"
+                ) from exc
             if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database", "… malformed"
                 raise _damaged(path, _one_line(str(exc))) from exc
             raise

@@ -467,14 +467,35 @@ def test_run_refuses_a_key_file_others_can_read(service_copy: Path) -> None:
         (("-1", "9"), "ERROR", "engine killed by signal 9 (SIGKILL)"),
         (("-1", "15"), "ERROR", "engine killed by signal 15 (SIGTERM)"),
         (("1", "0"), "ERROR", "engine exited 1"),
+        (("2", "0"), "ERROR", "engine exited 2 (configuration error, see the line above); retrying in 0 s"),
+        (("3", "0"), "ERROR", "engine exited 3 (environment problem: port in use, state dir or journal"),
+        (("111", "0"), "ERROR", "engine exited 111 (configuration error"),
     ],
 )
 def test_finish_logs_one_json_line(args: tuple[str, str], level: str, text: str) -> None:
+    env = {**os.environ, "HIP3_FINISH_PAUSE_S": "0"}
     result = subprocess.run(
-        ["./finish", *args], cwd=SERVICE_SRC, capture_output=True, text=True, timeout=10, check=True
+        ["./finish", *args], cwd=SERVICE_SRC, capture_output=True, text=True, timeout=10, check=True, env=env
     )
     doc = json.loads(result.stdout)
     assert doc["level"] == level and doc["logger"] == "hip3_trio.runit.finish"
     assert doc["msg"].startswith(text)
     assert (doc["exit_code"], doc["signal"]) == (int(args[0]), int(args[1]))
     assert abs(doc["t"] - time.time()) < 5
+
+
+@pytest.mark.parametrize("code", ["2", "3", "111"])
+def test_finish_backs_off_after_a_start_up_refusal(code: str) -> None:
+    """2 (configuration), 3 (environment) and run's 111 don't fix themselves: finish waits before runsv
+    restarts the engine, instead of a restart every second."""
+    env = {**os.environ, "HIP3_FINISH_PAUSE_S": "1"}
+    started = time.monotonic()
+    subprocess.run(
+        ["./finish", code, "0"], cwd=SERVICE_SRC, capture_output=True, timeout=10, check=True, env=env
+    )
+    assert time.monotonic() - started >= 1.0
+    started = time.monotonic()
+    subprocess.run(
+        ["./finish", "1", "0"], cwd=SERVICE_SRC, capture_output=True, timeout=10, check=True, env=env
+    )
+    assert time.monotonic() - started < 1.0  # a crash (a bug) is restarted at once
