@@ -490,7 +490,7 @@ class TradingCore:
         """The connection is gone (its posts were already routed): a new generation, books forgotten."""
         self._flush_after_send()
         self.connected = False
-        self.readiness.new_connection()
+        self.readiness.new_connection(orderly=self.stopping)  # the orderly stop closes it: no warning
         if self.detector is not None:
             self.detector.on_stream_lost()
         self._record(jm.event("disconnect", self.exchange_ms(), drained_posts=drained, bad_frames=bad_frames))

@@ -167,16 +167,24 @@ class Engine:
         return "SYNCING (" + ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "") + ")"
 
     def status_line(self, elapsed: float) -> str:
-        """One concise line: connection, READY, inflight, positions, PnL, counts."""
+        """One line an operator reads without the docs, each field named, groups split by ``|``:
+
+        ``[  3600s] READY | inflight 0, queued 0 | positions none | pnl realised 1.23 unrealised 0.00 |
+        signals 40, orders 12, fills 12, rejects 0, trades 6 | connects 3, disconnects 2``
+
+        (PnL net of fees, in USD; positions signed, e.g. ``positions xyz:COIN +0.1``).
+        """
         s = self.statistics()
         c, k = s.core, s.link
-        positions = ", ".join(f"{mkt} {size:+}" for mkt, size in sorted(c.positions.items()))
+        positions = ", ".join(f"{mkt} {size:+}" for mkt, size in sorted(c.positions.items())) or "none"
         mode = " DRY-RUN" if self.settings.dry_run else ""
         return (
-            f"[{elapsed:6.0f}s]{mode} {self._state_text(s)} inflight={k.inflight} queued={c.queued} "
-            f"pos=[{positions}] pnl={c.realized_pnl:.2f}/{c.unrealized_pnl:.2f}u "
-            f"signals={c.signals} orders={c.orders} fills={c.fills} rejects={c.rejects} trades={c.trades} "
-            f"conn={k.connects}/{k.disconnects}"
+            f"[{elapsed:6.0f}s]{mode} {self._state_text(s)} | inflight {k.inflight}, queued {c.queued} | "
+            f"positions {positions} | "
+            f"pnl realised {c.realized_pnl:.2f} unrealised {c.unrealized_pnl:.2f} | "
+            f"signals {c.signals}, orders {c.orders}, fills {c.fills}, rejects {c.rejects}, "
+            f"trades {c.trades} | "
+            f"connects {k.connects}, disconnects {k.disconnects}"
         )
 
     def summary(self) -> str:

@@ -111,16 +111,22 @@ class Readiness:
 
     # --- transitions -------------------------------------------------------------------------------
 
-    def new_connection(self) -> int:
-        """Start a new generation (on connect, and on disconnect): every condition resets."""
+    def new_connection(self, *, orderly: bool = False) -> int:
+        """Start a new generation (on connect, and on disconnect): every condition resets.
+
+        Losing a ready connection is a WARNING; with `orderly` (the engine closed it itself, at its
+        orderly stop) it is only noted, so a normal stop never reads like a reconnect in the log.
+        """
         was_ready = self.ready
         self._announced = False
         self._generation += 1
         self._bbo.clear()
         self._ctx.clear()
         self._orders_acked = self._fills_snapshot = self._reconciled = False
-        if was_ready:
-            log.warning("not ready: connection generation %d started", self._generation)
+        if was_ready and orderly:
+            log.info("connection closed for the orderly stop")
+        elif was_ready:
+            log.warning("not ready: the connection ended; trading waits for a new connection and its sync")
         return self._generation
 
     on_disconnect = new_connection
