@@ -46,7 +46,7 @@ from hip3_trio.alerts import AlertKind
 from hip3_trio.config import Config
 from hip3_trio.engine import Engine, EngineSettings, EngineStatistics
 from hip3_trio.errors import EnvironmentProblem
-from hip3_trio.journal import Journal, JournalStats, Record, WriteRunner, run_journal, write_in_thread
+from hip3_trio.journal import Journal, Record, WriteRunner, run_journal, write_in_thread
 from hip3_trio.venue.session import Connect, Session, WsLike, run_connection
 from hip3_trio.webhook import AlertSender
 
@@ -190,7 +190,7 @@ async def run_engine(
         reasons.append(reason)
         stop.set()
 
-    journal_stats = JournalStats()
+    journal_stats = engine.journal_stats
     failure: list[BaseException] = []
     async with trio.open_nursery() as root:
         root.start_soon(

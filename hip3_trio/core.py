@@ -70,7 +70,7 @@ from hip3_trio.position.records import (
 )
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import risk_event_record
-from hip3_trio.risk.monitor import RiskConfig, RiskMonitor
+from hip3_trio.risk.monitor import RiskConfig, RiskHeadroom, RiskMonitor
 from hip3_trio.strategy.detector import BookTop, Detector, DetectorConfig, OracleCtx, Signal, Skip
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid
@@ -130,11 +130,19 @@ class CoreStatistics:
     queues: Mapping[str, int]
     live_orders: int
     unknown_orders: int
+    # Per market: realised PnL net of fees (this process), unrealised at the latest mark, and when
+    # (`trio.current_time()`) its latest bbo arrived (markets without one yet are absent).
+    realized_pnl_by_market: Mapping[str, Decimal]
+    unrealized_pnl_by_market: Mapping[str, Decimal]
+    market_data_at: Mapping[str, float]
+    # The hard-stop limits' counters (since the last clear, earlier runs included) and the limits.
+    risk: RiskHeadroom
     # The venue's action budget (`execution.request_budget`): requests left (None until read), counted
     # requests sent, and how many actions the venue refused whole as exhausted.
     requests_remaining: int | None = None
     requests_sent: int = 0
     request_budget_exhaustions: int = 0
+    request_reserve: int = 0  # below this many requests left, new entries are refused
 
 
 @attrs.define
@@ -152,6 +160,7 @@ class _Counters:
     trades: int = 0
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
+    realized_by_market: dict[str, Decimal] = attrs.Factory(dict)
 
 
 class _NoListener:
@@ -183,6 +192,7 @@ class TradingCore:
         self.outbox = Outbox()
         self.specs: dict[str, MarketSpec] = {}
         self.marks: dict[str, Decimal] = {}
+        self.market_data_at: dict[str, float] = {}  # the latest bbo's arrival per market (statistics)
         self.book = PositionBook(settings.markets, self.outbox, settings.book)
         self.scheduler = BatchScheduler(settings.scheduler)
         self.readiness = Readiness(settings.markets)
@@ -237,12 +247,16 @@ class TradingCore:
 
     def unrealized_pnl(self) -> Decimal:
         """Open positions marked to the latest mark price (markets without a mark count zero)."""
-        total = ZERO
+        return sum(self.unrealized_pnl_by_market().values(), ZERO)
+
+    def unrealized_pnl_by_market(self) -> dict[str, Decimal]:
+        """Each open position marked to its market's latest mark (positions without a mark left out)."""
+        out = {}
         for market, pos in self.book.positions.items():
             mark = self.marks.get(market)
             if mark is not None and pos.size != 0:
-                total += (mark - pos.avg_entry_px) * pos.size
-        return total
+                out[market] = (mark - pos.avg_entry_px) * pos.size
+        return out
 
     def holds_positions(self) -> bool:
         """A position is open (or announced by a reply): reconnecting is urgent, backoff or not."""
@@ -258,6 +272,7 @@ class TradingCore:
 
     def statistics(self) -> CoreStatistics:
         c = self._counters
+        unrealized = self.unrealized_pnl_by_market()
         return CoreStatistics(
             signals=c.signals,
             signals_acted=c.signals_acted,
@@ -270,7 +285,7 @@ class TradingCore:
             trades=c.trades,
             realized_pnl=c.realized_pnl,
             fees=c.fees,
-            unrealized_pnl=self.unrealized_pnl(),
+            unrealized_pnl=sum(unrealized.values(), ZERO),
             positions={mkt: pos.size for mkt, pos in self.book.positions.items() if pos.size != 0},
             marks=dict(self.marks),
             ready=self.ready,
@@ -291,9 +306,14 @@ class TradingCore:
             },
             live_orders=len(self.book.live_orders()),
             unknown_orders=len(self.book.unknown_orders()),
+            realized_pnl_by_market=dict(c.realized_by_market),
+            unrealized_pnl_by_market=unrealized,
+            market_data_at=dict(self.market_data_at),
+            risk=self.monitor.headroom(self.exchange_ms()),
             requests_remaining=self.executor.requests.remaining,
             requests_sent=self.executor.requests.sent,
             request_budget_exhaustions=self.executor.requests.exhaustions,
+            request_reserve=self.settings.executor.request_reserve,
         )
 
     # --- market data -------------------------------------------------------------------------------
@@ -335,6 +355,7 @@ class TradingCore:
 
     def on_bbo(self, msg: m.Bbo, now: float) -> None:
         if msg.coin in self.book.markets:
+            self.market_data_at[msg.coin] = now
             self.readiness.on_bbo(msg.coin, self.generation)
             if self.detector is not None:
                 now_ms = self.exchange_ms()
@@ -610,6 +631,7 @@ class TradingCore:
         elif isinstance(item, ClosedTrade):
             c.trades += 1
             c.realized_pnl += item.net_pnl
+            c.realized_by_market[item.market] = c.realized_by_market.get(item.market, ZERO) + item.net_pnl
             c.fees += item.fees
             self._record(jm.trade_record(item))
         elif isinstance(item, FlattenAllRequested):

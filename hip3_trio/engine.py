@@ -14,7 +14,8 @@ the status line and summary made from it. See docs/architecture.md for the task 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio
@@ -22,7 +23,7 @@ import trio
 from hip3_trio.alerts import AlertKind, AlertSink, AlertStats
 from hip3_trio.core import CoreSettings, CoreStatistics, TradingCore
 from hip3_trio.execution.nonce import NonceManager
-from hip3_trio.journal import JournalSink
+from hip3_trio.journal import JournalSink, JournalStats
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.venue.link import LinkSettings, LinkStatistics, VenueLink
 from hip3_trio.venue.session import ConnectionConfig
@@ -65,14 +66,18 @@ class EngineSettings(CoreSettings):
 
 @attrs.frozen(kw_only=True)
 class EngineStatistics:
-    """One snapshot of the engine: the core's, the link's, the journal sink's and the alerts' counters,
-    taken together."""
+    """One snapshot of the engine: the core's, the link's, the journal's (sink and task) and the alerts'
+    counters, taken together."""
 
     markets: tuple[str, ...]
     core: CoreStatistics
     link: LinkStatistics
-    journal_sent: int
-    journal_dropped: int
+    journal_sent: int  # records queued for the journal
+    journal_dropped: int  # records the engine could not queue (journal full or gone)
+    journal_written: int  # records the journal task committed (`JournalStats`)
+    journal_failed: int  # records lost to a write error (each latches the hard stop)
+    # Seconds since each configured market's latest bbo (inf: none yet).
+    market_data_age_s: Mapping[str, float]
     alerts: AlertStats = attrs.Factory(AlertStats)
 
 
@@ -101,6 +106,8 @@ class Engine:
             alerts=alerts,
         )
         self.link = VenueLink(settings.link(), self.core, signer=signer, nonces=nonces, save_nonce=save_nonce)
+        # Filled by the journal task `app.run_engine` runs (`journal.run_journal`); read by `statistics`.
+        self.journal_stats = JournalStats()
 
     def trace_latency(self, trace: LatencyTrace) -> None:
         """Instrument the signal-to-wire path (benchmarks): queued in the core, sent by the session."""
@@ -145,12 +152,20 @@ class Engine:
 
     def statistics(self) -> EngineStatistics:
         journal = self.core.journal
+        core = self.core.statistics()
+        now = trio.current_time()
         return EngineStatistics(
             markets=self.settings.markets,
-            core=self.core.statistics(),
+            core=core,
             link=self.link.statistics(),
             journal_sent=journal.sent,
             journal_dropped=journal.dropped,
+            journal_written=self.journal_stats.written,
+            journal_failed=self.journal_stats.failed,
+            market_data_age_s={
+                m: now - core.market_data_at[m] if m in core.market_data_at else math.inf
+                for m in self.settings.markets
+            },
             alerts=attrs.evolve(self.core.alerts.stats),
         )
 

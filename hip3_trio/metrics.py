@@ -24,7 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from hip3_trio.engine import Engine
+from hip3_trio.engine import Engine, EngineStatistics
 
 __all__ = ["EngineCollector", "registry_for", "serve_metrics"]
 
@@ -102,6 +102,70 @@ class EngineCollector(Collector):
         ):
             alerts.add_metric([outcome], count)
         yield alerts
+        yield from _operator_families(snapshot)
+
+
+def _operator_families(snapshot: EngineStatistics) -> Iterator[Metric]:
+    """What the alerting rules in docs/operations.md read: journal health, risk headroom, market data
+    age and PnL per market, peak inflight, the request budget."""
+    s, k = snapshot.core, snapshot.link
+    yield _counter("hip3_journal_records_written", "Journal records committed", snapshot.journal_written)
+    yield _counter(
+        "hip3_journal_records_dropped",
+        "Journal records dropped before the journal (its queue full or closed)",
+        snapshot.journal_dropped,
+    )
+    yield _counter(
+        "hip3_journal_records_failed", "Journal records lost to a write error", snapshot.journal_failed
+    )
+    r = s.risk
+    yield _gauge(
+        "hip3_risk_loss_budget_left_usd",
+        "Loss the hard stop still allows: max_loss_usd + realised PnL since the last clear",
+        float(r.loss_budget_left_usd),
+    )
+    yield _gauge("hip3_risk_loss_streak", "Losing trades in a row (since the last clear)", r.loss_streak)
+    yield _gauge("hip3_risk_flatten_failures", "Flatten failures since the last clear", r.flatten_failures)
+    yield _gauge("hip3_risk_rejects_last_hour", "Non-benign rejects in the last hour", r.rejects_last_hour)
+    limits = GaugeMetricFamily(
+        "hip3_risk_limit", "Hard-stop limits (each trips when its counter goes above it)", labels=["limit"]
+    )
+    limits.add_metric(["max_loss_usd"], float(r.max_loss_usd))
+    limits.add_metric(["max_consecutive_losses"], r.max_consecutive_losses)
+    limits.add_metric(["max_flatten_failures"], r.max_flatten_failures)
+    limits.add_metric(["max_rejects_per_hour"], r.max_rejects_per_hour)
+    yield limits
+    age = GaugeMetricFamily(
+        "hip3_market_data_age_seconds",
+        "Seconds since the market's latest bbo (+Inf: none yet)",
+        labels=["market"],
+    )
+    pnl = GaugeMetricFamily(
+        "hip3_market_pnl_usd", "PnL per market in USD (realised net of fees)", labels=["market", "kind"]
+    )
+    for market in sorted(snapshot.markets):
+        age.add_metric([market], snapshot.market_data_age_s.get(market, float("inf")))
+        pnl.add_metric([market, "realized"], float(s.realized_pnl_by_market.get(market, Decimal(0))))
+        pnl.add_metric([market, "unrealized"], float(s.unrealized_pnl_by_market.get(market, Decimal(0))))
+    yield age
+    yield pnl
+    yield _gauge(
+        "hip3_inflight_peak_posts",
+        "Most posts in flight at once in the current exchange minute",
+        k.inflight_peak,
+    )
+    yield _gauge("hip3_inflight_limit", "The scheduler's limit on posts in flight", k.inflight_limit)
+    if s.requests_remaining is not None:  # unknown until the first userRateLimit read
+        yield _gauge("hip3_requests_remaining", "The venue's action budget left", s.requests_remaining)
+    yield _gauge(
+        "hip3_request_reserve", "Requests kept for reduce-only orders and cancels", s.request_reserve
+    )
+    yield _counter("hip3_requests_sent", "Requests (actions' weights) signed and sent", s.requests_sent)
+    yield _counter(
+        "hip3_request_budget_exhaustions",
+        "Actions the venue refused whole as over the budget",
+        s.request_budget_exhaustions,
+    )
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -38,6 +38,7 @@ __all__ = [
     "OrderRejected",
     "RiskConfig",
     "RiskEvent",
+    "RiskHeadroom",
     "RiskMonitor",
     "SlippageMeasured",
     "TradeClosed",
@@ -136,6 +137,23 @@ class RiskStatistics:
     reject_times: int
 
 
+@attrs.frozen(kw_only=True)
+class RiskHeadroom:
+    """How far the engine is from each hard-stop limit: the monitor's counters (since the hard stop was
+    last cleared, earlier runs included) beside their limits, for the metrics and their alerting rules.
+    A limit trips when its counter goes strictly above it; the loss budget when it goes below zero."""
+
+    realized_pnl: Decimal
+    loss_budget_left_usd: Decimal  # max_loss_usd + realized_pnl
+    max_loss_usd: Decimal
+    loss_streak: int
+    max_consecutive_losses: int
+    flatten_failures: int
+    max_flatten_failures: int
+    rejects_last_hour: int
+    max_rejects_per_hour: int
+
+
 @attrs.define
 class RiskMonitor:
     """Counts events against `RiskConfig` and latches `hard_stop` on the first limit crossed."""
@@ -163,6 +181,21 @@ class RiskMonitor:
         while self._reject_times and self._reject_times[0] <= horizon:
             self._reject_times.popleft()
         return len(self._reject_times)
+
+    def headroom(self, now_ms: int) -> RiskHeadroom:
+        """The counters against their limits now (see `RiskHeadroom`)."""
+        cfg = self.config
+        return RiskHeadroom(
+            realized_pnl=self.realized_pnl,
+            loss_budget_left_usd=cfg.max_loss_usd + self.realized_pnl,
+            max_loss_usd=cfg.max_loss_usd,
+            loss_streak=self.consecutive_losses,
+            max_consecutive_losses=cfg.max_consecutive_losses,
+            flatten_failures=self.flatten_failures,
+            max_flatten_failures=cfg.max_flatten_failures,
+            rejects_last_hour=self.rejects_in_window(now_ms),
+            max_rejects_per_hour=cfg.max_rejects_per_hour,
+        )
 
     def on_event(self, event: RiskEvent, now_ms: int) -> str | None:
         """Count `event`; if it crosses a limit, latch the hard stop and return the reason, else None.

@@ -125,6 +125,10 @@ class LinkStatistics:
     awaiting_noop: int
     post_latency_buckets: tuple[tuple[float, int], ...]
     post_latency_sum: float
+    # The most posts in flight at once in the current exchange minute (0 before its first post), and
+    # the scheduler's limit for it.
+    inflight_peak: int
+    inflight_limit: int
 
 
 @attrs.define
@@ -190,6 +194,8 @@ class VenueLink:
             awaiting_noop=len(self._awaiting_noop),
             post_latency_buckets=tuple(c.post_latency.cumulative()),
             post_latency_sum=c.post_latency.total,
+            inflight_peak=self._peak if self._peak_minute == self.core.exchange_ms() // 60_000 else 0,
+            inflight_limit=self.core.settings.scheduler.inflight_limit,
         )
 
     # --- the core's listener -----------------------------------------------------------------------
