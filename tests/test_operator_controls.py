@@ -1,5 +1,6 @@
 """Operator controls on a running engine (simulator rig, autojump clock): `hardstop trip` from another
-process latches the file, and the engine acts on it within 2 s — no new entries, everything flattened."""
+process latches the file, and the engine acts on it within 2 s — no new entries, everything flattened —
+and alerts (a real webhook on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from hip3_trio.alerts import AlertsConfig
 from hip3_trio.execution.executor import HardStopped, SubmitResult
 from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.ops import hardstop_cmd
 from hip3_trio.risk.hard_stop import HardStop
 from tests.engine_rig import BASE_MS, MARKETS, Rig, quiet_settings, run_rig
+from tests.test_alerts import webhook_server
 
 
 async def test_a_running_engine_acts_on_hardstop_trip_within_2_s(
@@ -39,11 +42,15 @@ async def test_a_running_engine_acts_on_hardstop_trip_within_2_s(
             await rig.wait_for(lambda: not rig.positions() and not rig.sim_positions())
             flat_at.append(trio.current_time())
         after.append(rig.submit(rig.entry_signal(MARKETS[1])))
+        with trio.fail_after(5):
+            await hook.wait_for("hard_stop")  # a person hears of it
         await trio.sleep(30)
         rig.stop.set()
 
     hold = lambda user: quiet_settings(user, time_stop=TimeStopConfig(hold_s=300))  # noqa: E731
-    rig = await run_rig(tmp_path, scenario, settings=hold)
+    async with webhook_server(200) as hook:
+        alerts = AlertsConfig(webhook_url=hook.url, timeout_s=60)
+        rig = await run_rig(tmp_path, scenario, settings=hold, alerts=alerts)
 
     assert acted[0] - tripped[0] <= 0.5  # the file is looked at every half second
     assert flat_at[0] - tripped[0] < 2.0  # flattened on the venue within 2 s
@@ -60,3 +67,5 @@ async def test_a_running_engine_acts_on_hardstop_trip_within_2_s(
     assert reasons == ["operator ops: serious log found"]
     assert rig.query("SELECT COUNT(*) FROM events WHERE kind = 'hard_stop_tripped'") == [(1,)]
     assert any("HARD STOP (operator ops: serious log found)" in line for line in rig.lines)
+    assert hook.kinds() == ["engine_start", "hard_stop", "engine_stop"]
+    assert "HARD STOP latched: operator ops: serious log found" in hook.bodies[1]["text"]
