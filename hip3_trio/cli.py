@@ -18,8 +18,9 @@ Exit status (a start-up refusal prints one line, ``hip3-trio: <cause>; <fix>``, 
 traceback; see `hip3_trio.errors`):
     0    orderly stop (duration reached, SIGTERM, SIGINT)
     2    configuration error: bad flags (e.g. ``--duration nan``, ``--market FOO``), the config file, the
-         key or nonce file; or the venue makes the configured run impossible at the first sync (a market
-         it does not list or has delisted, a leverage it refuses, a dex short of collateral for the caps)
+         key or nonce file; or the venue makes the configured run impossible at a sync (`StartupError`: a
+         market it does not list or has delisted, a leverage it refuses, a dex short of collateral for
+         the caps, a collateral other than USDC, asset ids that changed)
     3    environment problem: the metrics port is in use, the state directory is not writable, the
          journal is damaged or cannot be used, a preflight FAIL before the first READY
     130  interrupted before the orderly stop could run
