@@ -20,9 +20,10 @@ traceback; see `hip3_trio.errors`):
     2    configuration error: bad flags (e.g. ``--duration nan``, ``--market FOO``), the config file, the
          key or nonce file; or the venue makes the configured run impossible at a sync (`StartupError`: a
          market it does not list or has delisted, a leverage it refuses, a dex short of collateral for
-         the caps, a collateral other than USDC, asset ids that changed)
+         the caps, a collateral other than USDC, asset ids that changed), a preflight FAIL on a configured
+         market or the key
     3    environment problem: the metrics port is in use, the state directory is not writable, the
-         journal is damaged or cannot be used, a preflight FAIL before the first READY
+         journal is damaged or cannot be used, any other preflight FAIL before the first READY
     130  interrupted before the orderly stop could run
 A programming error ends with a traceback and Python's status 1.
 """
