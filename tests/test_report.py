@@ -716,3 +716,15 @@ def test_hard_stop_without_a_reason_shows_its_detail() -> None:
     )
     lines = format_report(compute_report(rows))
     assert '  2025-01-01T00:00:00.000Z  {"limit": "loss", "usd": "20"}' in lines
+
+
+def test_the_verdict_takes_its_thresholds_from_the_config_file(state_dir: Path, tmp_path: Path) -> None:
+    """`report --config FILE` uses the file's `[verdict]` (issue 16: thresholds live in config)."""
+    config = tmp_path / "c.toml"
+    verdict = "[verdict]\ngo_trades = 500\nmin_fill_rate = 0.5\n"
+    config.write_text(f'[paths]\nstate_dir = "{state_dir}"\n{verdict}')
+    _, text = run(["--config", str(config), "--json"])
+    thresholds = json.loads(text)["verdict"]["thresholds"]
+    assert (thresholds["go_trades"], thresholds["min_fill_rate"]) == (500, 0.5)
+    _, default_text = run(["--state-dir", str(state_dir), "--json"])
+    assert json.loads(default_text)["verdict"]["thresholds"]["go_trades"] == 100

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hip3_trio.config import state_dir_for
+from hip3_trio.config import Config, load_config, state_dir_for
 
-__all__ = ["add_state_dir_options", "state_dir_of"]
+__all__ = ["add_state_dir_options", "config_of", "state_dir_of"]
 
 
 def add_state_dir_options(parser: argparse.ArgumentParser) -> None:
@@ -39,3 +39,8 @@ def add_state_dir_options(parser: argparse.ArgumentParser) -> None:
 def state_dir_of(args: argparse.Namespace) -> Path:
     """The state directory named by parsed `args` (see the module docstring); raises `ConfigError`."""
     return state_dir_for(args.state_dir, args.config)
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    """The ``--config`` file as the engine reads it (defaults without one); raises `ConfigError`."""
+    return Config() if args.config is None else load_config(args.config, "sim")

@@ -55,7 +55,7 @@ from hip3_trio.ops.figures import (
     market_stats,
     percentile,
 )
-from hip3_trio.ops.options import add_state_dir_options, state_dir_of
+from hip3_trio.ops.options import add_state_dir_options, config_of, state_dir_of
 from hip3_trio.ops.plot import PLOT_INSTALL_HINT, PlotUnavailable, load_pyplot, write_plot
 from hip3_trio.ops.rows import (
     EventRow,
@@ -472,7 +472,7 @@ def main(
 ) -> int:
     """Run ``python -m hip3_trio report`` with `argv` (the arguments after ``report``); the exit code.
 
-    `thresholds`: the verdict's (None: `VerdictThresholds` defaults).
+    `thresholds`: the verdict's (None: the ``--config`` file's ``[verdict]``, else the plan's defaults).
     """
     parser = build_parser()
     try:
@@ -481,8 +481,8 @@ def main(
             parser.error("--plot draws the report, not a checklist: use one or the other")
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return _exit_code(exc)
-    t = thresholds if thresholds is not None else VerdictThresholds()
     try:
+        t = thresholds if thresholds is not None else config_of(args).verdict
         path = journal_path(state_dir_of(args))
     except ConfigError as exc:
         out(f"error: {exc}")
