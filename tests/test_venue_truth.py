@@ -10,7 +10,7 @@ account — at every engine step where it matters, not only at the end.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,18 @@ def shift_venue_position(rig: Rig, market: str, size: Decimal) -> None:
     account.position(market).szi = size
 
 
+async def run_two_dexes(
+    tmp_path: Path, scenario: Callable[[Rig], Awaitable[None]], *, reconcile_every_s: float | None = None
+) -> Rig:
+    """The engine on both dexes against a simulator with no dislocations (tests submit every entry)."""
+    changes: dict[str, Any] = {}
+    if reconcile_every_s is not None:
+        changes["connection"] = ConnectionConfig(reconcile_every_s=reconcile_every_s)
+    return await run_rig(
+        tmp_path, scenario, settings=settings(**changes), config=sim_config(dislocation_rate=0.0)
+    )
+
+
 async def watch(rig: Rig, check: Callable[[], None]) -> None:
     """Run `check` after every engine step until cancelled."""
 
@@ -127,7 +139,7 @@ async def test_one_dex_answering_empty_does_not_wipe_its_positions_while_another
             seen["new_entries"] = len(sends(rig, reduce_only=False))
         rig.stop.set()
 
-    rig = await run_rig(tmp_path, scenario, settings=settings(), config=sim_config(dislocation_rate=0.0))
+    rig = await run_two_dexes(tmp_path, scenario)
     assert rig.sim.faults.empty_clearinghouse_dex is None  # the fault met the re-sync
     # abc's position was never wiped, not even for one step, and no second entry doubled it.
     assert tsla_sizes and set(tsla_sizes) == {seen["before"][TSLA]}
@@ -185,12 +197,7 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
             seen["after"] = (rig.positions(), rig.sim_positions())
         rig.stop.set()
 
-    rig = await run_rig(
-        tmp_path,
-        scenario,
-        settings=settings(connection=ConnectionConfig(reconcile_every_s=1000.0)),
-        config=sim_config(dislocation_rate=0.0),
-    )
+    rig = await run_two_dexes(tmp_path, scenario, reconcile_every_s=1000.0)
     assert "filled_at" in seen
     book, venue = seen["after"]
     assert book == venue and book[COIN] != 0
@@ -210,12 +217,7 @@ async def test_reconcile_runs_every_reconcile_every_s_without_any_request(
         await trio.sleep(35)
         rig.stop.set()
 
-    rig = await run_rig(
-        tmp_path,
-        scenario,
-        settings=settings(connection=ConnectionConfig(reconcile_every_s=10.0)),
-        config=sim_config(dislocation_rate=0.0),
-    )
+    rig = await run_two_dexes(tmp_path, scenario, reconcile_every_s=10.0)
     # The first is the start-up balance check (`VenueLink.prepare_margin`), right before the sync's.
     abc_asks = [at for at, dex in clearinghouse_queries(rig) if dex == "abc"][1:]
     ready = rig.ready_at[0]
@@ -245,12 +247,7 @@ async def test_a_fill_starting_from_another_position_than_the_books_reconciles_a
             seen["flat_at"] = trio.current_time()
         rig.stop.set()
 
-    rig = await run_rig(
-        tmp_path,
-        scenario,
-        settings=settings(connection=ConnectionConfig(reconcile_every_s=1000.0)),
-        config=sim_config(dislocation_rate=0.0),
-    )
+    rig = await run_two_dexes(tmp_path, scenario, reconcile_every_s=1000.0)
     flattens = sends(rig, reduce_only=True, market=COIN)
     entry_at = sends(rig, reduce_only=False, market=COIN)[0][0]
     assert len(flattens) == 2  # the book's size, then — after the reconcile — the rest
@@ -280,12 +277,7 @@ async def test_a_reduce_only_order_refused_as_increasing_reconciles_and_flattens
             await rig.wait_for(lambda: not rig.sim_positions() and not rig.positions())
         rig.stop.set()
 
-    rig = await run_rig(
-        tmp_path,
-        scenario,
-        settings=settings(connection=ConnectionConfig(reconcile_every_s=1000.0)),
-        config=sim_config(dislocation_rate=0.0),
-    )
+    rig = await run_two_dexes(tmp_path, scenario, reconcile_every_s=1000.0)
     flattens = sends(rig, reduce_only=True, market=COIN)
     assert [o["b"] for _, o in flattens] == [False, True]  # refused sell, then the buy that flattens
     assert Decimal(flattens[1][1]["s"]) == -seen["short"]
@@ -407,7 +399,7 @@ async def test_a_position_is_flattened_while_another_market_has_no_data(
             rig.sim.faults.silent_markets = ()
         rig.stop.set()
 
-    rig = await run_rig(tmp_path, scenario, settings=settings(), config=sim_config(dislocation_rate=0.0))
+    rig = await run_two_dexes(tmp_path, scenario)
     assert seen["ready"] is False  # flattened while still not READY for new orders
     (flatten_at, _), *_ = sends(rig, reduce_only=True, market=COIN)
     assert seen["entry_at"] + HOLD <= flatten_at <= seen["entry_at"] + HOLD + 1.0
