@@ -21,11 +21,13 @@ import trio
 import trio.testing
 
 from hip3_trio.engine import EngineSettings
+from hip3_trio.errors import StartupError
 from hip3_trio.execution.executor import Submitted
 from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import JOURNAL_FILENAME
 from hip3_trio.ops.report import compute_report, format_report, load_rows
 from hip3_trio.position.records import ReconcileRequested
+from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import open_simulator
 from hip3_trio.sim.scenarios import SCENARIOS
 from hip3_trio.strategy.detector import DetectorConfig
@@ -443,3 +445,23 @@ async def test_a_missed_flatten_is_sent_again_one_step_wider_not_repeated(
     rejects = rig.query("SELECT detail FROM events WHERE kind = 'reject'")
     assert len(rejects) == len(prices) - 1
     assert all("could not immediately match" in r for (r,) in rejects)
+
+
+async def test_a_market_delisted_under_a_running_engine_latches_the_hard_stop_before_it_stops(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A re-sync that finds a configured market delisted ends the engine like a start would (one line,
+    exit 2), but first latches the persisted hard stop, so a supervisor's restart does not trade on."""
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        exchange = rig.sim.exchange
+        index = next(i for i, s in enumerate(exchange.specs) if s.name == TSLA)
+        exchange.specs[index] = attrs.evolve(exchange.specs[index], delisted=True)
+        rig.sim.close_all()
+        await trio.sleep_forever()
+
+    with pytest.RaisesGroup(pytest.RaisesExc(StartupError, match="delisted"), flatten_subgroups=True):
+        await run_two_dexes(tmp_path, scenario)
+    latch = HardStop.load(tmp_path / "state", 0)
+    assert latch.latched and latch.record is not None and latch.record.reason.startswith("at a re-sync:")

@@ -348,8 +348,16 @@ class VenueLink:
         self._record_event("connect", n=self._counters.connects)
         if self._counters.connects > 1:  # a reconnect: too many within 10 minutes is an alert
             core.alerts.on_reconnect(trio.current_time())
-        markets = await load_markets(session, core.settings.markets)
-        core.on_markets(markets.by_coin)
+        try:
+            markets = await load_markets(session, core.settings.markets)
+            core.on_markets(markets.by_coin)
+        except StartupError as exc:
+            if self._counters.connects > 1:
+                # The venue changed a market under a running engine (delisted, gone, new ids): it stops
+                # like at a start, but first latches the hard stop, so that neither a supervisor's restart
+                # nor anyone trades on until an operator has looked — and the alert says why.
+                core.trip_hard_stop(f"at a re-sync: {exc}", trio.current_time())
+            raise
         await self.read_rate_limit(session)
         if not self._margin_ready:
             await self.prepare_margin(session, markets)
