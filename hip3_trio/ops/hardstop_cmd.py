@@ -194,10 +194,7 @@ def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) ->
             "again once it restarts: check why it stopped (hardstop status), then rerun with --yes."
         )
         return EXIT_ERROR
-    if not by.strip():
-        out("error: --by needs the operator's name")
-        return EXIT_ERROR
-    if _missing_dir(state_dir, out):
+    if not _operator_ready(state_dir, by, out):
         return EXIT_ERROR
     now = _now_ms()
     stop = HardStop.load(state_dir, now)
@@ -220,6 +217,14 @@ def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) ->
     return EXIT_OK
 
 
+def _operator_ready(state_dir: Path, by: str, out: Callable[[str], None]) -> bool:
+    """An operator action needs the operator's name and an existing state directory (else one line)."""
+    if not by.strip():
+        out("error: --by needs the operator's name")
+        return False
+    return not _missing_dir(state_dir, out)
+
+
 def _journal_event(state_dir: Path, event: EventRecord) -> None:
     with Journal.open(state_dir) as journal:
         journal.write([event])
@@ -230,10 +235,7 @@ def trip(state_dir: Path, *, reason: str, by: str, out: Callable[[str], None]) -
     if not reason.strip():
         out("error: --reason needs the reason for stopping (it is what the engine and `status` show)")
         return EXIT_ERROR
-    if not by.strip():
-        out("error: --by needs the operator's name")
-        return EXIT_ERROR
-    if _missing_dir(state_dir, out):
+    if not _operator_ready(state_dir, by, out):
         return EXIT_ERROR
     now = _now_ms()
     stop = HardStop.load(state_dir, now)
