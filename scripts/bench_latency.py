@@ -54,6 +54,7 @@ from hip3_trio.wire.signing import Signer
 # dislocation taker lives in. Bursts are batched by design and are not what this measures.
 MARKETS = ("xyz:COIN",)
 ORACLE_INTERVAL_S = 0.25
+CAP_USD = Decimal(5000)
 KEY = "0x" + "42" * 32
 
 
@@ -128,8 +129,10 @@ async def engine_run(
             user=venue.account,
             detector=DetectorConfig(cooldown_s=0.24, stale_book_s=60.0, stale_oracle_s=60.0),
             executor=ExecutorConfig(
-                max_position_per_market_usd=big,
-                max_position_total_usd=big,
+                # Far above what one signal trades, and within what the simulator's funded dex covers at
+                # the start-up balance check (caps / leverage <= its 10,000 USD).
+                max_position_per_market_usd=CAP_USD,
+                max_position_total_usd=CAP_USD,
                 order_rate_per_s=10_000,
                 order_burst=10_000,
                 cloid_prefix=int(time.time() * 1000),
