@@ -93,7 +93,7 @@ __all__ = [
 Env: TypeAlias = Literal["sim", "testnet", "mainnet"]
 ENVS: Final[tuple[str, ...]] = get_args(Env)
 
-SIM_MARKETS: Final = ("xyz:COIN", "xyz:NVDA")
+SIM_MARKETS: Final = ("xyz:COIN", "xyz:NVDA", "abc:EUR")  # two dexes: the venue answers per dex
 """Markets traded with ``--env sim`` when the config names none (both exist in the built-in simulator)."""
 
 KEY_ENV_VAR: Final = "HIP3_PRIVATE_KEY"
