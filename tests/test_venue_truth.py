@@ -55,6 +55,13 @@ def enter(rig: Rig, market: str, *, is_buy: bool = True) -> Cloid:
     return result.cloid
 
 
+async def hold(rig: Rig, market: str) -> Decimal:
+    """Enter `market` at the touch and wait until the book holds the position; returns its size."""
+    enter(rig, market)
+    await rig.wait_for(lambda: rig.engine.core.book.size(market) != 0)
+    return rig.engine.core.book.size(market)
+
+
 def sends(rig: Rig, *, reduce_only: bool, market: str | None = None) -> list[tuple[float, dict[str, Any]]]:
     """(time, order wire) of every order sent, by reduce-only flag (and asset of `market`)."""
     asset = rig.engine.core.specs[market].asset if market is not None else None
@@ -184,8 +191,7 @@ async def test_a_fill_between_two_dexes_queries_is_counted_once(
         rig.before_send = before_send
         with trio.fail_after(60):
             await rig.wait_ready()
-            enter(rig, TSLA)
-            await rig.wait_for(lambda: engine.core.book.size(TSLA) != 0)
+            await hold(rig, TSLA)
             reconciles = engine.statistics().link.reconciles
             armed["on"] = True  # the next reconcile meets the fill
             engine.core.outbox.emit(ReconcileRequested(reason="test", at=trio.current_time()))
@@ -239,8 +245,7 @@ async def test_a_fill_starting_from_another_position_than_the_books_reconciles_a
         engine = rig.engine
         with trio.fail_after(120):
             await rig.wait_ready()
-            enter(rig, COIN)
-            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
+            await hold(rig, COIN)
             size = engine.core.book.size(COIN)
             shift_venue_position(rig, COIN, 2 * size)  # the venue holds twice what the book knows
             seen["size"] = size
@@ -272,8 +277,7 @@ async def test_a_reduce_only_order_refused_as_increasing_reconciles_and_flattens
         engine = rig.engine
         with trio.fail_after(120):
             await rig.wait_ready()
-            enter(rig, COIN)
-            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
+            await hold(rig, COIN)
             seen["short"] = -engine.core.book.size(COIN)
             shift_venue_position(rig, COIN, seen["short"])
             await rig.wait_for(lambda: not rig.sim_positions() and not rig.positions())
@@ -390,8 +394,7 @@ async def test_a_position_is_flattened_while_another_market_has_no_data(
         engine = rig.engine
         with trio.fail_after(120):
             await rig.wait_ready()
-            enter(rig, COIN)
-            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
+            await hold(rig, COIN)
             seen["entry_at"] = trio.current_time()
             rig.sim.faults.silent_markets = (TSLA,)
             rig.sim.close_all()
@@ -418,8 +421,7 @@ async def test_a_missed_flatten_is_sent_again_one_step_wider_not_repeated(
         engine = rig.engine
         with trio.fail_after(120):
             await rig.wait_ready()
-            enter(rig, COIN)
-            await rig.wait_for(lambda: engine.core.book.size(COIN) != 0)
+            await hold(rig, COIN)
             seen["mark"] = engine.core.marks[COIN]
             rig.sim.faults.stall_market_data = True
             market = rig.sim.exchange.markets[COIN]
