@@ -365,7 +365,11 @@ def probes(engine: Engine) -> list[Probe]:
             LABEL_CAP,
         ),
         Probe("book.stale_oids", "uncapped", lambda _e, _r: book_stats().stale_oids),
-        Probe("risk.reject_times", "windowed", lambda _e, _r: core.monitor.statistics().reject_times),
+        Probe(
+            "risk.reject_times",
+            "windowed",
+            lambda e, _r: core.monitor.headroom(e.core.exchange_ms()).rejects_last_hour,
+        ),
     ]
 
 

@@ -127,17 +127,6 @@ class RiskConfig:
 
 
 @attrs.frozen(kw_only=True)
-class RiskStatistics:
-    """The monitor's counters (what the limits are judged on) and the size of its reject window."""
-
-    realized_pnl: Decimal
-    consecutive_losses: int
-    flatten_failures: int
-    slippage_streak: int
-    reject_times: int
-
-
-@attrs.frozen(kw_only=True)
 class RiskHeadroom:
     """How far the engine is from each hard-stop limit: the monitor's counters (since the hard stop was
     last cleared, earlier runs included) beside their limits, for the metrics and their alerting rules.
@@ -165,15 +154,6 @@ class RiskMonitor:
     flatten_failures: int = 0
     slippage_streak: int = 0
     _reject_times: deque[int] = attrs.field(factory=deque, init=False)
-
-    def statistics(self) -> RiskStatistics:
-        return RiskStatistics(
-            realized_pnl=self.realized_pnl,
-            consecutive_losses=self.consecutive_losses,
-            flatten_failures=self.flatten_failures,
-            slippage_streak=self.slippage_streak,
-            reject_times=len(self._reject_times),
-        )
 
     def rejects_in_window(self, now_ms: int) -> int:
         """Non-benign rejects within the last hour (older ones are dropped)."""
