@@ -44,6 +44,7 @@ from typing import NoReturn
 
 import attrs
 import trio
+from trio_websocket import HandshakeError
 
 from hip3_trio.app import engine_settings, run_engine, websocket_connector
 from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_alerts, resolve_state_dir
@@ -264,14 +265,19 @@ async def run_preflight(
     from hip3_trio.ops.check import PreflightFailed, engine_blockers, format_table, preflight
     from hip3_trio.ops.venue_client import open_venue_client
 
-    async with open_venue_client(websocket_connector(url)) as venue:
-        results = await preflight(
-            venue,
-            config=config,
-            user=user,
-            signer_address=signer.address if signer is not None else None,
-            state_dir=state_dir,
-        )
+    try:
+        async with open_venue_client(websocket_connector(url)) as venue:
+            results = await preflight(
+                venue,
+                config=config,
+                user=user,
+                signer_address=signer.address if signer is not None else None,
+                state_dir=state_dir,
+            )
+    except (OSError, HandshakeError) as exc:  # the venue is unreachable: an environment problem (exit 3)
+        raise PreflightFailed(
+            f"preflight: cannot reach the venue at {url}: {type(exc).__name__} {exc}"
+        ) from None
     blockers = engine_blockers(results, dry_run=args.dry_run)
     for line in format_table(results):
         (log.error if blockers else log.info)("preflight: %s", line)

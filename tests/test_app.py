@@ -117,3 +117,16 @@ def test_a_latched_hard_stop_does_not_block_the_start(
     HardStop.load(state, wall_clock_ms()).trigger("test", wall_clock_ms())
     assert main(["--env", "sim", "--state-dir", str(state), "--duration", "3"]) == 0
     assert "hard stop LATCHED: test" in capsys.readouterr().out  # it ran, latched, to its summary
+
+
+def test_an_unreachable_venue_at_the_preflight_is_one_line_and_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'account_address = "0x{"1" * 40}"\nmarkets = ["xyz:COIN"]\n')
+    monkeypatch.setenv("HIP3_PRIVATE_KEY", "0x" + "4" * 64)
+    argv = ["--env", "testnet", "--config", str(config), "--ws-url", "ws://127.0.0.1:9/ws"]
+    assert main([*argv, "--dry-run", "--duration", "3", "--state-dir", str(tmp_path / "s")]) == 3
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("hip3-trio: preflight: cannot reach the venue at ws://127.0.0.1:9/ws")
+    assert "Traceback" not in err
