@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 CONTROL_ID_BASE: Final = 1_000_000_000
 #: The `error` channel's refusal of a post (PROTOCOL.md, the `error` channel): no post reply follows.
 _REFUSED_POST: Final = re.compile(r"too many pending post requests id=(\d+)")
+#: `json.dumps(..., separators=(",", ":"))` without building an encoder for every frame.
+_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 class ConnectionLost(Exception):
@@ -231,6 +233,8 @@ class Session:
         self.stray_replies = 0
         self._recovered = False
         self._sender_woken = False
+        self._sender_idle = False  # the sender is parked with nothing to send (not pacing)
+        self._reader_sent = False  # the reader sent a post while the sender was idle
 
     # --- views -------------------------------------------------------------------------------------
 
@@ -304,7 +308,7 @@ class Session:
         post_id, control = self._new_control()
         frame = {"method": "post", "id": post_id, "request": {"type": "info", "payload": request}}
         try:
-            await self._send(json.dumps(frame, separators=(",", ":")))
+            await self._send(_COMPACT_JSON.encode(frame))
             with trio.move_on_after(self.connection.info_timeout_s):
                 await control.done.wait()
         finally:
@@ -323,7 +327,7 @@ class Session:
         post_id, control = self._new_control()
         frame = {"method": "post", "id": post_id, "request": {"type": "action", "payload": payload}}
         try:
-            await self._send(json.dumps(frame, separators=(",", ":")))
+            await self._send(_COMPACT_JSON.encode(frame))
             with trio.move_on_after(self.batch.post_timeout_s):
                 await control.done.wait()
         finally:
@@ -376,13 +380,19 @@ class Session:
                 self.bad_frames += 1
                 log.warning("undecodable frame #%d: %s", self.bad_frames, exc)
                 continue
+            self._sender_woken = False  # from here on: woken by this frame's step
             self._dispatch(msg, trio.current_time())
             if self._sender_woken:
-                # The step queued work for the sender (a signal's order): let it run before the next
-                # frame. Trio may run the tasks of one batch in either order; this checkpoint puts the
-                # reader's next frame after the sender, so the order is not delayed by another step.
-                self._sender_woken = False
-                await trio.lowlevel.checkpoint()
+                # The step queued work for the sender (a signal's order). An idle sender would only send
+                # it at once: the reader sends it itself, in this step, instead of through a round of the
+                # scheduler (a task switch that costs more than the rest of a cold signal path's sending).
+                # The sender, woken too, then keeps the batch interval from this post. Otherwise (the
+                # sender is pacing) let it run before the next frame: Trio may run the tasks of one batch
+                # in either order, and this checkpoint puts the reader's next frame after the sender.
+                if self._sender_idle:
+                    await self._send_next(by_reader=True)
+                else:
+                    await trio.lowlevel.checkpoint()
 
     def _dispatch(self, msg: m.InboundMessage, now: float) -> None:
         if isinstance(msg, m.PostReply):
@@ -445,25 +455,42 @@ class Session:
             if self.inflight >= self.batch.inflight_limit:
                 await self._work.park()
                 continue
-            if self._pending_noops:
-                await self._send_noop(self._pending_noops.pop(0))
-            else:
-                batch = self.host.next_batch(self.inflight)
-                if batch is None:
+            if not await self._send_next():
+                # Idle: nothing to send. A reader step that queues work while the sender is parked here
+                # sends the first post itself (see `_reader`); the interval then runs from that post.
+                self._sender_idle = True
+                try:
                     await self._work.park()
+                finally:
+                    self._sender_idle = False
+                if not self._reader_sent:
                     continue
-                await self._send_batch(batch)
+                self._reader_sent = False
             if interval > 0:
                 await trio.sleep(interval)
+
+    async def _send_next(self, *, by_reader: bool = False) -> bool:
+        """Send the next post (a pending noop first, else the next batch); False if there is none."""
+        if self.inflight >= self.batch.inflight_limit:
+            return False
+        if self._pending_noops:
+            self._reader_sent |= by_reader
+            await self._send_noop(self._pending_noops.pop(0))
+            return True
+        batch = self.host.next_batch(self.inflight)
+        if batch is None:
+            return False
+        self._reader_sent |= by_reader
+        await self._send_batch(batch)
+        return True
 
     async def _send_batch(self, batch: Batch) -> None:
         action = action_to_wire(batch.action())
         nonce = self.host.next_nonce()
         payload = self.host.sign(action, nonce, batch.expires_after)
         entry = self.posts.create(batch, nonce, trio.current_time())
-        text = json.dumps(
-            {"method": "post", "id": entry.post_id, "request": {"type": "action", "payload": payload}},
-            separators=(",", ":"),
+        text = _COMPACT_JSON.encode(
+            {"method": "post", "id": entry.post_id, "request": {"type": "action", "payload": payload}}
         )
         # `sent` means "may be on the wire": marked before the await, so a send that fails or is
         # cancelled half-way is an unknown outcome (reconciled), never a silent "not sent".
@@ -481,7 +508,7 @@ class Session:
         control.expires_at = trio.current_time() + self.batch.post_timeout_s
         self._posted.unpark_all()
         frame = {"method": "post", "id": post_id, "request": {"type": "action", "payload": payload}}
-        await self._send(json.dumps(frame, separators=(",", ":")))
+        await self._send(_COMPACT_JSON.encode(frame))
 
     async def _post_timer(self) -> None:
         while True:
