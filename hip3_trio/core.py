@@ -16,7 +16,8 @@ latest marks and the market specs — and has one method per input:
 | the clock (every second) | `tick` (the time stop, the latch, book housekeeping) |
 | the orderly stop, an outside failure | `begin_shutdown`, `trip_hard_stop` |
 
-Each step ends in `_drain`: the shared `Outbox` is emptied — risk events to the `RiskMonitor` (a crossed
+Each step ends in `_drain` (`on_batch_sent` leaves it to `on_batch_written`, after the post's frame
+has gone to the socket): the shared `Outbox` is emptied — risk events to the `RiskMonitor` (a crossed
 limit latches the hard stop and stops the executor in the same step), every output to the journal
 through `journal_mapping`, a flatten-all request to the `TimeStop` — and the `CoreListener` (the venue
 link) is told whether a reconcile is wanted, so it can wake its reconcile loop, the sender and waiters.
@@ -444,11 +445,15 @@ class TradingCore:
         return self.scheduler.tick(inflight, reducing_only=not self.ready)
 
     def on_batch_sent(self, batch: Batch, sent_at: float, now: float) -> None:
+        """The batch's post was marked sent, right before its frame goes to the socket: its orders are
+        `sent` now, and the step's outputs (their transitions) are routed once the frame is written
+        (`on_batch_written`, which ends in `_drain`) — or, if the send fails, by the step that resolves
+        the post. Any step that runs in between routes them with its own outputs, in order."""
         self.executor.on_batch_sent(batch, sent_at)
-        self._drain(now)
 
     def on_batch_written(self, now: float) -> None:
-        """A batch's frame was handed to the transport: what the signal's step held back goes now."""
+        """A batch's frame was handed to the transport: what the signal's step held back goes now, and
+        the outputs of `on_batch_sent`."""
         self._flush_after_send()
         self._drain(now)
 

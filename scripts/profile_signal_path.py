@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import sys
 import tempfile
@@ -79,7 +78,7 @@ def instrument() -> tuple[list[str], list[dict[str, int]]]:
         (session_module, "action_to_wire", "sender: action_to_wire"),
         (L, "sign", "sender: sign"),
         (posts_module.PostTable, "create", "sender: posts.create"),
-        (json, "dumps", "sender: json.dumps"),
+        (session_module._COMPACT_JSON, "encode", "sender: JSON encode"),
         (posts_module.PostTable, "mark_sent", "sender: posts.mark_sent"),
         (L, "on_batch_sent", "sender: host.on_batch_sent"),
         (C, "_flush_after_send", "after the send: journal + log the signal"),

@@ -604,3 +604,61 @@ async def test_connect_failures_are_retried_and_bugs_are_not(
         with pytest.raises(type(make_error())):
             await run
         assert attempts == [0.0]
+
+
+class ScriptedWs:
+    """A socket without framing: frames in through a channel, sends recorded with their time and task."""
+
+    def __init__(self) -> None:
+        self.inbound, self._receive = trio.open_memory_channel[str](10)
+        self.sent: list[tuple[float, str, dict[str, Any]]] = []
+
+    async def get_message(self) -> str:
+        return await self._receive.receive()
+
+    async def send_message(self, message: str | bytes) -> None:
+        task = trio.lowlevel.current_task().name.rsplit(".", 1)[-1]
+        self.sent.append((trio.current_time(), task, json.loads(message)))
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        return None
+
+
+@attrs.define
+class QueueingHost(FakeHost):
+    """Every frame queues one order batch and wakes the sender, as the engine does for a signal."""
+
+    queued: int = 0
+
+    def on_message(self, session: Session, msg: m.InboundMessage, now: float) -> None:
+        super().on_message(session, msg, now)
+        self.queued += 1
+        self.batches.append(make_batch(self.queued))
+        session.wake_sender()
+
+
+async def test_the_reader_sends_an_idle_senders_post_and_the_sender_paces_from_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A frame that queues work for an idle sender has its post sent by the reader, in the same step (no
+    round of the scheduler to the sender task); the sender still keeps the 100 ms interval from that
+    post, and sends what arrives meanwhile at exactly +100 ms."""
+    ws, host = ScriptedWs(), QueueingHost()
+    frame = json.dumps({"channel": "anything", "data": 1})
+    async with trio.open_nursery() as nursery:
+        session = Session(ws, host, batch=BatchConfig(interval_ms=100))
+        nursery.start_soon(session.run)
+        await trio.sleep(1)  # the sender is idle
+        await ws.inbound.send(frame)
+        await ws.inbound.send(frame)  # queued right behind: the sender is pacing now
+        await trio.sleep(1)
+        await ws.inbound.send(frame)  # idle again: the reader sends at once
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    sent = [(at, task, f["request"]["payload"]["action"]["orders"][0]["c"]) for at, task, f in ws.sent]
+    assert sent == [
+        (1.0, "_reader", Cloid.from_int(1).raw),
+        (pytest.approx(1.1), "_sender", Cloid.from_int(2).raw),
+        (2.0, "_reader", Cloid.from_int(3).raw),
+    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,8 +24,10 @@ from unittest import mock
 
 import msgpack
 import pytest
+from Crypto.Hash import keccak
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_hash.auto import keccak as eth_keccak
 from eth_keys.main import KeyAPI
 from eth_utils.address import to_checksum_address
 from hyperliquid.exchange import Exchange
@@ -328,6 +331,61 @@ def test_signer_repr_and_str_show_only_the_address() -> None:
     for text in (repr(signer), str(signer), f"{signer}"):
         assert KEY_ADDRESS in text
         assert KEY[2:] not in text and KEY[2:12] not in text
+
+
+def test_prepared_nonces_sign_valid_low_s_signatures_each_used_once() -> None:
+    """With `prepare`, each signature uses up one random nonce: it still recovers the signer's address
+    (eth-keys, independent of our arithmetic), is low-s like libsecp256k1's, and no r repeats (a nonce
+    signing twice would reveal the key)."""
+    signer = Signer.from_key(KEY)
+    signer.prepare(40)
+    assert signer.prepared == 40
+    rs = set()
+    for i in range(40):
+        digest = l1_digest(action_hash({"type": "noop"}, 1_700_000_000_000 + i), is_mainnet=False)
+        r, s, v = _as_ints(dict(signer.sign_digest(digest)))
+        assert 0 < s <= SECP256K1_ORDER // 2 and v in (27, 28)
+        recovered = KeyAPI.Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest)
+        assert recovered.to_checksum_address() == KEY_ADDRESS
+        rs.add(r)
+    assert len(rs) == 40 and signer.prepared == 0
+
+
+def test_without_prepared_nonces_signing_is_deterministic_like_the_sdk() -> None:
+    """An exhausted pool falls back to RFC 6979 (libsecp256k1): the SDK's signature, bit for bit."""
+    signer = Signer.from_key(KEY)
+    digest = l1_digest(action_hash({"type": "noop"}, 1_700_000_000_000), is_mainnet=False)
+    deterministic = signer.sign_digest(digest)
+    signer.prepare(1)
+    assert signer.sign_digest(digest) != deterministic  # a random nonce
+    assert signer.sign_digest(digest) == deterministic == signer.sign_digest(digest)
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 32, 135, 136, 137, 272, 1000])
+def test_keccak_by_direct_calls_matches_pycryptodome_and_eth_hash(length: int) -> None:
+    """`keccak256` calls pycryptodome's C functions on a reused state: every length around the 136-byte
+    block, twice in a row (the state is reset), gives the reference digest."""
+    data = bytes(range(256)) * 4
+    data = data[:length]
+    expected = keccak.new(data=data, digest_bits=256).digest()
+    assert keccak256(data) == expected == keccak256(data) == eth_keccak(data)
+
+
+def test_keccak_states_are_per_thread() -> None:
+    """ctypes releases the GIL around each C call: threads hashing at once must not share a state."""
+    inputs = [bytes([i]) * (50 + i) for i in range(8)]
+    results: dict[int, list[bytes]] = {}
+
+    def work(i: int) -> None:
+        results[i] = [keccak256(inputs[i]) for _ in range(300)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, digests in results.items():
+        assert set(digests) == {keccak.new(data=inputs[i], digest_bits=256).digest()}
 
 
 def test_signer_cannot_be_pickled() -> None:

@@ -125,12 +125,13 @@ class Batch:
     @property
     def order_items(self) -> tuple[OrderItem, ...]:
         """The items of an order batch (empty for a cancel batch)."""
-        return tuple(i for i in self.items if isinstance(i, OrderItem))
+        # `__attrs_post_init__` checked that an order batch holds only OrderItems: no filtering needed.
+        return self.items if self.kind == "order" else ()  # type: ignore[return-value]
 
     @property
     def cancel_items(self) -> tuple[CancelItem, ...]:
         """The items of a cancel batch (empty for an order batch)."""
-        return tuple(i for i in self.items if isinstance(i, CancelItem))
+        return self.items if self.kind == "cancel" else ()  # type: ignore[return-value]
 
     @property
     def expires_after(self) -> int | None:

@@ -65,16 +65,21 @@ def _decimal(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise TypeError(f"{attribute.name} must be a finite Decimal, got {value!r}")
 
 
+# `_positive` and `_optional_positive` run for every bbo and oracle frame: a valid value is accepted in
+# one call, and only an invalid one goes through the nested checks that word the error.
+
+
 def _positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, Decimal) and value.is_finite() and value > 0:
+        return
     _decimal(inst, attribute, value)
-    assert isinstance(value, Decimal)
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
+    raise ValueError(f"{attribute.name} must be positive, got {value}")
 
 
 def _optional_positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _positive(inst, attribute, value)
+    if value is None or (isinstance(value, Decimal) and value.is_finite() and value > 0):
+        return
+    _positive(inst, attribute, value)
 
 
 def _int_ms(_: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -234,6 +234,8 @@ class Session:
         self._recovered = False
         self._sender_woken = False
         self._sender_idle = False  # the sender is parked with nothing to send (not pacing)
+        self._in_reader_step = False  # the reader is dispatching a frame (a synchronous step)
+        self._reader_sends = False  # that step queued work for the idle sender: the reader sends it
         self._reader_sent = False  # the reader sent a post while the sender was idle
 
     # --- views -------------------------------------------------------------------------------------
@@ -298,7 +300,11 @@ class Session:
         self.host.on_session_end(self, drained)
 
     def wake_sender(self) -> None:
-        """Work was queued or inflight room freed: let the sender look again."""
+        """Work was queued or inflight room freed: let the sender look again. Within the reader's step,
+        an idle sender is not woken: the reader sends in its place right after the step (`_reader`)."""
+        if self._in_reader_step and self._sender_idle:
+            self._reader_sends = True
+            return
         self._sender_woken = bool(self._work.unpark_all()) or self._sender_woken
 
     # --- requests ----------------------------------------------------------------------------------
@@ -381,18 +387,26 @@ class Session:
                 log.warning("undecodable frame #%d: %s", self.bad_frames, exc)
                 continue
             self._sender_woken = False  # from here on: woken by this frame's step
-            self._dispatch(msg, trio.current_time())
-            if self._sender_woken:
-                # The step queued work for the sender (a signal's order). An idle sender would only send
-                # it at once: the reader sends it itself, in this step, instead of through a round of the
-                # scheduler (a task switch that costs more than the rest of a cold signal path's sending).
-                # The sender, woken too, then keeps the batch interval from this post. Otherwise (the
-                # sender is pacing) let it run before the next frame: Trio may run the tasks of one batch
-                # in either order, and this checkpoint puts the reader's next frame after the sender.
-                if self._sender_idle:
+            self._in_reader_step = True
+            try:
+                self._dispatch(msg, trio.current_time())
+            finally:
+                self._in_reader_step = False
+            if self._reader_sends:
+                # The step queued work for an idle sender (a signal's order), which would only send it
+                # at once: the reader sends it itself, instead of through a round of the scheduler (a
+                # task switch that cost more than the rest of a cold signal path's sending). Then the
+                # sender is woken, to keep the batch interval from this post and send what is left.
+                self._reader_sends = False
+                try:
                     await self._send_next(by_reader=True)
-                else:
-                    await trio.lowlevel.checkpoint()
+                finally:
+                    self._work.unpark_all()
+            elif self._sender_woken:
+                # The step queued work for a sender that was waiting for inflight room: let it run
+                # before the next frame. Trio may run the tasks of one batch in either order; this
+                # checkpoint puts the reader's next frame after the sender.
+                await trio.lowlevel.checkpoint()
 
     def _dispatch(self, msg: m.InboundMessage, now: float) -> None:
         if isinstance(msg, m.PostReply):
@@ -471,13 +485,14 @@ class Session:
 
     async def _send_next(self, *, by_reader: bool = False) -> bool:
         """Send the next post (a pending noop first, else the next batch); False if there is none."""
-        if self.inflight >= self.batch.inflight_limit:
+        inflight = self.inflight
+        if inflight >= self.batch.inflight_limit:
             return False
         if self._pending_noops:
             self._reader_sent |= by_reader
             await self._send_noop(self._pending_noops.pop(0))
             return True
-        batch = self.host.next_batch(self.inflight)
+        batch = self.host.next_batch(inflight)
         if batch is None:
             return False
         self._reader_sent |= by_reader
@@ -488,18 +503,21 @@ class Session:
         action = action_to_wire(batch.action())
         nonce = self.host.next_nonce()
         payload = self.host.sign(action, nonce, batch.expires_after)
-        entry = self.posts.create(batch, nonce, trio.current_time())
+        now = trio.current_time()
+        entry = self.posts.create(batch, nonce, now)
         text = _COMPACT_JSON.encode(
             {"method": "post", "id": entry.post_id, "request": {"type": "action", "payload": payload}}
         )
         # `sent` means "may be on the wire": marked before the await, so a send that fails or is
         # cancelled half-way is an unknown outcome (reconciled), never a silent "not sent".
-        self.posts.mark_sent(entry.post_id, trio.current_time())
+        self.posts.mark_sent(entry.post_id, now)
         self.host.on_batch_sent(self, entry)
-        self._posted.unpark_all()
         if self.trace is not None:
             self.trace.post_handed(batch)
-        await self._send(text)
+        try:
+            await self._send(text)
+        finally:
+            self._posted.unpark_all()  # the post timer takes up the new post's deadline (after the send)
         self.host.on_batch_written(self, entry)
 
     async def _send_noop(self, original: PostEntry[m.PostResult]) -> None:

@@ -34,7 +34,13 @@ import msgpack
 from Crypto.Hash import keccak as _keccak_mod
 
 from hip3_trio.wire.actions import Action, action_to_wire
-from hip3_trio.wire.keys import SecretKey, derive_address, load_secret_key, verify_signer_address
+from hip3_trio.wire.keys import (
+    SECP256K1_ORDER,
+    SecretKey,
+    derive_address,
+    load_secret_key,
+    verify_signer_address,
+)
 
 __all__ = [
     "AGENT_TYPEHASH",
@@ -217,9 +223,8 @@ def l1_digest(connection_id: bytes, *, is_mainnet: bool) -> bytes:
     return keccak256(_DIGEST_PREFIX + keccak256(prefix + connection_id))
 
 
-#: The order of secp256k1's group, and half of it (signatures are low-s, as libsecp256k1 makes them).
-_CURVE_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-_HALF_N: Final = _CURVE_N >> 1
+_CURVE_N: Final = SECP256K1_ORDER
+_HALF_N: Final = _CURVE_N >> 1  # signatures are low-s (s ≤ n/2), as libsecp256k1 makes them
 
 
 class Signer:
