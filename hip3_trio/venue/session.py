@@ -301,8 +301,9 @@ class Session:
 
     def wake_sender(self) -> None:
         """Work was queued or inflight room freed: let the sender look again. Within the reader's step,
-        an idle sender is not woken: the reader sends in its place right after the step (`_reader`)."""
-        if self._in_reader_step and self._sender_idle:
+        an idle sender is not woken: the reader sends in its place right after the step (`_reader`) —
+        unless the reader already did and the sender has not yet run to pace from that post."""
+        if self._in_reader_step and self._sender_idle and not self._reader_sent:
             self._reader_sends = True
             return
         self._sender_woken = bool(self._work.unpark_all()) or self._sender_woken

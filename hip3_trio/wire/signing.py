@@ -9,14 +9,15 @@ The scheme (PROTOCOL.md, "Signing L1 actions"):
 
 The SDK rebuilds and re-encodes the whole typed-data document for every order (several hundred µs);
 here the EIP-712 pieces that never change are constants, so signing is three keccaks and one
-libsecp256k1 call (coincurve). The constants are recomputed from their definitions at import and the
-module refuses to load if they disagree with the published values.
+libsecp256k1 call (coincurve) — or, with a nonce prepared ahead (`Signer.prepare`), a few integer
+operations. The constants are recomputed from their definitions at import and the module refuses to load
+if they disagree with the published values.
 
 Keccak is pycryptodome's C code (the backend eth-hash uses too). Its Python wrapper builds a hash object,
-a smart pointer and a buffer per call; an order path that runs once every few hundred milliseconds pays
-that wrapper cold (~130 µs of the ~145 µs a cold keccak took here). With pycryptodome's ctypes backend,
-`keccak256` calls the same three C functions directly on one reusable state per thread (reset, absorb,
-digest): the same bytes, about half the cold cost (see docs/benchmarks.md).
+a smart pointer and a buffer per call, and an order path that runs once every few hundred milliseconds
+runs that wrapper cold: ~140 µs a keccak on the test VM. With pycryptodome's ctypes backend, `keccak256`
+calls the same three C functions directly on one reusable state per thread (reset, absorb, digest): the
+same bytes in ~70 µs cold (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -185,8 +186,14 @@ def pack_action(action: Action | WireAction) -> bytes:
     A typed action is converted with `action_to_wire`; a dict is taken as already in wire form.
     """
     wire = action if isinstance(action, dict) else action_to_wire(action)
-    packed: bytes = msgpack.packb(wire)
+    packed: bytes = _PACKER.pack(wire)
     return packed
+
+
+# `msgpack.packb(x)` is `Packer().pack(x)`: one packer, built once, saves building one per action (~10 µs
+# of a cold order path here). Sharing it is safe: `pack` runs in C without releasing the GIL, calls back
+# into Python for none of the plain types an action holds, and empties its buffer after each call.
+_PACKER: Final = msgpack.Packer()
 
 
 def _vault_bytes(vault_address: str) -> bytes:
@@ -228,7 +235,8 @@ _HALF_N: Final = _CURVE_N >> 1  # signatures are low-s (s ≤ n/2), as libsecp25
 
 
 class Signer:
-    """Signs L1 actions with one private key; holds the key in libsecp256k1 form, never shows it.
+    """Signs L1 actions with one private key; holds the key (in libsecp256k1 form, and as the integer the
+    prepared-nonce signing uses), never shows it.
 
     `address` is the EIP-55 checksummed address (the form eth-account derives); compare addresses
     case-insensitively. `repr` shows only the address.
