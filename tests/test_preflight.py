@@ -85,6 +85,30 @@ async def test_unapproved_agent_fails_and_approved_agent_passes(tmp_path: Path) 
     assert results["signer approved"].status == "PASS", results["signer approved"]
 
 
+async def test_a_named_api_wallet_is_checked_for_expiry(tmp_path: Path) -> None:
+    """extraAgents' validUntil: expired FAIL, under a week WARN, more PASS; unnamed: PASS, unknown."""
+    now = wall_clock_ms()
+    day = 24 * 3600 * 1000
+
+    def approve(until: int | None, name: str | None = "bot") -> object:
+        return lambda sim: sim.approve_agent(OTHER, sim.account, name=name, valid_until_ms=until)
+
+    expired = await _run(tmp_path, signer=OTHER, setup=approve(now - 1000))
+    assert _fails(expired) == ["API wallet expiry"]
+    assert "expired; approve a new API wallet" in expired["API wallet expiry"].value
+    soon = await _run(tmp_path, signer=OTHER, setup=approve(now + 2 * day))
+    assert soon["API wallet expiry"].status == "WARN", soon["API wallet expiry"]
+    assert "bot valid until" in soon["API wallet expiry"].value
+    later = await _run(tmp_path, signer=OTHER, setup=approve(now + 30 * day))
+    assert later["API wallet expiry"].status == "PASS"
+    assert "days left" in later["API wallet expiry"].value
+    unnamed = await _run(tmp_path, signer=OTHER, setup=approve(None, name=None))
+    assert unnamed["API wallet expiry"].status == "PASS"
+    assert "publishes no expiry" in unnamed["API wallet expiry"].value
+    own_key = await _run(tmp_path)
+    assert "API wallet expiry" not in own_key
+
+
 async def test_unknown_and_delisted_markets_fail(tmp_path: Path) -> None:
     results = await _run(tmp_path, 'markets = ["xyz:COIN", "xyz:NOPE", "qqq:COIN", "xyz:OLD"]')
     assert _fails(results) == ["market xyz:NOPE", "market qqq:COIN", "market xyz:OLD"]
