@@ -20,6 +20,7 @@ from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import SimConfig, open_simulator
 from hip3_trio.sim.faults import Faults
 from hip3_trio.sim.server import Simulator
+from hip3_trio.state_lock import hold_state_dir
 
 OTHER = str(Account.from_key("0x" + "33" * 32).address)
 
@@ -190,6 +191,15 @@ def test_probe_on_the_simulator_reports_every_item(tmp_path: Path) -> None:
     lines.clear()
     assert probe.main(["--env", "sim", "--state-dir", str(tmp_path)], out=lines.append) == 0
     assert load_high_water(tmp_path / "nonce.json") > mark
+
+
+def test_probe_refuses_a_state_dir_an_engine_holds(tmp_path: Path) -> None:
+    """The probe signs with the state directory's nonce mark: never beside a running engine."""
+    lines: list[str] = []
+    with hold_state_dir(tmp_path, "hip3-trio --env sim"):
+        assert probe.main(["--env", "sim", "--state-dir", str(tmp_path)], out=lines.append) == 3
+    assert len(lines) == 1 and "is in use by hip3-trio --env sim" in lines[0], lines
+    assert not (tmp_path / "nonce.json").exists()
 
 
 @pytest.mark.parametrize("argv", [["--env", "mainnet"], ["--env", "sim", "--market", "xyz:NOPE"]])
