@@ -147,7 +147,8 @@ class CoreStatistics:
 
 @attrs.define
 class _Counters:
-    """The core's own counters (only the core writes them; `statistics()` snapshots them)."""
+    """The core's own counters (only the core writes them). `statistics()` snapshots them by name, so
+    each field is a `CoreStatistics` field of the same name."""
 
     signals: int = 0
     signals_acted: int = 0
@@ -160,7 +161,7 @@ class _Counters:
     trades: int = 0
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
-    realized_by_market: dict[str, Decimal] = attrs.Factory(dict)
+    realized_pnl_by_market: dict[str, Decimal] = attrs.Factory(dict)
 
 
 class _NoListener:
@@ -274,17 +275,7 @@ class TradingCore:
         c = self._counters
         unrealized = self.unrealized_pnl_by_market()
         return CoreStatistics(
-            signals=c.signals,
-            signals_acted=c.signals_acted,
-            signals_refused=dict(c.signals_refused),
-            skips=dict(c.skips),
-            orders=c.orders,
-            fills=c.fills,
-            rejects=c.rejects,
-            rejects_by_reason=dict(c.rejects_by_reason),
-            trades=c.trades,
-            realized_pnl=c.realized_pnl,
-            fees=c.fees,
+            **attrs.asdict(c),  # every counter under its own name, the Counters copied as plain dicts
             unrealized_pnl=sum(unrealized.values(), ZERO),
             positions={mkt: pos.size for mkt, pos in self.book.positions.items() if pos.size != 0},
             marks=dict(self.marks),
@@ -306,7 +297,6 @@ class TradingCore:
             },
             live_orders=len(self.book.live_orders()),
             unknown_orders=len(self.book.unknown_orders()),
-            realized_pnl_by_market=dict(c.realized_by_market),
             unrealized_pnl_by_market=unrealized,
             market_data_at=dict(self.market_data_at),
             risk=self.monitor.headroom(self.exchange_ms()),
@@ -631,7 +621,9 @@ class TradingCore:
         elif isinstance(item, ClosedTrade):
             c.trades += 1
             c.realized_pnl += item.net_pnl
-            c.realized_by_market[item.market] = c.realized_by_market.get(item.market, ZERO) + item.net_pnl
+            c.realized_pnl_by_market[item.market] = (
+                c.realized_pnl_by_market.get(item.market, ZERO) + item.net_pnl
+            )
             c.fees += item.fees
             self._record(jm.trade_record(item))
         elif isinstance(item, FlattenAllRequested):

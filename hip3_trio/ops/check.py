@@ -40,6 +40,7 @@ from hip3_trio.execution.nonce import (
 )
 from hip3_trio.fees import UserFees, taker_fee_bps
 from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
+from hip3_trio.ops.options import run_command
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME as HARD_STOP_FILENAME
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.venue.session import InfoError
@@ -399,10 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio check`` with `argv` (the arguments after ``check``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_CONFIG)
+    return run_command(build_parser(), argv, lambda args: _check(args, out))
+
+
+def _check(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``check`` on its parsed arguments."""
     try:
         config = load_config(args.config, args.env)
     except ConfigError as exc:

@@ -56,7 +56,7 @@ from hip3_trio.journal import (
     journal_path,
     open_journal_read_only,
 )
-from hip3_trio.ops.options import add_state_dir_options, state_dir_of
+from hip3_trio.ops.options import add_state_dir_options, run_command, state_dir_of
 from hip3_trio.ops.report import format_time_ms
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME, ClearedRecord, HardStop
 
@@ -302,10 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio hardstop`` with `argv` (the arguments after ``hardstop``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:  # --help, or a usage error argparse already printed
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
+    return run_command(build_parser(), argv, lambda args: _hardstop(args, out))
+
+
+def _hardstop(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``hardstop`` on its parsed arguments."""
     try:
         state_dir = state_dir_of(args)
     except ConfigError as exc:

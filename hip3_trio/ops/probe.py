@@ -29,6 +29,7 @@ from trio_websocket import HandshakeError
 
 from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
 from hip3_trio.execution.nonce import NonceManager, NonceStateError, load_high_water, save_high_water
+from hip3_trio.ops.options import run_command
 from hip3_trio.ops.venue_client import VenueClient, open_venue_client, venue_endpoint
 from hip3_trio.venue.session import InfoError
 from hip3_trio.wire.actions import Cloid, LimitOrderType, NoopAction, OrderAction, OrderWire, action_to_wire
@@ -64,10 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio probe`` with `argv` (the arguments after ``probe``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_CONFIG)
+    return run_command(build_parser(), argv, lambda args: _probe(args, out))
+
+
+def _probe(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``probe`` on its parsed arguments."""
     if args.env == "mainnet" and not args.yes_mainnet:
         out("hip3-trio: probe refuses mainnet without --yes-mainnet (it sends a real order)")
         return EXIT_CONFIG
