@@ -29,7 +29,7 @@ import attrs
 import trio
 from trio_websocket import HandshakeError
 
-from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
+from hip3_trio.config import Config, ConfigError, load_config, resolve_state_dir
 from hip3_trio.execution.nonce import (
     DEFAULT_MAX_DRIFT_MS,
     DEFAULT_WARN_DRIFT_MS,
@@ -40,7 +40,7 @@ from hip3_trio.execution.nonce import (
 )
 from hip3_trio.fees import UserFees, taker_fee_bps
 from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
-from hip3_trio.ops.options import run_command
+from hip3_trio.ops.options import add_venue_options, run_command
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME as HARD_STOP_FILENAME
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.venue.session import InfoError
@@ -390,11 +390,7 @@ def check_nonce_mark(state_dir: Path, venue_time_ms: int) -> CheckResult:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Preflight checks (see docs/operations.md).")
-    parser.add_argument("--env", choices=ENVS, default="sim")
-    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
-    parser.add_argument("--state-dir", type=Path, default=None, help="as for the engine")
-    parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
+    add_venue_options(parser, env="sim", state_dir_help="as for the engine")
     return parser
 
 

@@ -172,8 +172,8 @@ def status(state_dir: Path, out: Callable[[str], None]) -> int:
     return EXIT_LATCHED if record is not None else EXIT_OK
 
 
-def _journal_cleared(state_dir: Path, cleared: ClearedRecord) -> None:
-    event = EventRecord(
+def _cleared_event(cleared: ClearedRecord) -> EventRecord:
+    return EventRecord(
         time_ms=cleared.cleared_at_ms,
         kind=CLEARED_EVENT_KIND,
         detail={
@@ -183,7 +183,6 @@ def _journal_cleared(state_dir: Path, cleared: ClearedRecord) -> None:
             "stopped_at_ms": cleared.time_ms,
         },
     )
-    _journal_event(state_dir, event)
 
 
 def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) -> int:
@@ -208,13 +207,9 @@ def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) ->
         return EXIT_OK
     out(f"hard stop cleared by {cleared.cleared_by} at {_when(cleared.cleared_at_ms)}")
     out(f"  it had stopped at {_when(cleared.time_ms)}: {cleared.reason}")
-    try:
-        _journal_cleared(state_dir, cleared)
-    except (JournalError, sqlite3.Error, OSError) as exc:
-        out(f"error: the latch is cleared, but the {CLEARED_EVENT_KIND} event could not be journaled: {exc}")
-        return EXIT_NOT_JOURNALED
-    out(f"journaled as {CLEARED_EVENT_KIND}; restart the engine for it to take effect")
-    return EXIT_OK
+    return _journal(
+        state_dir, _cleared_event(cleared), "cleared", out, then="; restart the engine for it to take effect"
+    )
 
 
 def _operator_ready(state_dir: Path, by: str, out: Callable[[str], None]) -> bool:
@@ -225,9 +220,19 @@ def _operator_ready(state_dir: Path, by: str, out: Callable[[str], None]) -> boo
     return not _missing_dir(state_dir, out)
 
 
-def _journal_event(state_dir: Path, event: EventRecord) -> None:
-    with Journal.open(state_dir) as journal:
-        journal.write([event])
+def _journal(
+    state_dir: Path, event: EventRecord, latch: str, out: Callable[[str], None], then: str = ""
+) -> int:
+    """Journal `event` after the latch was `latch` ("set", "cleared"): EXIT_OK, or EXIT_NOT_JOURNALED and
+    one line saying the latch changed all the same."""
+    try:
+        with Journal.open(state_dir) as journal:
+            journal.write([event])
+    except (JournalError, sqlite3.Error, OSError) as exc:
+        out(f"error: the latch is {latch}, but the {event.kind} event could not be journaled: {exc}")
+        return EXIT_NOT_JOURNALED
+    out(f"journaled as {event.kind}{then}")
+    return EXIT_OK
 
 
 def trip(state_dir: Path, *, reason: str, by: str, out: Callable[[str], None]) -> int:
@@ -255,13 +260,7 @@ def trip(state_dir: Path, *, reason: str, by: str, out: Callable[[str], None]) -
         kind=TRIPPED_EVENT_KIND,
         detail={"tripped_by": by.strip(), "tripped_at_ms": now, "reason": reason.strip()},
     )
-    try:
-        _journal_event(state_dir, event)
-    except (JournalError, sqlite3.Error, OSError) as exc:
-        out(f"error: the latch is set, but the {TRIPPED_EVENT_KIND} event could not be journaled: {exc}")
-        return EXIT_NOT_JOURNALED
-    out(f"journaled as {TRIPPED_EVENT_KIND}")
-    return EXIT_OK
+    return _journal(state_dir, event, "set", out)
 
 
 def build_parser() -> argparse.ArgumentParser:

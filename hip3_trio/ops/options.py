@@ -1,4 +1,5 @@
-"""The options every operator command shares (where the state directory is), and how each parses them.
+"""What the operator commands share: where the state directory is, the venue options of ``check`` and
+``probe`` (`add_venue_options`), and parsing (`run_command`: ``--help`` and usage errors return a status).
 
 ``report``, ``hardstop`` and ``check`` find the state directory (journal, hard-stop latch, nonce mark)
 exactly as the engine does (`hip3_trio.config.state_dir_for`): ``--state-dir``, else the ``--config``
@@ -13,9 +14,16 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hip3_trio.config import Config, load_config, state_dir_for
+from hip3_trio.config import ENVS, Config, load_config, state_dir_for
 
-__all__ = ["EXIT_USAGE", "add_state_dir_options", "config_of", "run_command", "state_dir_of"]
+__all__ = [
+    "EXIT_USAGE",
+    "add_state_dir_options",
+    "add_venue_options",
+    "config_of",
+    "run_command",
+    "state_dir_of",
+]
 
 EXIT_USAGE = 2
 """The exit status of a usage error (= ``cli.EXIT_CONFIG``): argparse has already printed it."""
@@ -38,6 +46,16 @@ def add_state_dir_options(parser: argparse.ArgumentParser) -> None:
         help="the engine's TOML config: its paths.state_dir is the state directory unless --state-dir "
         "is given",
     )
+
+
+def add_venue_options(parser: argparse.ArgumentParser, *, env: str, state_dir_help: str) -> None:
+    """Add the options of a command that reaches the venue as the engine would (``check``, ``probe``):
+    ``--env`` (default `env`), ``--config``, ``--state-dir``, ``--ws-url`` and the simulator's ``--seed``."""
+    parser.add_argument("--env", choices=ENVS, default=env)
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
+    parser.add_argument("--state-dir", type=Path, default=None, help=state_dir_help)
+    parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint")
+    parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
 
 
 def state_dir_of(args: argparse.Namespace) -> Path:
