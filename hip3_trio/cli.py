@@ -1,7 +1,7 @@
 """Command line.
 
     python -m hip3_trio [--env {sim,testnet,mainnet}] [--config FILE] [--state-dir DIR] [--duration S]
-                        [--dry-run] [--ws-url URL] [--log-format {text,json}]
+                        [--dry-run] [--ws-url URL] [--log-format {text,json}] [--record DIR]
     python -m hip3_trio hardstop {status,trip,clear} ...
     python -m hip3_trio report ...
     python -m hip3_trio alerts test [--config FILE] [--env ENV]
@@ -12,7 +12,11 @@
 needs no key and no config: it trades the simulator's funded account with its throwaway key.
 `--env testnet|mainnet` needs a config file with the account address and markets, and the key from
 `HIP3_PRIVATE_KEY` or the config's `key_file` (mode 0600); mainnet also needs `allow_mainnet = true`.
-`--dry-run` runs everything but never sends an order (signals are journaled as not acted on).
+`--dry-run` runs everything but never sends an order (signals are journaled as not acted on); it needs no
+key and no `allow_mainnet`, so ``--env mainnet --dry-run --record DIR`` observes mainnet at no risk.
+`--record DIR` writes every market-data frame received (bbo, activeAssetCtx and l2Book, which recording
+subscribes too) and the sync's perpDexs/meta/userFees answers to DIR, one compressed file per UTC day
+(`hip3_trio.recording`); ``python -m hip3_trio.sim --replay DIR`` serves it back as a venue.
 
 Exit status (a start-up refusal prints one line, ``hip3-trio: <cause>; <fix>``, on stderr, never a
 traceback; see `hip3_trio.errors`):
@@ -23,7 +27,8 @@ traceback; see `hip3_trio.errors`):
          the caps, a collateral other than USDC, asset ids that changed), a preflight FAIL on a configured
          market or the key
     3    environment problem: the metrics port is in use, the state directory is not writable, the
-         journal is damaged or cannot be used, any other preflight FAIL before the first READY
+         journal is damaged or cannot be used, the --record directory cannot be written, any other
+         preflight FAIL before the first READY
     130  interrupted before the orderly stop could run
 A programming error ends with a traceback and Python's status 1.
 """
@@ -62,6 +67,7 @@ from hip3_trio.journal import Journal, JournalError, JournalSink
 from hip3_trio.ops.check import PreflightFailed
 from hip3_trio.ops.hardstop_cmd import last_cleared
 from hip3_trio.position.history import read_entry_hints
+from hip3_trio.recording.recorder import Recorder, prepare_record_dir
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
@@ -142,6 +148,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics-port", type=_port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT"
     )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record market data and metadata to DIR (one .rec.gz file per UTC day); with --dry-run an "
+        "observation run",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -156,7 +170,7 @@ def setup_logging(fmt: str, level: str) -> None:
 
 def load_run_config(args: argparse.Namespace) -> Config:
     """The config for this run: the file (or defaults), with --market overriding its markets."""
-    config = load_config(args.config, args.env)
+    config = load_config(args.config, args.env, dry_run=args.dry_run)
     if args.market:
         try:
             config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in args.market))
@@ -299,6 +313,8 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
     alerts_config = resolve_alerts(config)  # before anything starts: a bad HIP3_ALERT_WEBHOOK is exit 2
     state_dir = resolve_state_dir(config, args.state_dir)
     prepare_state_dir(state_dir)
+    if args.record is not None:
+        prepare_record_dir(args.record)  # exit 3 before anything starts
     nonce_path = state_dir / NONCE_FILENAME
     hard_stop = HardStop.load(state_dir, wall_clock_ms())
     if hard_stop.latched:
@@ -336,6 +352,10 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 alerts=alert_sink,
             )
             restore_from_journal(engine, journal, state_dir)
+            recorder = None
+            if args.record is not None:
+                recorder = Recorder(args.record, env=args.env, markets=settings.markets)
+                out(f"recording market data to {args.record}")
             await run_engine(
                 engine,
                 websocket_connector(url),
@@ -347,6 +367,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 metrics_port=args.metrics_port,
                 out=out,
                 alerts=alert_sender,
+                recorder=recorder,
             )
     return 0
 
