@@ -31,8 +31,9 @@ file is strict, because a typo that silently falls back to a default is a risk l
   or a value that looks like a 32-byte hex key refuses the whole file — without echoing the value — and
   points at the environment variable ``HIP3_PRIVATE_KEY`` or the ``key_file`` option (a path to a mode
   0600 file, read by `hip3_trio.wire.keys`);
-- mainnet needs ``allow_mainnet = true`` in the file; testnet and mainnet need an account address and at
-  least one market. The simulator defaults to its own markets (`SIM_MARKETS`).
+- mainnet needs ``allow_mainnet = true`` in the file to trade (a dry run, which sends no order and signs
+  nothing, observes mainnet without it: ``--env mainnet --dry-run --record DIR``); testnet and mainnet
+  need an account address and at least one market. The simulator defaults to its own markets (`SIM_MARKETS`).
 
 How the key paths come about: each attrs class gets a cattrs structure function with detailed
 validation, and every field is structured by a hook that first converts the value strictly and then runs
@@ -421,8 +422,9 @@ def _key_problems(raw: Mapping[str, Any]) -> list[str]:
 # --- loading ----------------------------------------------------------------------------------------
 
 
-def parse_config(text: str, env: str, *, source: str = "<string>") -> Config:
-    """Parse TOML `text` into a `Config` for `env`; raises `ConfigError` listing every problem."""
+def parse_config(text: str, env: str, *, source: str = "<string>", dry_run: bool = False) -> Config:
+    """Parse TOML `text` into a `Config` for `env` (`dry_run`: a run that sends no order, which needs no
+    mainnet opt-in); raises `ConfigError` listing every problem."""
     if env not in ENVS:
         raise ConfigError([f"env: must be one of {', '.join(ENVS)}, got {env!r}"], source)
     try:
@@ -436,17 +438,17 @@ def parse_config(text: str, env: str, *, source: str = "<string>") -> Config:
         config = _CONVERTER.structure(raw, Config)
     except Exception as exc:  # cattrs' ClassValidationError (an ExceptionGroup) or a stray error
         raise ConfigError(_problems(exc), source) from None
-    return _for_env(config, cast(Env, env), source)
+    return _for_env(config, cast(Env, env), source, dry_run=dry_run)
 
 
-def load_config(path: str | os.PathLike[str] | None, env: str) -> Config:
+def load_config(path: str | os.PathLike[str] | None, env: str, *, dry_run: bool = False) -> Config:
     """The configuration for `env` from the TOML file at `path` (None: defaults, which only sim accepts).
 
     Raises `ConfigError` for a missing/unreadable file, invalid TOML, any invalid value (all of them,
     each with its key path), a key-like field, or an environment the config does not allow.
     """
     if path is None:
-        return parse_config("", env, source="no config file")
+        return parse_config("", env, source="no config file", dry_run=dry_run)
     source = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -454,16 +456,16 @@ def load_config(path: str | os.PathLike[str] | None, env: str) -> Config:
         raise ConfigError(["config file not found"], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read the config file: {type(exc).__name__}: {exc}"], source) from None
-    return parse_config(text, env, source=source)
+    return parse_config(text, env, source=source, dry_run=dry_run)
 
 
-def _for_env(config: Config, env: Env, source: str) -> Config:
+def _for_env(config: Config, env: Env, source: str, *, dry_run: bool = False) -> Config:
     if env == "sim":
         if not config.markets:
             config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in SIM_MARKETS))
         return config
     problems = []
-    if env == "mainnet" and not config.allow_mainnet:
+    if env == "mainnet" and not config.allow_mainnet and not dry_run:
         problems.append(
             "allow_mainnet: trading on mainnet needs an explicit opt-in; "
             "set allow_mainnet = true in the config"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,26 @@ def test_bad_sources_and_lines_are_one_clear_error(tmp_path: Path) -> None:
     path.write_bytes(compress_member(["12x ws {}\n"]))
     with pytest.raises(RecordingError, match="malformed recording line in"):
         list(iter_records(tmp_path))
+
+
+def test_a_member_cut_by_a_crash_is_skipped_and_reading_resumes_after_it(tmp_path: Path) -> None:
+    """A restart on the same day appends after the member the crash cut short: nothing after is lost."""
+    path = tmp_path / file_name_for(DAY_US)
+    before = compress_member([encode_line(DAY_US, "ws", "{}")])
+    cut = compress_member([encode_line(DAY_US + 1, "ws", '{"lost":1}')])[:-9]
+    after = [compress_member([encode_line(DAY_US + t, "ws", "{}")]) for t in (2, 3)]
+    path.write_bytes(before + cut + b"".join(after))
+    stats = ReadStats()
+    assert [r.recv_us for r in iter_records(path, stats)] == [DAY_US, DAY_US + 2, DAY_US + 3]
+    assert (stats.members, stats.truncated_members, stats.truncated_bytes) == (3, 1, len(cut))
+
+
+def test_reading_is_linear_in_the_members(tmp_path: Path) -> None:
+    """Many small members (one a second for a day) read without copying the rest of the file each time."""
+    path = tmp_path / file_name_for(DAY_US)
+    noise = random.Random(1).randbytes(300).hex()  # incompressible: a 10 MB file
+    member = compress_member([encode_line(DAY_US, "ws", f'{{"n":"{noise}"}}')])
+    path.write_bytes(member * 20_000)
+    stats = ReadStats()
+    assert sum(1 for _ in iter_records(path, stats)) == 20_000
+    assert stats.members == 20_000

@@ -183,6 +183,23 @@ def test_a_damaged_journal_is_one_line_and_exit_3(tmp_path: Path, capsys: pytest
     assert "is damaged" in refusal(capsys)
 
 
+@pytest.mark.parametrize("make", ["file", "read-only"])
+def test_a_record_dir_that_cannot_be_written_is_one_line_and_exit_3(
+    make: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = tmp_path / "rec"
+    if make == "file":
+        record.write_text("not a directory")
+        assert main(sim(tmp_path, "--record", str(record))) == 3
+    else:
+        record.mkdir()
+        with read_only(record):
+            assert main(sim(tmp_path, "--record", str(record))) == 3
+    line = refusal(capsys)
+    assert f"--record {record}: the directory" in line
+    assert not (tmp_path / "state" / JOURNAL_FILENAME).exists()  # refused before anything started
+
+
 def test_an_unreadable_nonce_file_is_one_line_and_exit_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,8 +3,10 @@
 A recording is a directory of files, one per UTC day of receive time, named ``YYYY-MM-DD.rec.gz``.
 Each file is a concatenation of gzip members (a valid multi-member gzip file: ``zcat`` reads it); the
 recorder appends one member per flush (at least once a second), so a crash loses at most the member it
-was writing, and a reader drops a truncated last member instead of failing. Files are append-only: a
-restart on the same day appends new members to the same file.
+was writing, and a reader drops a truncated member instead of failing. Files are append-only: a
+restart on the same day appends new members to the same file, after the member a crash may have cut
+short; a reader skips the cut member's bytes and resumes at the next member (the next gzip header
+whose member decompresses with a valid CRC), so nothing written after a crash is lost to it.
 
 Each member holds whole lines; a line is one record::
 
@@ -103,24 +105,48 @@ class ReadStats:
     truncated_bytes: int = 0
 
 
+_GZIP_MAGIC: Final = b"\x1f\x8b\x08"
+#: Input is fed to the decompressor in pieces this big, so what it copies past a member's end
+#: (`unused_data`) is bounded: reading a file is linear in its size, not in size x members.
+_CHUNK: Final = 64 * 1024
+
+
+def _one_member(view: memoryview, pos: int) -> tuple[bytes, int] | None:
+    """The decompressed member starting at ``pos`` and the offset after it; None if it is cut short or
+    corrupt (the gzip trailer's CRC and length are checked by zlib)."""
+    decomp = zlib.decompressobj(31)
+    parts = []
+    try:
+        while not decomp.eof and pos < len(view):
+            chunk = view[pos : pos + _CHUNK]
+            parts.append(decomp.decompress(chunk))
+            pos += len(chunk) - len(decomp.unused_data)
+    except zlib.error:
+        return None
+    return (b"".join(parts), pos) if decomp.eof else None
+
+
 def _member_texts(data: bytes, stats: ReadStats) -> Iterator[bytes]:
-    """The decompressed content of each complete gzip member of ``data``; a truncated last member is
-    counted and dropped, a corrupt one likewise (nothing after it can be trusted to be aligned)."""
-    while data:
-        decomp = zlib.decompressobj(31)
-        try:
-            text = decomp.decompress(data)
-        except zlib.error:
-            stats.truncated_members += 1
-            stats.truncated_bytes += len(data)
-            return
-        if not decomp.eof:
-            stats.truncated_members += 1
-            stats.truncated_bytes += len(data)
-            return
+    """The decompressed content of each complete gzip member of ``data``. A member cut short by a crash
+    (or corrupt) is counted and skipped: reading resumes at the next gzip header that starts a valid
+    member, which is where a restarted recorder appended."""
+    view = memoryview(data)
+    pos = 0
+    skipping = False  # inside a cut: a header-like run in its bytes does not count as another one
+    while pos < len(data):
+        member = _one_member(view, pos) if data.startswith(_GZIP_MAGIC, pos) else None
+        if member is None:
+            resume = data.find(_GZIP_MAGIC, pos + 1)
+            end = len(data) if resume < 0 else resume
+            stats.truncated_members += 0 if skipping else 1
+            stats.truncated_bytes += end - pos
+            skipping = True
+            pos = end
+            continue
+        skipping = False
+        text, pos = member
         stats.members += 1
         yield text
-        data = decomp.unused_data
 
 
 def parse_line(line: str, where: str = "") -> Record:

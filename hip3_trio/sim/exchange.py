@@ -127,6 +127,8 @@ class Exchange:
     _dirty_accounts: set[tuple[str, str]] = attrs.Factory(set)
     _dirty_books: set[str] = attrs.Factory(set)
     _last_bbo: dict[str, Any] = attrs.Factory(dict)
+    # Info answers served as recorded (a replay: perpDexs, meta, userFees), by `info.recorded_key`.
+    recorded_info: dict[str, Any] = attrs.Factory(dict)
 
     @classmethod
     def create(

@@ -6,6 +6,7 @@ deserialise gets the transport-level error string instead.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -50,7 +51,15 @@ def handle_info(ex: Exchange, payload: object) -> Reply:
     return "info", {"type": kind, "data": data}
 
 
+def recorded_key(request: dict[str, Any]) -> str:
+    """The key a recorded answer is served under: the request without its user (any account asks)."""
+    kept = {k: v for k, v in request.items() if k != "user" and not (k == "dex" and not v)}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
 def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
+    if ex.recorded_info and (recorded := recorded_key(payload)) in ex.recorded_info:
+        return ex.recorded_info[recorded]
     now = ex.clock.now_ms()
     if kind == "perpDexs":
         site = ex.config.fee_scale_published_in

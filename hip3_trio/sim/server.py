@@ -15,7 +15,7 @@ stream, which it needs to drop a connection without a close frame (the abrupt-cl
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import partial
@@ -32,6 +32,7 @@ from .config import SimConfig
 from .connection import Connection
 from .exchange import Exchange
 from .faults import Faults
+from .markets import DEFAULT_DEXES, DexSpec
 from .streams import Hub
 
 
@@ -54,14 +55,22 @@ class Simulator:
     account: str | None = None
     account_key: str | None = None
     _poke: trio.Event = attrs.Factory(trio.Event)
+    # What moves the markets: None = the random walk (`_ticker`); a replay sets its own (`sim/replay.py`).
+    market_driver: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
-    def create(cls, config: SimConfig | None = None, faults: Faults | None = None) -> Simulator:
+    def create(
+        cls,
+        config: SimConfig | None = None,
+        faults: Faults | None = None,
+        *,
+        dexes: tuple[DexSpec, ...] = DEFAULT_DEXES,
+    ) -> Simulator:
         config = config or SimConfig()
         faults = faults or Faults()
         clock = SimClock(base_epoch_ms=config.base_epoch_ms, skew_ms=lambda: faults.clock_skew_ms)
         hub = Hub()
-        exchange = Exchange.create(config, clock, faults, hub)
+        exchange = Exchange.create(config, clock, faults, hub, dexes)
         sim = cls(config=config, faults=faults, clock=clock, hub=hub, exchange=exchange)
         faults.listener = sim._wake_timers
         exchange.on_schedule_change = sim._wake_timers
@@ -103,7 +112,7 @@ class Simulator:
         """Drive the markets and timers until cancelled."""
         self.clock.now_ms()  # fix the clock origin: venue time starts now
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._ticker)
+            nursery.start_soon(self.market_driver or self._ticker)
             nursery.start_soon(self._timers)
             task_status.started()
 

@@ -41,7 +41,7 @@ from hip3_trio.journal_mapping import event
 from hip3_trio.position.book import DexState, ReconcileDeferred
 from hip3_trio.position.records import OrderState
 from hip3_trio.venue.queries import StartupError, fetch_account_state, fetch_user_fees, load_markets
-from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, Session
+from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, FrameTap, Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid, UpdateLeverageAction, action_to_wire
@@ -165,6 +165,10 @@ class VenueLink:
         self.nonces = nonces
         self.session: Session | None = None
         self.trace: LatencyTrace | None = None  # signal-to-wire instrumentation (benchmarks only)
+        # The recorder (--record): every session gets it as its tap; with `subscribe_depth` the sync
+        # subscribes l2Book too, which the core ignores (for a replay's fills beyond the top level).
+        self.tap: FrameTap | None = None
+        self.subscribe_depth = False
         self._save_nonce_to = save_nonce
         self._counters = _Counters()
         self._awaiting_noop: set[Cloid] = set()
@@ -366,6 +370,8 @@ class VenueLink:
         for coin in markets:
             await session.subscribe({"type": "bbo", "coin": coin})
             await session.subscribe({"type": "activeAssetCtx", "coin": coin})
+            if self.subscribe_depth:
+                await session.subscribe({"type": "l2Book", "coin": coin})
         await session.subscribe({"type": "orderUpdates", "user": user})
         await session.subscribe({"type": "userFills", "user": user})
         readiness = core.readiness

@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
@@ -39,6 +39,7 @@ from hip3_trio.wire.actions import NoopAction, action_to_wire
 __all__ = [
     "ConnectionConfig",
     "ConnectionLost",
+    "FrameTap",
     "InfoError",
     "Session",
     "SessionHost",
@@ -83,6 +84,24 @@ class WsLike(Protocol):
     async def send_message(self, message: str | bytes) -> None: ...
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class FrameTap(Protocol):
+    """Who records the session's market data (`recording.Recorder`): called synchronously, it never
+    blocks or raises (it queues, or drops and counts)."""
+
+    def now_us(self) -> int:
+        """The wall-clock receive stamp (epoch microseconds) for a frame arriving now."""
+
+    def frame(self, recv_us: int, text: str | bytes) -> None:
+        """A market-data frame (bbo, activeAssetCtx, l2Book) exactly as received at `recv_us`."""
+
+    def info(self, request: Mapping[str, Any], answer: Any) -> None:
+        """An info request's answer (the tap keeps the ones it wants)."""
+
+
+#: The frames a `FrameTap` gets (and whose arrival keeps the market-data stall timer quiet).
+_MARKET_DATA: Final = (m.Bbo, m.ActiveAssetCtx, m.L2Book)
 
 
 class SessionHost(Protocol):
@@ -206,9 +225,11 @@ class Session:
         batch: BatchConfig | None = None,
         *,
         trace: LatencyTrace | None = None,
+        tap: FrameTap | None = None,
     ) -> None:
         self.ws = ws
         self.trace = trace
+        self.tap = tap
         self.host = host
         self.connection = connection if connection is not None else ConnectionConfig()
         self.batch = batch if batch is not None else BatchConfig()
@@ -307,6 +328,8 @@ class Session:
             self._control.pop(post_id, None)  # answered, timed out or cancelled: no longer inflight
         result = control.result
         if isinstance(result, m.InfoResult):
+            if self.tap is not None:
+                self.tap.info(request, result.data)
             return result.data
         if result is None:
             raise InfoError(f"info {request.get('type')!r} got no answer")
@@ -365,6 +388,8 @@ class Session:
                 raise ConnectionLost(f"receive failed: {exc!r}") from exc
             if self.trace is not None:
                 self.trace.frame_arrived()
+            tap = self.tap
+            recv_us = tap.now_us() if tap is not None else 0
             self.frames_in += 1
             try:
                 msg = m.decode_frame(text)
@@ -373,6 +398,8 @@ class Session:
                 log.warning("undecodable frame #%d: %s", self.bad_frames, exc)
                 continue
             self._dispatch(msg, trio.current_time())
+            if tap is not None and isinstance(msg, _MARKET_DATA):
+                tap.frame(recv_us, text)  # after the step: a signal's order is already queued
             if self._sender_woken:
                 # The step queued work for the sender (a signal's order): let it run before the next
                 # frame. Trio may run the tasks of one batch in either order; this checkpoint puts the
@@ -387,7 +414,7 @@ class Session:
         if isinstance(msg, m.Pong):
             self._pong.set()
             return
-        if isinstance(msg, m.Bbo | m.ActiveAssetCtx | m.L2Book):
+        if isinstance(msg, _MARKET_DATA):
             self.last_market_data = now
         elif isinstance(msg, m.ChannelError) and (refused := _REFUSED_POST.search(msg.message)):
             # The venue refused post N (too many in flight) and will never answer it: settle it now as
