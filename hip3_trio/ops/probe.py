@@ -28,8 +28,10 @@ import trio
 from trio_websocket import HandshakeError
 
 from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
+from hip3_trio.errors import EnvironmentProblem
 from hip3_trio.execution.nonce import NonceManager, NonceStateError, load_high_water, save_high_water
 from hip3_trio.ops.venue_client import VenueClient, open_venue_client, venue_endpoint
+from hip3_trio.state_lock import hold_state_dir
 from hip3_trio.venue.session import InfoError
 from hip3_trio.wire.actions import Cloid, LimitOrderType, NoopAction, OrderAction, OrderWire, action_to_wire
 from hip3_trio.wire.keys import KeyConfigError, verify_signer_address
@@ -89,17 +91,21 @@ async def _run(args: argparse.Namespace, config: Config, state_dir: Path, out: C
         verify_signer_address(endpoint.signer.address, config.signer_address)
         coin = args.market or config.coins[0]
         try:
-            async with open_venue_client(endpoint.connect) as venue:
-                return await run_probe(
-                    venue,
-                    signer=endpoint.signer,
-                    user=endpoint.user,
-                    coin=coin,
-                    state_dir=state_dir,
-                    vault_address=config.vault_address,
-                    is_mainnet=args.env == "mainnet",
-                    out=out,
-                )
+            with hold_state_dir(state_dir, "hip3-trio probe"):
+                async with open_venue_client(endpoint.connect) as venue:
+                    return await run_probe(
+                        venue,
+                        signer=endpoint.signer,
+                        user=endpoint.user,
+                        coin=coin,
+                        state_dir=state_dir,
+                        vault_address=config.vault_address,
+                        is_mainnet=args.env == "mainnet",
+                        out=out,
+                    )
+        except EnvironmentProblem as exc:
+            out(f"hip3-trio: {exc}")
+            return EXIT_ENVIRONMENT
         except (OSError, HandshakeError, InfoError, MarketsError) as exc:
             out(f"hip3-trio: probe failed: {type(exc).__name__}: {exc}")
             return EXIT_ENVIRONMENT
