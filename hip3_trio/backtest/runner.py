@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from hip3_trio.backtest.source import Frame, FrameCounts, Setup, iter_frames
-from hip3_trio.backtest.venue import BacktestVenue, Execution, VenueCounts
+from hip3_trio.backtest.venue import BacktestVenue, Execution
 from hip3_trio.core import CoreSettings, TradingCore
 from hip3_trio.execution.posts import PostEntry, PostState, Reply
 from hip3_trio.fees import market_fee_bps
@@ -68,7 +68,7 @@ class RunResult:
     were read and used, the core's signal counts, and how it ended."""
 
     trades: tuple[TradeRecord, ...]
-    venue: VenueCounts
+    venue: dict[str, int]  # `venue.VENUE_COUNTS`
     frames: FrameCounts
     signals: int
     signals_acted: int
@@ -245,7 +245,7 @@ class _Run:
         latch = self.core.hard_stop_latch.record
         return RunResult(
             trades=tuple(self.journal.trades),
-            venue=self.venue.counts,
+            venue=dict(self.venue.counts),
             frames=counts,
             signals=stats.signals,
             signals_acted=stats.signals_acted,

@@ -67,7 +67,7 @@ class PointSummary:
     @property
     def fill_rate(self) -> float | None:
         venue = self.result.venue
-        return venue.entries_filled / venue.entries if venue.entries else None
+        return venue["entries_filled"] / venue["entries"] if venue["entries"] else None
 
     def to_json(self) -> dict[str, Any]:
         s, r, interval = self.stats, self.result, self.stats.net_edge_interval
@@ -75,8 +75,6 @@ class PointSummary:
             "params": self.params,
             "trades": s.trades,
             "fill_rate": self.fill_rate,
-            "entries": r.venue.entries,
-            "entries_filled": r.venue.entries_filled,
             "net_edge_bps": {
                 "mean": s.net_edge_bps.mean,
                 "low": None if interval is None else interval.low,
@@ -88,11 +86,7 @@ class PointSummary:
             "max_drawdown": self.max_drawdown,
             "signals": r.signals,
             "signals_acted": r.signals_acted,
-            "flattens": r.venue.flattens,
-            "flattens_filled": r.venue.flattens_filled,
-            "expired_posts": r.venue.expired_posts,
-            "competitor_orders": r.venue.competitor_orders,
-            "competitor_fills": r.venue.competitor_fills,
+            **r.venue,
             "exit_reasons": dict(s.exit_reasons),
             "open_positions": r.open_positions,
             "hard_stop": r.hard_stop,
@@ -108,8 +102,8 @@ class PointSummary:
         if self.result.open_positions:
             extra += f"  open at end: {', '.join(f'{c} {z}' for c, z in self.result.open_positions.items())}"
         return (
-            f"{params}: trades {s.trades}, fill rate {rate} ({self.result.venue.entries_filled}/"
-            f"{self.result.venue.entries}), net edge {mean} bps{ci}, pnl {s.pnl_total:+.4f} "
+            f"{params}: trades {s.trades}, fill rate {rate} ({self.result.venue['entries_filled']}/"
+            f"{self.result.venue['entries']}), net edge {mean} bps{ci}, pnl {s.pnl_total:+.4f} "
             f"(fees {s.fees_total:.4f}), max drawdown {self.max_drawdown:.4f}{extra}"
         )
 

@@ -38,7 +38,7 @@ from hip3_trio.sim.realism import BlockSchedule, Depletion, Realism, competitor_
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.markets import MarketSpec
 
-__all__ = ["BacktestVenue", "Execution", "VenueCounts", "book_side"]
+__all__ = ["VENUE_COUNTS", "BacktestVenue", "Execution", "book_side"]
 
 BPS: Final = Decimal(10_000)
 FEE_QUANTUM: Final = Decimal("0.000001")
@@ -89,18 +89,16 @@ class Execution:
     fills: tuple[m.Fill, ...]
 
 
-@attrs.define
-class VenueCounts:
-    """What the venue saw: entries that reached it and those that filled (any size), flattens likewise,
-    posts refused as expired, competitor orders and how many of them took something."""
-
-    entries: int = 0
-    entries_filled: int = 0
-    flattens: int = 0
-    flattens_filled: int = 0
-    expired_posts: int = 0
-    competitor_orders: int = 0
-    competitor_fills: int = 0
+VENUE_COUNTS: Final = (
+    "entries",  # entry orders that reached the venue
+    "entries_filled",  # ... and filled (any size)
+    "flattens",  # reduce-only orders that reached the venue
+    "flattens_filled",
+    "expired_posts",  # posts refused whole: past their expiresAfter on arrival
+    "competitor_orders",
+    "competitor_fills",  # competitor orders that took something
+)
+"""What the venue counts (`BacktestVenue.counts`; every name is present, from 0)."""
 
 
 @attrs.define
@@ -136,7 +134,7 @@ class BacktestVenue:
         self.bbos: dict[str, m.Bbo] = {}
         self.l2s: dict[str, m.L2Book] = {}
         self.oracles: dict[str, Decimal] = {}
-        self.counts = VenueCounts()
+        self.counts: dict[str, int] = dict.fromkeys(VENUE_COUNTS, 0)
         self._positions = {coin: _Position() for coin in specs}
         # (block, arrival, sequence, post id (-1: a competitor), the orders or a cancel batch)
         self._queue: list[tuple[float, float, int, int, tuple[_Order, ...] | Batch]] = []
@@ -171,7 +169,7 @@ class BacktestVenue:
                 arrival = seen_at + self.competition.draw_delay_ms(self.rng)
                 size = sum((sz for _, sz in taken), ZERO)
                 self._push(arrival, -1, (_Order(coin, is_buy, taken[-1][0], size),))
-                self.counts.competitor_orders += 1
+                self.counts["competitor_orders"] += 1
 
     # --- our posts --------------------------------------------------------------------------------
 
@@ -187,7 +185,7 @@ class BacktestVenue:
         )
         expires = batch.expires_after
         if expires is not None and expires < self.origin_ms + arrival:
-            self.counts.expired_posts += 1
+            self.counts["expired_posts"] += 1
             orders = ()  # refused whole on arrival: answered at once, executes nothing
         self._push(arrival, post_id, orders)
 
@@ -205,7 +203,7 @@ class BacktestVenue:
         if post_id < 0:
             for order in action:
                 if self._sweep(order, block):
-                    self.counts.competitor_fills += 1
+                    self.counts["competitor_fills"] += 1
             return None
         if not action:
             return Execution(post_id, at, m.ActionErr(EXPIRED), ())
@@ -248,19 +246,19 @@ class BacktestVenue:
         position = self._positions[order.market]
         reduce_only = item.reduce_only
         if reduce_only:
-            self.counts.flattens += 1
+            self.counts["flattens"] += 1
             if position.size == 0 or (position.size > 0) == order.is_buy:
                 return m.StatusError(REDUCE_ONLY_REFUSED.format(asset)), ()
             order = attrs.evolve(order, size=min(order.size, abs(position.size)))
         else:
-            self.counts.entries += 1
+            self.counts["entries"] += 1
         executed = self._sweep(order, block)
         if not executed:
             return m.StatusError(NO_MATCH.format(asset)), ()
         if reduce_only:
-            self.counts.flattens_filled += 1
+            self.counts["flattens_filled"] += 1
         else:
-            self.counts.entries_filled += 1
+            self.counts["entries_filled"] += 1
         self._oid += 1
         cloid = str(item.cloid) if item.cloid is not None else None
         fills = tuple(self._fill(order, px, sz, block, cloid) for px, sz in executed)
