@@ -186,7 +186,7 @@ class BacktestVenue:
         expires = batch.expires_after
         if expires is not None and expires < self.origin_ms + arrival:
             self.counts["expired_posts"] += 1
-            orders = ()  # refused whole on arrival: answered at once, executes nothing
+            orders = ()  # refused whole on arrival: executes nothing, answered with its block
         self._push(arrival, post_id, orders)
 
     def next_due_ms(self) -> float | None:
