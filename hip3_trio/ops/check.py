@@ -30,7 +30,7 @@ import attrs
 import trio
 from trio_websocket import HandshakeError
 
-from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
+from hip3_trio.config import Config, ConfigError, load_config, resolve_state_dir
 from hip3_trio.execution.nonce import (
     DEFAULT_MAX_DRIFT_MS,
     DEFAULT_WARN_DRIFT_MS,
@@ -41,6 +41,7 @@ from hip3_trio.execution.nonce import (
 )
 from hip3_trio.fees import UserFees, taker_fee_bps
 from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
+from hip3_trio.ops.options import add_venue_options, run_command
 from hip3_trio.ops.rows import format_time_ms
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME as HARD_STOP_FILENAME
 from hip3_trio.risk.hard_stop import HardStop
@@ -423,20 +424,17 @@ def check_nonce_mark(state_dir: Path, venue_time_ms: int) -> CheckResult:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Preflight checks (see docs/operations.md).")
-    parser.add_argument("--env", choices=ENVS, default="sim")
-    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
-    parser.add_argument("--state-dir", type=Path, default=None, help="as for the engine")
-    parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
+    add_venue_options(parser, env="sim", state_dir_help="as for the engine")
     return parser
 
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio check`` with `argv` (the arguments after ``check``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_CONFIG)
+    return run_command(build_parser(), argv, lambda args: _check(args, out))
+
+
+def _check(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``check`` on its parsed arguments."""
     try:
         config = load_config(args.config, args.env)
     except ConfigError as exc:
