@@ -83,7 +83,7 @@ URLS = {
     "testnet": "wss://api.hyperliquid-testnet.xyz/ws",
     "mainnet": "wss://api.hyperliquid.xyz/ws",
 }
-SUBCOMMANDS = ("hardstop", "report", "alerts", "check", "probe")
+SUBCOMMANDS = ("hardstop", "report", "alerts", "check", "probe", "backtest")
 
 log = logging.getLogger("hip3_trio")
 
@@ -507,6 +507,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from hip3_trio.ops import hardstop_cmd
 
         return hardstop_cmd.main(argv)
+    if name == "backtest":
+        from hip3_trio.backtest import command
+
+        return command.main(argv)
     from hip3_trio.ops import report
 
     return report.main(argv)
