@@ -2,7 +2,9 @@
 
 The first line of output is the WebSocket URL (``ws://127.0.0.1:PORT/ws``) so a script can read it.
 With no ``--account``/``--agent`` a funded account is created and its address and throwaway key are
-printed next. Fault flags arm the same switches as ``Faults`` in the API.
+printed next. Fault flags arm the same switches as ``Faults`` in the API. The realism flags
+(``--latency-ms``, ``--block-ms``, ``--competitors``, ``--competitor-median-ms``, ``--refill-s``;
+``options.py``) default to the realistic models. A bad flag prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -11,16 +13,25 @@ import argparse
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import NoReturn
 
 import trio
 
 from .config import SimConfig
 from .faults import Faults
+from .options import add_realism_arguments, realism_from_args
 from .server import Simulator
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hip3_trio.sim", description=__doc__)
+    p = _Parser(prog="python -m hip3_trio.sim", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p.add_argument("--seed", type=int, default=7)
@@ -35,6 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dislocation-bps", type=float, default=None, help="typical dislocation size")
     p.add_argument("--oracle-interval", type=float, default=None, help="seconds between oracle updates")
     p.add_argument("--dislocation-updates", type=int, default=None, help="oracle updates a dislocation lasts")
+    add_realism_arguments(p)
     limits = p.add_argument_group("costs and limits of funded accounts")
     limits.add_argument(
         "--requests-used",
@@ -82,7 +94,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> Simulator:
     """A simulator configured from parsed arguments (accounts funded, faults armed)."""
-    config = SimConfig(seed=args.seed, network=args.network, base_epoch_ms=args.base_epoch_ms)
+    config = SimConfig(
+        seed=args.seed,
+        network=args.network,
+        base_epoch_ms=args.base_epoch_ms,
+        realism=realism_from_args(args),
+    )
     if args.balance is not None:
         config.initial_balance = args.balance
     if args.dislocation_rate is not None:
