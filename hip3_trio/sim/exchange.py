@@ -12,6 +12,11 @@ per-address action budget (``budget``), isolated margin per position drawn from 
 (``accounts``) with ``updateLeverage`` validated against the asset, and an order whose initial margin
 the dex's free balance cannot cover refused as ``perpMarginRejected``.
 
+Realism hooks (``realism.py``; driven by ``server.Simulator``): ``compete`` executes a competing
+taker's IOC (pseudo-user ``COMPETITOR``; resting user orders it crosses fill as makers),
+``competitor_targets`` says what they go for after an oracle update, and every taker's consumption of
+synthetic levels is recorded in the market's ``Depletion`` (``refill`` shows what has come back).
+
 Why ~700 lines: the simulated venue's state and its action rules (orders, cancels, nonces, budget,
 margin, matching hooks, pushes) must change together, as the venue's do.
 """
