@@ -66,6 +66,7 @@ from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
 from hip3_trio.sim.options import add_realism_arguments, realism_from_args
+from hip3_trio.state_lock import hold_state_dir
 from hip3_trio.venue.queries import UnknownMarketError
 from hip3_trio.webhook import open_alerts
 from hip3_trio.wire.keys import KeyConfigError
@@ -313,7 +314,7 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
         )
     nonces = NonceManager(wall_clock_ms, high_water=load_nonce_mark(nonce_path))
     # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
-    with Journal.open(state_dir) as journal:
+    with hold_state_dir(state_dir, f"hip3-trio --env {args.env}"), Journal.open(state_dir) as journal:
         async with _venue(args, config) as (url, user, signer):
             await run_preflight(args, config, url=url, user=user, signer=signer, state_dir=state_dir, out=out)
             settings = engine_settings(

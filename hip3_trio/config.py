@@ -55,7 +55,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final, Literal, TypeAlias, cast, get_args, get_origin
+from typing import Any, Final, Literal, TypeAlias, TypeVar, cast, get_args, get_origin
 
 import attrs
 import cattrs
@@ -91,6 +91,8 @@ __all__ = [
 ]
 
 Env: TypeAlias = Literal["sim", "testnet", "mainnet"]
+_T = TypeVar("_T")
+
 ENVS: Final[tuple[str, ...]] = get_args(Env)
 
 SIM_MARKETS: Final = ("xyz:COIN", "xyz:NVDA", "abc:EUR")  # two dexes: the venue answers per dex
@@ -279,22 +281,15 @@ def _structure_float(value: object, _: type) -> float:
     return result
 
 
-def _structure_int(value: object, _: type) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"expected an integer, got {_describe(value)}")
-    return value
+def _exactly(kind: type[_T], expected: str) -> Callable[[object, type], _T]:
+    """The structure hook of a plain TOML value: one of type `kind`, as is (a bool is not an integer)."""
 
+    def structure(value: object, _: type) -> _T:
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+        raise Invalid(f"expected {expected}, got {_describe(value)}")
 
-def _structure_bool(value: object, _: type) -> bool:
-    if not isinstance(value, bool):
-        raise Invalid(f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _structure_str(value: object, _: type) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"expected a string, got {_describe(value)}")
-    return value
+    return structure
 
 
 def _structure_path(value: object, _: type) -> Path:
@@ -326,9 +321,9 @@ def _build_converter() -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
     converter.register_structure_hook(Decimal, _structure_decimal)
     converter.register_structure_hook(float, _structure_float)
-    converter.register_structure_hook(int, _structure_int)
-    converter.register_structure_hook(bool, _structure_bool)
-    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(int, _exactly(int, "an integer"))
+    converter.register_structure_hook(bool, _exactly(bool, "true or false"))
+    converter.register_structure_hook(str, _exactly(str, "a string"))
     converter.register_structure_hook(Path, _structure_path)
     for cls in _CLASSES:
         attrs.resolve_types(cls)

@@ -267,7 +267,7 @@ class Exchange:
             signer = recover_signer(action, nonce, signature, self.config.source, vault, expires)
         except (BadAction, ValueError):
             return "error", DESERIALIZE_ERROR
-        master = self.accounts.master_of(signer)
+        master = self.accounts.master_of(signer, self.clock.now_ms())
         if master is None:
             return _err(f"{self.config.signer_error_prefix}User or API Wallet {signer} does not exist.")
         # The budget is the acting address's (a vault or sub-account is a user of its own). An action

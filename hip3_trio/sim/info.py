@@ -114,6 +114,8 @@ def _answer(ex: Exchange, kind: object, payload: dict[str, Any]) -> Any:
         return budget.to_wire()
     if kind == "userRole":
         return _user_role(ex, _user(payload))
+    if kind == "extraAgents":
+        return ex.accounts.extra_agents(_user(payload))
     raise _BadRequest("type")
 
 

@@ -113,9 +113,12 @@ class Simulator:
             self.account = account.address
         return account.address
 
-    def approve_agent(self, agent: str, master: str) -> None:
-        """Approve an API wallet for ``master`` (funding the master if it is new)."""
-        self.exchange.accounts.approve_agent(agent, master)
+    def approve_agent(
+        self, agent: str, master: str, *, name: str | None = None, valid_until_ms: int | None = None
+    ) -> None:
+        """Approve an API wallet for ``master`` (funding the master if it is new); a named one is
+        listed by ``extraAgents`` and expires at ``valid_until_ms``."""
+        self.exchange.accounts.approve_agent(agent, master, name=name, valid_until_ms=valid_until_ms)
         if self.account is None:
             self.account = master.lower()
 

@@ -60,13 +60,8 @@ _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 
 
-def _decimal(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise TypeError(f"{attribute.name} must be a finite Decimal, got {value!r}")
-
-
 def _positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    _decimal(inst, attribute, value)
+    finite_decimal(inst, attribute, value)
     assert isinstance(value, Decimal)
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")

@@ -133,6 +133,9 @@ class LinkStatistics:
 
 @attrs.define
 class _Counters:
+    """The link's counters. `statistics()` snapshots them by name: each field but `post_latency` is a
+    `LinkStatistics` field of the same name."""
+
     connects: int = 0
     disconnects: int = 0
     frames: Counter[str] = attrs.Factory(Counter)
@@ -185,12 +188,8 @@ class VenueLink:
         return LinkStatistics(
             connected=self.session is not None,
             inflight=self.inflight,
-            connects=c.connects,
-            disconnects=c.disconnects,
-            frames=dict(c.frames),
-            reconciles=c.reconciles,
-            noops_accepted=c.noops_accepted,
-            noops_refused=c.noops_refused,
+            # every counter under its own name (the frames Counter copied as a plain dict)
+            **attrs.asdict(c, filter=attrs.filters.exclude("post_latency")),
             awaiting_noop=len(self._awaiting_noop),
             post_latency_buckets=tuple(c.post_latency.cumulative()),
             post_latency_sum=c.post_latency.total,

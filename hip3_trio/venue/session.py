@@ -31,7 +31,7 @@ from trio_websocket import ConnectionClosed, HandshakeError
 
 from hip3_trio.execution.batch import Batch, BatchConfig
 from hip3_trio.execution.posts import PostEntry, PostTable, PostTableStatistics
-from hip3_trio.validators import Invalid, gt, lt
+from hip3_trio.validators import Invalid, gt, lt, not_above
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import NoopAction, action_to_wire
@@ -163,11 +163,7 @@ class ConnectionConfig:
     clock_recheck_s: float = attrs.field(default=10.0, validator=gt(0))
 
     def __attrs_post_init__(self) -> None:
-        if self.backoff_initial_s > self.backoff_max_s:
-            raise Invalid(
-                f"backoff_initial_s ({self.backoff_initial_s}) must not exceed "
-                f"backoff_max_s ({self.backoff_max_s})"
-            )
+        not_above(self, "backoff_initial_s", "backoff_max_s")
 
     def reconnect_delay(self, attempt: int, rng: random.Random) -> float:
         """The wait before reconnect `attempt` (0 first): the ceiling doubles from `backoff_initial_s`
