@@ -73,6 +73,7 @@ from hip3_trio.recording.recorder import Recorder, prepare_record_dir
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
+from hip3_trio.sim.options import add_realism_arguments, realism_from_args
 from hip3_trio.state_lock import hold_state_dir
 from hip3_trio.venue.queries import UnknownMarketError
 from hip3_trio.webhook import open_alerts
@@ -147,6 +148,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint (any env)")
     parser.add_argument("--market", action="append", default=None, help="a market to trade (repeatable)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
+    add_realism_arguments(parser)  # --latency-ms, --block-ms, --competitors, ... (--env sim)
     parser.add_argument("--status-every", type=_seconds, default=5.0, help="seconds between status lines")
     parser.add_argument(
         "--metrics-port", type=_port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT"
@@ -289,7 +291,15 @@ async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[_Ven
     if args.replay is not None:
         from hip3_trio.sim.replay import ReplayOptions, open_replay
 
-        options = ReplayOptions(speed=args.replay_speed, seed=args.seed)
+        realism = realism_from_args(args)
+        options = ReplayOptions(
+            speed=args.replay_speed,
+            impact=realism.impact,
+            competition=realism.competition,
+            seed=args.seed,
+            blocks=realism.blocks,
+            latency=realism.latency,
+        )
         async with open_replay(args.replay_recording, options) as (sim, replay):
             assert sim.url is not None and sim.account is not None and sim.account_key is not None
             print(f"simulator replaying {args.replay} on {sim.url}, account {sim.account}", flush=True)
@@ -298,7 +308,8 @@ async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[_Ven
     if args.env == "sim" and args.ws_url is None:
         from hip3_trio.sim import SimConfig, open_simulator
 
-        async with open_simulator(SimConfig(seed=args.seed)) as sim:
+        sim_config = SimConfig(seed=args.seed, realism=realism_from_args(args))
+        async with open_simulator(sim_config) as sim:
             assert sim.url is not None and sim.account is not None and sim.account_key is not None
             print(f"simulator listening on {sim.url}, account {sim.account}", flush=True)
             yield _Venue(sim.url, sim.account, Signer.from_key(sim.account_key))

@@ -44,6 +44,7 @@ def handle_info(ex: Exchange, payload: object) -> Reply:
     if not isinstance(payload, dict):
         return "error", DESERIALIZE_ERROR
     kind = payload.get("type")
+    ex.refill()  # books show what has come back since the last action (impact)
     try:
         data = _answer(ex, kind, payload)
     except _BadRequest:

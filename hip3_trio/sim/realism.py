@@ -234,9 +234,18 @@ class Depletion:
     _taken: dict[tuple[bool, Decimal], list[tuple[float, Decimal]]] = attrs.field(init=False, factory=dict)
 
     def consume(self, is_bid: bool, px: Decimal, sz: Decimal, now_ms: float) -> None:
-        """Record ``sz`` taken from the level at ``px`` at ``now_ms``."""
-        if self.model.enabled and sz > 0:
-            self._taken.setdefault((is_bid, px), []).append((now_ms, sz))
+        """Record ``sz`` taken from the level at ``px`` at ``now_ms`` (and forget fully refilled prices,
+        so a long run keeps only the last ``refill_s`` of consumption)."""
+        if not self.model.enabled or sz <= 0:
+            return
+        refill_ms = self.model.refill_s * 1000.0
+        for key in [k for k, records in self._taken.items() if now_ms - records[-1][0] >= refill_ms]:
+            del self._taken[key]
+        self._taken.setdefault((is_bid, px), []).append((now_ms, sz))
+
+    def __len__(self) -> int:
+        """How many prices still have consumption on record."""
+        return len(self._taken)
 
     def outstanding(self, is_bid: bool, px: Decimal, now_ms: float) -> Decimal:
         """How much of the level at ``px`` is still missing at ``now_ms`` (expired records are dropped)."""

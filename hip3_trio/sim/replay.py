@@ -28,11 +28,13 @@ What comes from the recording, and what stays the simulator's:
   oracle by ``min_edge_bps``, a competing taker sweeps them (`realism.sweep`) after its seeded lognormal
   delay, so the engine only gets a dislocation when it is faster.
 
-Both models are on by default (`ReplayOptions`); ``--no-realism`` turns them off. HOOK (merge of the
-simulator-wide realism): the block schedule and latency of `sim/realism.py` are not applied here yet;
-once the simulator runs its actions at block boundaries, a replayed update should become a block event
-(`Simulator._tick` → `apply`) and the competitor here should go through the simulator's competitor queue
-(`Simulator._queue`) instead of its own timer. GTC orders resting on the book are not filled by a later
+Both models are on by default (`ReplayOptions`); ``--no-realism`` turns them off, and the simulator's
+blocks and latency with them. The simulator's blocks and latency apply to a replay: an order arrives
+after the one-way latency and executes at its block boundary against the recorded book of that moment
+(its replies and pushes come back after the latency). Not yet: a replayed update is applied when its
+recorded time comes, not at a block boundary, and the competitor here runs on its own timer rather than
+in the simulator's block queue (`Simulator._queue`), so a competitor and our order in the same block are
+ordered by time, not by the block's arrival order. GTC orders resting on the book are not filled by a later
 recorded book crossing them (the engine sends IOC orders only).
 """
 
@@ -52,10 +54,18 @@ import trio
 
 from hip3_trio.recording.format import RecordingError, iter_records
 
-from .config import SimConfig
+from .config import SimConfig, default_realism
 from .info import recorded_key
 from .markets import AssetDef, DexSpec, Level, MarginMode, Market
-from .realism import CompetitionModel, Depletion, ImpactModel, competitor_levels, sweep
+from .realism import (
+    BlockModel,
+    CompetitionModel,
+    Depletion,
+    ImpactModel,
+    LatencyModel,
+    competitor_levels,
+    sweep,
+)
 from .server import Simulator
 
 __all__ = ["LEAD_IN_S", "Frame", "Recording", "Replay", "ReplayOptions", "load_recording", "open_replay"]
@@ -151,11 +161,22 @@ def _dexes(recording: Recording) -> tuple[DexSpec, ...]:
     return tuple(dexes)
 
 
-def sim_config(recording: Recording, seed: int = 7, base_epoch_ms: int | None = None) -> SimConfig:
+def sim_config(recording: Recording, options: ReplayOptions) -> SimConfig:
     """The simulator's settings from the recording: the dexes' fee scales, the growth-mode markets and
     the account's fee rates (so the fills cost what the engine expects). The venue clock is the wall
-    clock (or `base_epoch_ms`), not the recording's: an engine checks the venue's clock against its own."""
-    config = SimConfig(seed=seed, base_epoch_ms=base_epoch_ms)
+    clock (or `base_epoch_ms`), not the recording's: an engine checks the venue's clock against its own.
+    The simulator's blocks and latency apply to a replay as to the random walk (an order waits for its
+    block against the recorded book of that moment); its own competitors and impact do not (they work on
+    the random walk's synthetic levels): the replay's models (`ReplayOptions`) take their place."""
+    realism = default_realism()
+    realism = attrs.evolve(
+        realism,
+        blocks=options.blocks or realism.blocks,
+        latency=options.latency or realism.latency,
+        competition=CompetitionModel(enabled=False),
+        impact=ImpactModel(enabled=False),
+    )
+    config = SimConfig(seed=options.seed, base_epoch_ms=options.base_epoch_ms, realism=realism)
     for entry in recording.answer({"type": "perpDexs"})[1:]:
         if entry is not None and entry.get("deployerFeeScale") is not None:
             config.deployer_fee_scales[entry["name"]] = Decimal(entry["deployerFeeScale"])
@@ -184,11 +205,20 @@ class ReplayOptions:
     competition: CompetitionModel = attrs.Factory(CompetitionModel)
     seed: int = 7
     base_epoch_ms: int | None = None  # the venue clock at start (None: the wall clock)
+    # The simulator's block cadence and one-way latency for the replay; None: the simulator's default.
+    blocks: BlockModel | None = None
+    latency: LatencyModel | None = None
 
     @classmethod
     def plain(cls, speed: float = 1.0) -> ReplayOptions:
-        """The recording as it was: no impact, no competitors."""
-        return cls(speed, ImpactModel(enabled=False), CompetitionModel(enabled=False))
+        """The recording as it was: no impact, no competitors, no blocks, no latency."""
+        return cls(
+            speed,
+            ImpactModel(enabled=False),
+            CompetitionModel(enabled=False),
+            blocks=BlockModel(enabled=False),
+            latency=LatencyModel(one_way_ms=0.0),
+        )
 
 
 class Replay:
@@ -350,7 +380,7 @@ async def open_replay(
     """A simulator serving `recording` (`load_recording`), with a funded account (`sim.account`,
     `sim.account_key`), for the duration of the block; with `listen`, on TCP (`sim.url`)."""
     options = options or ReplayOptions()
-    config = sim_config(recording, options.seed, options.base_epoch_ms)
+    config = sim_config(recording, options)
     sim = Simulator.create(config, dexes=_dexes(recording))
     replay = Replay(sim, recording, options)
     sim.create_funded_account()

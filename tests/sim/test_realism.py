@@ -117,6 +117,13 @@ def test_depletion_refills_linearly_over_refill_s() -> None:
     assert dep.visible(False, D("100"), D("10.00"), 7000.0) == D(0)
 
 
+def test_depletion_forgets_prices_that_have_refilled() -> None:
+    dep = Depletion(ImpactModel(refill_s=1.0))
+    for i in range(100):
+        dep.consume(True, D(100 + i), D(1), now_ms=i * 500.0)
+    assert len(dep) == 2  # only the last second of consumption is kept
+
+
 def test_depletion_disabled_never_depletes() -> None:
     dep = Depletion(ImpactModel(enabled=False))
     dep.consume(False, D("100"), D("4"), 0.0)
