@@ -113,10 +113,29 @@ def test_competitors_take_a_dislocation_before_a_slow_order(tmp_path: Path) -> N
     b.write(tmp_path)
     slow = ["--grid=venue.latency_ms=100", "--grid=venue.refill_s=60", "--grid=venue.competition=true,false"]
     on, off = run_json(tmp_path, *slow, "--seed=7")["points"]
-    assert (on["competitor_orders"], on["competitor_fills"]) == (1, 1)
+    # The first takes the ask the oracle jump shows; the second the 2/3 of it refilled by 40 s.
+    assert (on["competitor_orders"], on["competitor_fills"]) == (2, 2)
     assert (on["entries"], on["entries_filled"], on["trades"]) == (1, 0, 0)
     assert (off["entries"], off["entries_filled"], off["trades"]) == (1, 1, 1)
     assert off["competitor_orders"] == 0
+
+
+def test_competitors_take_a_book_that_moves_through_a_standing_oracle(tmp_path: Path) -> None:
+    """On a recording the book can dislocate with no oracle update: the ask drops 60 bps under a standing
+    oracle. A competitor goes for it as for an oracle jump (one race however many frames show it), and
+    our slow order finds nothing."""
+    b = RecordingBuilder([COIN], fee_scales={"xyz": "1"})
+    b.ctx(0, COIN, "100")
+    b.bbo(0, COIN, ("99.99", "100"), ("100.01", "100"))
+    for t in range(1_000, 1_300, 20):  # the same dislocated book, frame after frame
+        b.bbo(t, COIN, ("99.30", "100"), ("99.40", "100"))
+    b.bbo(40_000, COIN, ("99.99", "100"), ("100.01", "100"))
+    b.write(tmp_path)
+    slow = ["--grid=venue.latency_ms=100", "--grid=venue.refill_s=60", "--grid=venue.competition=true,false"]
+    on, off = run_json(tmp_path, *slow, "--seed=7")["points"]
+    assert (on["competitor_orders"], on["competitor_fills"]) == (1, 1)
+    assert (on["entries"], on["entries_filled"]) == (1, 0)
+    assert (off["entries"], off["entries_filled"], off["competitor_orders"]) == (1, 1, 0)
 
 
 def test_the_same_recording_and_seed_give_the_same_numbers(tmp_path: Path) -> None:

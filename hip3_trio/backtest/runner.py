@@ -163,6 +163,7 @@ class _Run:
     def run(self, frames: Iterator[Frame], exit_deadline_s: float) -> None:
         core, venue, origin_us = self.core, self.venue, self.origin_us
         on_bbo, on_asset_ctx, bbos, listener = core.on_bbo, core.on_asset_ctx, venue.bbos, self.listener
+        on_book = venue.on_book
         queued = core.scheduler.__len__
         for recv_us, msg in frames:
             at = (recv_us - origin_us) / 1000
@@ -171,6 +172,8 @@ class _Run:
             self.local_ms = at
             if type(msg) is m.Bbo:
                 bbos[msg.coin] = msg  # = venue.on_bbo(msg)
+                if on_book(msg.coin, at):  # a competitor was sent
+                    self._note_due()
                 on_bbo(msg, at / 1000)
             elif type(msg) is m.ActiveAssetCtx:
                 venue.on_asset_ctx(msg, at)  # competitors may send orders
@@ -178,6 +181,8 @@ class _Run:
                 on_asset_ctx(msg, at / 1000)
             else:
                 venue.on_l2(msg)  # type: ignore[arg-type]
+                if on_book(msg.coin, at):
+                    self._note_due()
             if queued() or listener.reconcile_wanted:
                 self.pump()
         core.begin_shutdown("end of the recording", self.now)

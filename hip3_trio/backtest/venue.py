@@ -8,10 +8,14 @@ there against the recorded book as it stood at b — the latest frame received b
 taker consumed and has not refilled yet (`Depletion`), and its reply and fills reach the engine at
 b + L. So an execution is simply processed at local b + L, after every frame received by then.
 
-Competitors (`CompetitionModel`): each oracle change (an `activeAssetCtx` whose oracle moved) that
-shows levels priced through the new oracle by the model's minimum edge sends one competing IOC for
-those levels, which arrives `draw_delay_ms` after the update (venue time r − L) and executes at its
-block, before ours when it arrives first. What they take is consumed like our own fills.
+Competitors (`CompetitionModel`): whenever the recorded market shows levels priced through the oracle
+by the model's minimum edge — an oracle change (`activeAssetCtx`) or a book update (`bbo`, `l2Book`)
+that does — one competing IOC for those levels arrives `draw_delay_ms` after the venue showed it (venue
+time r − L) and executes at its block, before ours when it arrives first. One competitor per market and
+side is on its way at a time (a dislocation that stays in the book over many frames is one race, and a
+new one once that competitor has executed). What they take is consumed like our own fills. In the
+simulator dislocations only appear with an oracle update; on a recording the book can move through a
+standing oracle too, so both trigger.
 
 Fills: `sweep` over the visible levels (best first, up to the limit), each level one fill. Fees by
 the venue's rule (`hip3_trio.fees.market_fee_bps`: the account's taker rate, the HIP-3 deployer scale
@@ -134,6 +138,10 @@ class BacktestVenue:
         self.bbos: dict[str, m.Bbo] = {}
         self.l2s: dict[str, m.L2Book] = {}
         self.oracles: dict[str, Decimal] = {}
+        # Competitors: per market, the prices they take at or beyond (asks <= [0], bids >= [1]), and per
+        # (market, competitor buys) the block of the competitor on its way.
+        self._bounds: dict[str, tuple[Decimal, Decimal]] = {}
+        self._hunting: dict[tuple[str, bool], float] = {}
         self.counts: dict[str, int] = dict.fromkeys(VENUE_COUNTS, 0)
         self._positions = {coin: _Position() for coin in specs}
         # (block, arrival, sequence, post id (-1: a competitor), the orders or a cancel batch)
@@ -159,17 +167,46 @@ class BacktestVenue:
         if self.oracles.get(coin) == oracle:
             return
         self.oracles[coin] = oracle
-        if not self.competition.enabled:
-            return
+        if self.competition.enabled:
+            edge = Decimal(repr(self.competition.min_edge_bps)) / BPS
+            self._bounds[coin] = (oracle * (1 - edge), oracle * (1 + edge))
+            self.compete(coin, local_ms)
+
+    def on_book(self, coin: str, local_ms: float) -> bool:
+        """A recorded book update (after `bbos`/`on_l2` took it): competitors go for what it shows
+        through the oracle; True if one was sent. Two comparisons on the top of the book decide most
+        frames."""
+        bounds = self._bounds.get(coin)
+        if bounds is None:
+            return False
+        bbo = self.bbos.get(coin)
+        if bbo is not None:
+            ask, bid = bbo.ask, bbo.bid
+            if (ask is None or ask.px > bounds[0]) and (bid is None or bid.px < bounds[1]):
+                return False
+        return self.compete(coin, local_ms)
+
+    def compete(self, coin: str, local_ms: float) -> bool:
+        """Send a competitor for each side of `coin` showing levels through the oracle by the minimum
+        edge, unless one for that side is still on its way; True if one was sent."""
+        oracle = self.oracles.get(coin)
+        if oracle is None or not self.competition.enabled:
+            return False
+        sent = False
         seen_at = local_ms - self.latency_ms
         for is_buy in (True, False):
+            if self._hunting.get((coin, is_buy), -1.0) >= seen_at:
+                continue  # its block has not come yet: the same race
             visible = self._visible(coin, is_bid=not is_buy, venue_ms=seen_at)
             taken = competitor_levels(visible, is_buy, oracle, self.competition.min_edge_bps)
             if taken:
                 arrival = seen_at + self.competition.draw_delay_ms(self.rng)
                 size = sum((sz for _, sz in taken), ZERO)
-                self._push(arrival, -1, (_Order(coin, is_buy, taken[-1][0], size),))
+                block = self._push(arrival, -1, (_Order(coin, is_buy, taken[-1][0], size),))
+                self._hunting[(coin, is_buy)] = block
                 self.counts["competitor_orders"] += 1
+                sent = True
+        return sent
 
     # --- our posts --------------------------------------------------------------------------------
 
@@ -222,10 +259,11 @@ class BacktestVenue:
 
     # --- execution --------------------------------------------------------------------------------
 
-    def _push(self, arrival: float, post_id: int, action: tuple[_Order, ...] | Batch) -> None:
+    def _push(self, arrival: float, post_id: int, action: tuple[_Order, ...] | Batch) -> float:
         block = self.blocks.next_boundary(arrival)
         self._seq += 1
         heapq.heappush(self._queue, (block, arrival, self._seq, post_id, action))
+        return block
 
     def _visible(self, coin: str, *, is_bid: bool, venue_ms: float) -> list[tuple[Decimal, Decimal]]:
         visible = self.depletion.visible

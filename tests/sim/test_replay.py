@@ -17,6 +17,7 @@ from eth_account.signers.local import LocalAccount
 
 from hip3_trio.recording.format import compress_member, encode_json, encode_line, file_name_for
 from hip3_trio.sim import __main__ as sim_cli
+from hip3_trio.sim.realism import BlockModel, LatencyModel
 from hip3_trio.sim.replay import LEAD_IN_S, Frame, Replay, ReplayOptions, load_recording, open_replay
 from hip3_trio.sim.server import Simulator
 
@@ -280,3 +281,28 @@ async def test_a_competitor_sweeps_a_recorded_dislocation_after_its_delay(
         assert market.best_ask() == Decimal("249.0")  # shown first, as recorded
         await trio.sleep(1.0)  # longer than any competitor's delay here
         assert market.best_ask() == Decimal("250.1") and replay.competitor_fills == 1
+
+
+@pytest.mark.parametrize("realistic", [False, True])
+async def test_a_replayed_order_waits_for_its_block_after_the_latency(
+    realistic: bool, tmp_path: Path, wallet: LocalAccount, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The simulator's blocks and latency apply to a replay: the order reaches the venue 5 ms after it
+    is sent, waits for the next block boundary (70 ms apart here), fills against the recorded book of
+    that moment, and its reply takes 5 ms more. Without them (plain) the reply is instant."""
+    options = ReplayOptions.plain()
+    if realistic:
+        options = attrs.evolve(options, blocks=BlockModel(70.0, 0.0), latency=LatencyModel(5.0))
+    async with replaying(tmp_path, wallet, options) as (_, replay, client):
+        trader = Trader(client, wallet, nonce=VENUE_MS)
+        await subscribe_all(client)
+        while replay.served < 3:
+            await client.frame()
+        sent = trio.current_time()
+        status = await trader.order(110_001, True, 250.2, 0.08)
+        took_ms = (trio.current_time() - sent) * 1000
+    assert status["filled"]["totalSz"] == "0.08"  # the recorded book of that moment
+    if realistic:
+        assert 10.0 < took_ms <= 80.0 + 1e-6
+    else:
+        assert took_ms == 0.0
