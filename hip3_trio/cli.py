@@ -291,15 +291,7 @@ async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[_Ven
     if args.replay is not None:
         from hip3_trio.sim.replay import ReplayOptions, open_replay
 
-        realism = realism_from_args(args)
-        options = ReplayOptions(
-            speed=args.replay_speed,
-            impact=realism.impact,
-            competition=realism.competition,
-            seed=args.seed,
-            blocks=realism.blocks,
-            latency=realism.latency,
-        )
+        options = ReplayOptions.with_realism(args.replay_speed, realism_from_args(args), args.seed)
         async with open_replay(args.replay_recording, options) as (sim, replay):
             assert sim.url is not None and sim.account is not None and sim.account_key is not None
             print(f"simulator replaying {args.replay} on {sim.url}, account {sim.account}", flush=True)

@@ -192,18 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (RecordingError, OSError) as exc:
             print(f"hip3_trio.sim: --replay: {exc}", file=sys.stderr)
             return 2
-        realism = realism_from_args(args)
         options = (
             ReplayOptions.plain(args.speed)
             if args.no_realism
-            else ReplayOptions(
-                args.speed,
-                realism.impact,
-                realism.competition,
-                seed=args.seed,
-                blocks=realism.blocks,
-                latency=realism.latency,
-            )
+            else ReplayOptions.with_realism(args.speed, realism_from_args(args), args.seed)
         )
         try:
             trio.run(serve_replay, recording, options, args.host, args.port)

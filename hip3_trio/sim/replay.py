@@ -63,6 +63,7 @@ from .realism import (
     Depletion,
     ImpactModel,
     LatencyModel,
+    Realism,
     competitor_levels,
     sweep,
 )
@@ -208,6 +209,18 @@ class ReplayOptions:
     # The simulator's block cadence and one-way latency for the replay; None: the simulator's default.
     blocks: BlockModel | None = None
     latency: LatencyModel | None = None
+
+    @classmethod
+    def with_realism(cls, speed: float, realism: Realism, seed: int = 7) -> ReplayOptions:
+        """The replay of `speed` with the models of `realism` (the command lines' realism flags)."""
+        return cls(
+            speed,
+            realism.impact,
+            realism.competition,
+            seed=seed,
+            blocks=realism.blocks,
+            latency=realism.latency,
+        )
 
     @classmethod
     def plain(cls, speed: float = 1.0) -> ReplayOptions:
