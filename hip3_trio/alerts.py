@@ -21,6 +21,7 @@ Who calls what (each a one-line call where the event is already handled):
 | `flatten_failed`, `reduce_only_refused`, `position_corrected`, `unknown_order` | `TradingCore._route` |
 | `reconnects` | `VenueLink.sync` → `AlertSink.on_reconnect` (more than N in 10 minutes) |
 | `request_budget_low`, `request_budget_exhausted` | `TradingCore` (below the reserve; exhausted) |
+| `recorder_failure` | `app.run_engine` (the recorder's callback: disk full, permission) |
 | `engine_start`, `engine_stop` | `app.run_engine` |
 | `test` | ``python -m hip3_trio alerts test`` |
 """
@@ -77,6 +78,7 @@ class AlertKind(enum.StrEnum):
     REQUEST_BUDGET_LOW = "request_budget_low"
     REQUEST_BUDGET_EXHAUSTED = "request_budget_exhausted"
     RECONNECTS = "reconnects"
+    RECORDER_FAILURE = "recorder_failure"
     ENGINE_START = "engine_start"
     ENGINE_STOP = "engine_stop"
     TEST = "test"
@@ -101,6 +103,7 @@ _SEVERITY: Final = {
     AlertKind.UNKNOWN_ORDER: "warning",
     AlertKind.REQUEST_BUDGET_LOW: "warning",
     AlertKind.RECONNECTS: "warning",
+    AlertKind.RECORDER_FAILURE: "warning",
     AlertKind.ENGINE_START: "info",
     AlertKind.ENGINE_STOP: "info",
     AlertKind.TEST: "info",
@@ -116,6 +119,7 @@ _HEADLINES: Final = {
     AlertKind.UNKNOWN_ORDER: "unknown order escalated",
     AlertKind.REQUEST_BUDGET_LOW: "request budget low",
     AlertKind.RECONNECTS: "frequent reconnects",
+    AlertKind.RECORDER_FAILURE: "recording stopped (trading goes on)",
     AlertKind.ENGINE_START: "engine started",
     AlertKind.ENGINE_STOP: "engine stopped",
     AlertKind.TEST: "test alert",

@@ -5,6 +5,8 @@
     │                  lost to a write error latches the hard stop (`Engine.trip_hard_stop`)
     ├── alerts         alert channel → webhook POSTs (`webhook.AlertSender`; only with a webhook):
     │                  outlives trading, so the stop alert goes out; nothing in it can end trading
+    ├── recorder       frame channel → the recording's day files (`recording.Recorder`; --record only):
+    │                  the sessions' tap never waits for it, and its failure ends only itself
     └── trading nursery
         ├── connection     reconnect loop → one Session per connection (reader, heartbeat, sender,
         │                  post timer, sync) with the `Engine` as its host
@@ -47,6 +49,7 @@ from hip3_trio.config import Config
 from hip3_trio.engine import Engine, EngineSettings, EngineStatistics
 from hip3_trio.errors import EnvironmentProblem
 from hip3_trio.journal import Journal, Record, WriteRunner, run_journal, write_in_thread
+from hip3_trio.recording.recorder import Recorder
 from hip3_trio.venue.session import Connect, Session, WsLike, run_connection
 from hip3_trio.webhook import AlertSender
 
@@ -167,13 +170,16 @@ async def run_engine(
     journal_write: WriteRunner = write_in_thread,
     out: Callable[[str], None] = print,
     alerts: AlertSender | None = None,
+    recorder: Recorder | None = None,
 ) -> EngineStatistics:
     """Run the engine until `duration` elapses, `stop` is set or a signal arrives; then stop in order.
 
     Each connection's session, and the reconnect backoff, are configured by the engine's settings
     (`connection`, and `scheduler` for the sender). `alerts` is the task that sends what the engine's
-    `AlertSink` (`engine.core.alerts`) queues (`webhook.open_alerts` makes both). Returns the engine's
-    stats after the journal has been flushed.
+    `AlertSink` (`engine.core.alerts`) queues (`webhook.open_alerts` makes both). With `recorder`, every
+    session records its market data and sync answers there (`Engine.record_to`); its writer runs in the
+    root nursery and a failure of it is an alert, never a stop. Returns the engine's stats after the
+    journal has been flushed.
     """
     settings = engine.settings
     started = trio.current_time()
@@ -205,6 +211,10 @@ async def run_engine(
         )
         if alerts is not None:
             root.start_soon(alerts.run)
+        if recorder is not None:
+            engine.record_to(recorder)
+            recorder.on_failure = functools.partial(_alert_recorder_failure, engine)
+            root.start_soon(recorder.run)
         _alert_start(engine)
         try:
             async with trio.open_nursery() as trading:
@@ -214,7 +224,12 @@ async def run_engine(
                     lambda: run_connection(
                         connect,
                         lambda ws: session_class(
-                            ws, engine.link, settings.connection, settings.scheduler, trace=engine.link.trace
+                            ws,
+                            engine.link,
+                            settings.connection,
+                            settings.scheduler,
+                            trace=engine.link.trace,
+                            tap=engine.link.tap,
                         ),
                         connection=settings.connection,
                         rng=rng,
@@ -247,6 +262,8 @@ async def run_engine(
             engine.core.alerts.close()
             if alerts is not None:
                 alerts.finish()
+            if recorder is not None:
+                recorder.close()
             engine.core.journal.close()
     out(engine.summary())
     out(
@@ -257,6 +274,10 @@ async def run_engine(
         a = alerts.stats
         out(f"  alerts sent {a.sent}, failed {a.failed}, dropped {a.dropped}, deduplicated {a.deduplicated}")
     return engine.statistics()
+
+
+def _alert_recorder_failure(engine: Engine, reason: str) -> None:
+    engine.core.alerts.alert(AlertKind.RECORDER_FAILURE, None, f"recording stopped: {reason}")
 
 
 def _alert_start(engine: Engine) -> None:

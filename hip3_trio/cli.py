@@ -1,7 +1,7 @@
 """Command line.
 
     python -m hip3_trio [--env {sim,testnet,mainnet}] [--config FILE] [--state-dir DIR] [--duration S]
-                        [--dry-run] [--ws-url URL] [--log-format {text,json}]
+                        [--dry-run] [--ws-url URL] [--log-format {text,json}] [--record DIR]
     python -m hip3_trio hardstop {status,trip,clear} ...
     python -m hip3_trio report ...
     python -m hip3_trio alerts test [--config FILE] [--env ENV]
@@ -12,7 +12,13 @@
 needs no key and no config: it trades the simulator's funded account with its throwaway key.
 `--env testnet|mainnet` needs a config file with the account address and markets, and the key from
 `HIP3_PRIVATE_KEY` or the config's `key_file` (mode 0600); mainnet also needs `allow_mainnet = true`.
-`--dry-run` runs everything but never sends an order (signals are journaled as not acted on).
+`--dry-run` runs everything but never sends an order (signals are journaled as not acted on); it needs no
+key and no `allow_mainnet`, so ``--env mainnet --dry-run --record DIR`` observes mainnet at no risk.
+`--env sim --replay DIR [--replay-speed X]` trades a recording served by the simulator instead of its
+random walk (`hip3_trio.sim.replay`); the run stops in order when the recording ends.
+`--record DIR` writes every market-data frame received (bbo, activeAssetCtx and l2Book, which recording
+subscribes too) and the sync's perpDexs/meta/userFees answers to DIR, one compressed file per UTC day
+(`hip3_trio.recording`); ``python -m hip3_trio.sim --replay DIR`` serves it back as a venue.
 
 Exit status (a start-up refusal prints one line, ``hip3-trio: <cause>; <fix>``, on stderr, never a
 traceback; see `hip3_trio.errors`):
@@ -23,7 +29,8 @@ traceback; see `hip3_trio.errors`):
          the caps, a collateral other than USDC, asset ids that changed), a preflight FAIL on a configured
          market or the key
     3    environment problem: the metrics port is in use, the state directory is not writable, the
-         journal is damaged or cannot be used, any other preflight FAIL before the first READY
+         journal is damaged or cannot be used, the --record directory cannot be written, any other
+         preflight FAIL before the first READY
     130  interrupted before the orderly stop could run
 A programming error ends with a traceback and Python's status 1.
 """
@@ -62,9 +69,12 @@ from hip3_trio.journal import Journal, JournalError, JournalSink
 from hip3_trio.ops.check import PreflightFailed
 from hip3_trio.ops.hardstop_cmd import last_cleared
 from hip3_trio.position.history import read_entry_hints
+from hip3_trio.recording.recorder import Recorder, prepare_record_dir
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.history import read_risk_history
 from hip3_trio.risk.monitor import RiskMonitor
+from hip3_trio.sim.options import add_realism_arguments, realism_from_args
+from hip3_trio.state_lock import hold_state_dir
 from hip3_trio.venue.queries import UnknownMarketError
 from hip3_trio.webhook import open_alerts
 from hip3_trio.wire.keys import KeyConfigError
@@ -74,7 +84,7 @@ URLS = {
     "testnet": "wss://api.hyperliquid-testnet.xyz/ws",
     "mainnet": "wss://api.hyperliquid.xyz/ws",
 }
-SUBCOMMANDS = ("hardstop", "report", "alerts", "check", "probe")
+SUBCOMMANDS = ("hardstop", "report", "alerts", "check", "probe", "backtest")
 
 log = logging.getLogger("hip3_trio")
 
@@ -138,9 +148,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint (any env)")
     parser.add_argument("--market", action="append", default=None, help="a market to trade (repeatable)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
+    add_realism_arguments(parser)  # --latency-ms, --block-ms, --competitors, ... (--env sim)
     parser.add_argument("--status-every", type=_seconds, default=5.0, help="seconds between status lines")
     parser.add_argument(
         "--metrics-port", type=_port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record market data and metadata to DIR (one .rec.gz file per UTC day); with --dry-run an "
+        "observation run",
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="--env sim: the simulator serves this recording (a dir or one file); the run ends with it",
+    )
+    parser.add_argument(
+        "--replay-speed", type=_seconds, default=1.0, metavar="X", help="--replay at X times recorded speed"
     )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--log-level", default="INFO")
@@ -155,13 +184,34 @@ def setup_logging(fmt: str, level: str) -> None:
 
 
 def load_run_config(args: argparse.Namespace) -> Config:
-    """The config for this run: the file (or defaults), with --market overriding its markets."""
-    config = load_config(args.config, args.env)
+    """The config for this run: the file (or defaults), with --market overriding its markets; with
+    --replay, the recording is read here (`args.replay_recording`) and its markets are the default."""
+    if args.replay is not None and (args.env != "sim" or args.ws_url is not None):
+        raise ConfigError(["--replay: needs --env sim (the simulator serves the recording)"], "command line")
+    config = load_config(args.config, args.env, dry_run=args.dry_run)
+    if args.replay is not None:
+        config = _replay_config(args, config)
     if args.market:
         try:
             config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in args.market))
         except ValueError as exc:  # the field validators' `Invalid`
             raise ConfigError([f"--market: {exc}"], "command line") from None
+    return config
+
+
+def _replay_config(args: argparse.Namespace, config: Config) -> Config:
+    """--replay: a recording that cannot be replayed is a `ConfigError` (exit 2). The recorded markets
+    replace the simulator's defaults."""
+    from hip3_trio.recording.format import RecordingError
+    from hip3_trio.sim.replay import load_recording
+
+    try:
+        args.replay_recording = load_recording(args.replay)
+    except (RecordingError, OSError) as exc:
+        raise ConfigError([f"--replay: {exc}"], "command line") from None
+    markets = args.replay_recording.markets
+    if markets and args.config is None:
+        config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in markets))
     return config
 
 
@@ -225,16 +275,36 @@ def restore_from_journal(engine: Engine, journal: Journal, state_dir: Path) -> N
     engine.core.book.remember_entries(read_entry_hints(journal))
 
 
+@attrs.frozen
+class _Venue:
+    """Where this run trades: url, user, signer; `finished` is set when a replayed recording ends."""
+
+    url: str
+    user: str
+    signer: Signer | None
+    finished: trio.Event | None = None
+
+
 @asynccontextmanager
-async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[tuple[str, str, Signer | None]]:
-    """(url, user, signer) for the run; for --env sim, with the in-process simulator running."""
+async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[_Venue]:
+    """The venue for the run; for --env sim, with the in-process simulator (or replay) running."""
+    if args.replay is not None:
+        from hip3_trio.sim.replay import ReplayOptions, open_replay
+
+        options = ReplayOptions.with_realism(args.replay_speed, realism_from_args(args), args.seed)
+        async with open_replay(args.replay_recording, options) as (sim, replay):
+            assert sim.url is not None and sim.account is not None and sim.account_key is not None
+            print(f"simulator replaying {args.replay} on {sim.url}, account {sim.account}", flush=True)
+            yield _Venue(sim.url, sim.account, Signer.from_key(sim.account_key), replay.finished)
+        return
     if args.env == "sim" and args.ws_url is None:
         from hip3_trio.sim import SimConfig, open_simulator
 
-        async with open_simulator(SimConfig(seed=args.seed)) as sim:
+        sim_config = SimConfig(seed=args.seed, realism=realism_from_args(args))
+        async with open_simulator(sim_config) as sim:
             assert sim.url is not None and sim.account is not None and sim.account_key is not None
             print(f"simulator listening on {sim.url}, account {sim.account}", flush=True)
-            yield sim.url, sim.account, Signer.from_key(sim.account_key)
+            yield _Venue(sim.url, sim.account, Signer.from_key(sim.account_key))
         return
     url = args.ws_url or config.connection.ws_url or URLS.get(args.env)
     if url is None:
@@ -245,7 +315,7 @@ async def _venue(args: argparse.Namespace, config: Config) -> AsyncIterator[tupl
     signer = None
     if not args.dry_run or config.key_file is not None:
         signer = Signer.load(key_file=config.key_file, expected_address=config.signer_address)
-    yield url, user, signer
+    yield _Venue(url, user, signer)
 
 
 async def run_preflight(
@@ -299,6 +369,8 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
     alerts_config = resolve_alerts(config)  # before anything starts: a bad HIP3_ALERT_WEBHOOK is exit 2
     state_dir = resolve_state_dir(config, args.state_dir)
     prepare_state_dir(state_dir)
+    if args.record is not None:
+        prepare_record_dir(args.record)  # exit 3 before anything starts
     nonce_path = state_dir / NONCE_FILENAME
     hard_stop = HardStop.load(state_dir, wall_clock_ms())
     if hard_stop.latched:
@@ -310,8 +382,9 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
         )
     nonces = NonceManager(wall_clock_ms, high_water=load_nonce_mark(nonce_path))
     # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
-    with Journal.open(state_dir) as journal:
-        async with _venue(args, config) as (url, user, signer):
+    with hold_state_dir(state_dir, f"hip3-trio --env {args.env}"), Journal.open(state_dir) as journal:
+        async with _venue(args, config) as venue:
+            url, user, signer = venue.url, venue.user, venue.signer
             await run_preflight(args, config, url=url, user=user, signer=signer, state_dir=state_dir, out=out)
             settings = engine_settings(
                 config,
@@ -336,6 +409,10 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 alerts=alert_sink,
             )
             restore_from_journal(engine, journal, state_dir)
+            recorder = None
+            if args.record is not None:
+                recorder = Recorder(args.record, env=args.env, markets=settings.markets)
+                out(f"recording market data to {args.record}")
             await run_engine(
                 engine,
                 websocket_connector(url),
@@ -347,6 +424,8 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
                 metrics_port=args.metrics_port,
                 out=out,
                 alerts=alert_sender,
+                recorder=recorder,
+                stop=venue.finished,
             )
     return 0
 
@@ -431,6 +510,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from hip3_trio.ops import hardstop_cmd
 
         return hardstop_cmd.main(argv)
+    if name == "backtest":
+        from hip3_trio.backtest import command
+
+        return command.main(argv)
     from hip3_trio.ops import report
 
     return report.main(argv)

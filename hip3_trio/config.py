@@ -31,8 +31,9 @@ file is strict, because a typo that silently falls back to a default is a risk l
   or a value that looks like a 32-byte hex key refuses the whole file — without echoing the value — and
   points at the environment variable ``HIP3_PRIVATE_KEY`` or the ``key_file`` option (a path to a mode
   0600 file, read by `hip3_trio.wire.keys`);
-- mainnet needs ``allow_mainnet = true`` in the file; testnet and mainnet need an account address and at
-  least one market. The simulator defaults to its own markets (`SIM_MARKETS`).
+- mainnet needs ``allow_mainnet = true`` in the file to trade (a dry run, which sends no order and signs
+  nothing, observes mainnet without it: ``--env mainnet --dry-run --record DIR``); testnet and mainnet
+  need an account address and at least one market. The simulator defaults to its own markets (`SIM_MARKETS`).
 
 How the key paths come about: each attrs class gets a cattrs structure function with detailed
 validation, and every field is structured by a hook that first converts the value strictly and then runs
@@ -55,7 +56,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final, Literal, TypeAlias, cast, get_args, get_origin
+from typing import Any, Final, Literal, TypeAlias, TypeVar, cast, get_args, get_origin
 
 import attrs
 import cattrs
@@ -91,6 +92,8 @@ __all__ = [
 ]
 
 Env: TypeAlias = Literal["sim", "testnet", "mainnet"]
+_T = TypeVar("_T")
+
 ENVS: Final[tuple[str, ...]] = get_args(Env)
 
 SIM_MARKETS: Final = ("xyz:COIN", "xyz:NVDA", "abc:EUR")  # two dexes: the venue answers per dex
@@ -279,22 +282,15 @@ def _structure_float(value: object, _: type) -> float:
     return result
 
 
-def _structure_int(value: object, _: type) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"expected an integer, got {_describe(value)}")
-    return value
+def _exactly(kind: type[_T], expected: str) -> Callable[[object, type], _T]:
+    """The structure hook of a plain TOML value: one of type `kind`, as is (a bool is not an integer)."""
 
+    def structure(value: object, _: type) -> _T:
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+        raise Invalid(f"expected {expected}, got {_describe(value)}")
 
-def _structure_bool(value: object, _: type) -> bool:
-    if not isinstance(value, bool):
-        raise Invalid(f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _structure_str(value: object, _: type) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"expected a string, got {_describe(value)}")
-    return value
+    return structure
 
 
 def _structure_path(value: object, _: type) -> Path:
@@ -326,9 +322,9 @@ def _build_converter() -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
     converter.register_structure_hook(Decimal, _structure_decimal)
     converter.register_structure_hook(float, _structure_float)
-    converter.register_structure_hook(int, _structure_int)
-    converter.register_structure_hook(bool, _structure_bool)
-    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(int, _exactly(int, "an integer"))
+    converter.register_structure_hook(bool, _exactly(bool, "true or false"))
+    converter.register_structure_hook(str, _exactly(str, "a string"))
     converter.register_structure_hook(Path, _structure_path)
     for cls in _CLASSES:
         attrs.resolve_types(cls)
@@ -426,8 +422,9 @@ def _key_problems(raw: Mapping[str, Any]) -> list[str]:
 # --- loading ----------------------------------------------------------------------------------------
 
 
-def parse_config(text: str, env: str, *, source: str = "<string>") -> Config:
-    """Parse TOML `text` into a `Config` for `env`; raises `ConfigError` listing every problem."""
+def parse_config(text: str, env: str, *, source: str = "<string>", dry_run: bool = False) -> Config:
+    """Parse TOML `text` into a `Config` for `env` (`dry_run`: a run that sends no order, which needs no
+    mainnet opt-in); raises `ConfigError` listing every problem."""
     if env not in ENVS:
         raise ConfigError([f"env: must be one of {', '.join(ENVS)}, got {env!r}"], source)
     try:
@@ -441,17 +438,17 @@ def parse_config(text: str, env: str, *, source: str = "<string>") -> Config:
         config = _CONVERTER.structure(raw, Config)
     except Exception as exc:  # cattrs' ClassValidationError (an ExceptionGroup) or a stray error
         raise ConfigError(_problems(exc), source) from None
-    return _for_env(config, cast(Env, env), source)
+    return _for_env(config, cast(Env, env), source, dry_run=dry_run)
 
 
-def load_config(path: str | os.PathLike[str] | None, env: str) -> Config:
+def load_config(path: str | os.PathLike[str] | None, env: str, *, dry_run: bool = False) -> Config:
     """The configuration for `env` from the TOML file at `path` (None: defaults, which only sim accepts).
 
     Raises `ConfigError` for a missing/unreadable file, invalid TOML, any invalid value (all of them,
     each with its key path), a key-like field, or an environment the config does not allow.
     """
     if path is None:
-        return parse_config("", env, source="no config file")
+        return parse_config("", env, source="no config file", dry_run=dry_run)
     source = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -459,16 +456,16 @@ def load_config(path: str | os.PathLike[str] | None, env: str) -> Config:
         raise ConfigError(["config file not found"], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read the config file: {type(exc).__name__}: {exc}"], source) from None
-    return parse_config(text, env, source=source)
+    return parse_config(text, env, source=source, dry_run=dry_run)
 
 
-def _for_env(config: Config, env: Env, source: str) -> Config:
+def _for_env(config: Config, env: Env, source: str, *, dry_run: bool = False) -> Config:
     if env == "sim":
         if not config.markets:
             config = attrs.evolve(config, markets=tuple(MarketConfig(coin=c) for c in SIM_MARKETS))
         return config
     problems = []
-    if env == "mainnet" and not config.allow_mainnet:
+    if env == "mainnet" and not config.allow_mainnet and not dry_run:
         problems.append(
             "allow_mainnet: trading on mainnet needs an explicit opt-in; "
             "set allow_mainnet = true in the config"

@@ -148,7 +148,8 @@ class CoreStatistics:
 
 @attrs.define
 class _Counters:
-    """The core's own counters (only the core writes them; `statistics()` snapshots them)."""
+    """The core's own counters (only the core writes them). `statistics()` snapshots them by name, so
+    each field is a `CoreStatistics` field of the same name."""
 
     signals: int = 0
     signals_acted: int = 0
@@ -161,7 +162,7 @@ class _Counters:
     trades: int = 0
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
-    realized_by_market: dict[str, Decimal] = attrs.Factory(dict)
+    realized_pnl_by_market: dict[str, Decimal] = attrs.Factory(dict)
 
 
 class _NoListener:
@@ -275,17 +276,7 @@ class TradingCore:
         c = self._counters
         unrealized = self.unrealized_pnl_by_market()
         return CoreStatistics(
-            signals=c.signals,
-            signals_acted=c.signals_acted,
-            signals_refused=dict(c.signals_refused),
-            skips=dict(c.skips),
-            orders=c.orders,
-            fills=c.fills,
-            rejects=c.rejects,
-            rejects_by_reason=dict(c.rejects_by_reason),
-            trades=c.trades,
-            realized_pnl=c.realized_pnl,
-            fees=c.fees,
+            **attrs.asdict(c),  # every counter under its own name, the Counters copied as plain dicts
             unrealized_pnl=sum(unrealized.values(), ZERO),
             positions={mkt: pos.size for mkt, pos in self.book.positions.items() if pos.size != 0},
             marks=dict(self.marks),
@@ -307,7 +298,6 @@ class TradingCore:
             },
             live_orders=len(self.book.live_orders()),
             unknown_orders=len(self.book.unknown_orders()),
-            realized_pnl_by_market=dict(c.realized_by_market),
             unrealized_pnl_by_market=unrealized,
             market_data_at=dict(self.market_data_at),
             risk=self.monitor.headroom(self.exchange_ms()),
@@ -433,7 +423,7 @@ class TradingCore:
 
     def on_channel_error(self, msg: m.ChannelError, now: float) -> None:
         log.warning("venue error: %s", msg.message)
-        self._record(jm.event("venue_error", self.exchange_ms(), m=msg.message))
+        self._record_event("venue_error", m=msg.message)
         self._drain(now)
 
     def next_batch(self, inflight: int, now: float) -> Batch | None:
@@ -468,9 +458,7 @@ class TradingCore:
         was asked."""
         requests = self.executor.requests
         requests.on_read(used=used, cap=cap, sent_at_ask=sent_at_ask)
-        self._record(
-            jm.event("request_budget", self.exchange_ms(), used=used, cap=cap, remaining=requests.remaining)
-        )
+        self._record_event("request_budget", used=used, cap=cap, remaining=requests.remaining)
         self._check_request_budget()
         self._drain(now)
 
@@ -519,7 +507,7 @@ class TradingCore:
         self.readiness.new_connection(orderly=self.stopping)  # the orderly stop closes it: no warning
         if self.detector is not None:
             self.detector.on_stream_lost()
-        self._record(jm.event("disconnect", self.exchange_ms(), drained_posts=drained, bad_frames=bad_frames))
+        self._record_event("disconnect", drained_posts=drained, bad_frames=bad_frames)
         self._drain(now)
 
     def apply_reconcile(
@@ -540,11 +528,7 @@ class TradingCore:
             self.clock_blocked = clock_blocked
         self._reconcile_wanted = False
         result = self.book.reconcile_dexes(states, open_orders, statuses, now)
-        self._record(
-            jm.event(
-                "reconcile", self.exchange_ms(), result=type(result).__name__, unknown_queried=unknown_queried
-            )
-        )
+        self._record_event("reconcile", result=type(result).__name__, unknown_queried=unknown_queried)
         if isinstance(result, Reconciled):
             self.readiness.on_reconciled(self.generation)
         self._drain(now)
@@ -567,7 +551,7 @@ class TradingCore:
         self._flush_after_send()
         flatten = self.settings.time_stop.flatten_on_exit
         log.warning("shutting down (%s): no new orders%s", reason, ", flattening" if flatten else "")
-        self._record(jm.event("shutdown", self.exchange_ms(), reason=reason))
+        self._record_event("shutdown", reason=reason)
         self.executor.stop_new_orders(f"shutdown: {reason}", now, flatten=flatten)
         self._drain(now)
 
@@ -610,7 +594,7 @@ class TradingCore:
             if isinstance(item, OrderRejected):
                 c.rejects += 1
                 c.rejects_by_reason[reject_reason(item.message)] += 1
-                self._record(jm.event("reject", self.exchange_ms(), market=item.market, message=item.message))
+                self._record_event("reject", market=item.market, message=item.message)
                 if refused_as_increase(item.message):
                     self.alerts.alert(AlertKind.REDUCE_ONLY_REFUSED, item.market, item.message)
             elif isinstance(item, FlattenFailed | SlippageMeasured):  # for the restart (risk/history.py)
@@ -618,7 +602,7 @@ class TradingCore:
                 if isinstance(item, FlattenFailed):
                     self.alerts.alert(AlertKind.FLATTEN_FAILED, item.market, item.detail, age_s=item.age_s)
             if reason is not None:
-                self._record(jm.event("hard_stop", self.exchange_ms(), reason=reason))
+                self._record_event("hard_stop", reason=reason)
                 text = f"{reason}; no new entries, flattening every position"
                 self.alerts.alert(AlertKind.HARD_STOP, None, text, event_market=getattr(item, "market", None))
                 self.executor.hard_stop(reason, now)
@@ -636,24 +620,18 @@ class TradingCore:
         elif isinstance(item, ClosedTrade):
             c.trades += 1
             c.realized_pnl += item.net_pnl
-            c.realized_by_market[item.market] = c.realized_by_market.get(item.market, ZERO) + item.net_pnl
+            c.realized_pnl_by_market[item.market] = (
+                c.realized_pnl_by_market.get(item.market, ZERO) + item.net_pnl
+            )
             c.fees += item.fees
             self._record(jm.trade_record(item))
         elif isinstance(item, FlattenAllRequested):
-            self._record(jm.event("flatten_all", self.exchange_ms(), reason=item.reason))
+            self._record_event("flatten_all", reason=item.reason)
             self.time_stop.flatten_all(now)
         elif isinstance(item, ReconcileRequested):
             self._reconcile_wanted = True
         elif isinstance(item, PositionCorrected):
-            self._record(
-                jm.event(
-                    "position_corrected",
-                    self.exchange_ms(),
-                    market=item.market,
-                    old=item.old_size,
-                    new=item.new_size,
-                )
-            )
+            self._record_event("position_corrected", market=item.market, old=item.old_size, new=item.new_size)
             text = f"{item.old_size} -> {item.new_size} (the venue's position)"
             self.alerts.alert(
                 AlertKind.POSITION_CORRECTED, item.market, text, old=item.old_size, new=item.new_size
@@ -667,28 +645,27 @@ class TradingCore:
                 requests.trickle_s,
                 item.message,
             )
-            self._record(
-                jm.event(
-                    "request_budget_exhausted",
-                    self.exchange_ms(),
-                    action=item.kind,
-                    items=item.items,
-                    pause_s=requests.trickle_s,
-                    n=requests.exhaustions,
-                    message=item.message,
-                )
+            self._record_event(
+                "request_budget_exhausted",
+                action=item.kind,
+                items=item.items,
+                pause_s=requests.trickle_s,
+                n=requests.exhaustions,
+                message=item.message,
             )
             self.alerts.request_budget(0, limit=requests.cap)
         elif isinstance(item, UnknownOrderEscalated):
             log.error("order %s on %s stayed unknown past the deadline", item.cloid, item.market)
-            self._record(
-                jm.event("unknown_escalated", self.exchange_ms(), cloid=str(item.cloid), market=item.market)
-            )
+            self._record_event("unknown_escalated", cloid=str(item.cloid), market=item.market)
             text = f"order {item.cloid} stayed unknown past the deadline (kept; see the journal)"
             self.alerts.alert(AlertKind.UNKNOWN_ORDER, item.market, text, cloid=str(item.cloid))
 
     def _record(self, record: Record) -> None:
         self.journal.record(record)
+
+    def _record_event(self, kind: str, **detail: object) -> None:
+        """Journal an `events` row of `kind`, stamped with exchange time."""
+        self._record(jm.event(kind, self.exchange_ms(), **detail))
 
     def _record_order(self, submitted: OrderSubmitted, time_ms: int) -> None:
         self._record(jm.order_record(submitted, time_ms))

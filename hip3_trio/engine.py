@@ -24,6 +24,7 @@ from hip3_trio.alerts import AlertKind, AlertSink, AlertStats
 from hip3_trio.core import CoreSettings, CoreStatistics, TradingCore
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import JournalSink, JournalStats
+from hip3_trio.recording.recorder import Recorder, RecorderStatistics
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.venue.link import LinkSettings, LinkStatistics, VenueLink
 from hip3_trio.venue.session import ConnectionConfig
@@ -79,6 +80,7 @@ class EngineStatistics:
     # Seconds since each configured market's latest bbo (inf: none yet).
     market_data_age_s: Mapping[str, float]
     alerts: AlertStats = attrs.Factory(AlertStats)
+    recording: RecorderStatistics | None = None  # only with --record
 
 
 class Engine:
@@ -108,6 +110,14 @@ class Engine:
         self.link = VenueLink(settings.link(), self.core, signer=signer, nonces=nonces, save_nonce=save_nonce)
         # Filled by the journal task `app.run_engine` runs (`journal.run_journal`); read by `statistics`.
         self.journal_stats = JournalStats()
+        self.recorder: Recorder | None = None
+
+    def record_to(self, recorder: Recorder) -> None:
+        """Record market data (--record): every session taps its frames and sync answers into
+        `recorder`, and subscribes l2Book as well when the recorder wants depth."""
+        self.recorder = recorder
+        self.link.tap = recorder
+        self.link.subscribe_depth = recorder.depth
 
     def trace_latency(self, trace: LatencyTrace) -> None:
         """Instrument the signal-to-wire path (benchmarks): queued in the core, sent by the session."""
@@ -167,6 +177,7 @@ class Engine:
                 for m in self.settings.markets
             },
             alerts=attrs.evolve(self.core.alerts.stats),
+            recording=self.recorder.statistics() if self.recorder is not None else None,
         )
 
     def _state_text(self, s: EngineStatistics) -> str:
@@ -200,6 +211,7 @@ class Engine:
             f"signals {c.signals}, orders {c.orders}, fills {c.fills}, rejects {c.rejects}, "
             f"trades {c.trades} | "
             f"connects {k.connects}, disconnects {k.disconnects}"
+            + (f" | {self.recorder.summary()}" if self.recorder is not None else "")
         )
 
     def summary(self) -> str:
@@ -222,4 +234,6 @@ class Engine:
             f"  hard stop {latched}",
             f"  journal records {s.journal_sent}, dropped {s.journal_dropped}",
         ]
+        if self.recorder is not None:
+            lines.append(f"  {self.recorder.summary()}")
         return "\n".join(lines)

@@ -104,6 +104,7 @@ import attrs
 import trio
 
 from hip3_trio.execution.nonce import wall_clock_ms
+from hip3_trio.validators import finite_decimal, optional
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -190,24 +191,9 @@ def side_of(is_buy: bool) -> Side:
 # --- record validation ------------------------------------------------------------------------------
 
 
-def _decimal(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise TypeError(f"{attribute.name} must be a finite Decimal, got {value!r}")
-
-
-def _opt_decimal(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _decimal(inst, attribute, value)
-
-
 def _ms(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{attribute.name} must be a non-negative int (ms), got {value!r}")
-
-
-def _opt_ms(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _ms(inst, attribute, value)
 
 
 def _int64(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -220,11 +206,6 @@ def _int64(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
 def _text(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
-
-
-def _opt_text(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _text(inst, attribute, value)
 
 
 def _side(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -240,6 +221,12 @@ def _bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
 def _final_state(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and value not in ORDER_FINAL_STATES:
         raise ValueError(f"{attribute.name} must be one of {sorted(ORDER_FINAL_STATES)}, got {value!r}")
+
+
+_decimal = finite_decimal
+_opt_decimal = optional(finite_decimal)
+_opt_ms = optional(_ms)
+_opt_text = optional(_text)
 
 
 # --- records ----------------------------------------------------------------------------------------

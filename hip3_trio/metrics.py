@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from hip3_trio.engine import Engine, EngineStatistics
+from hip3_trio.recording.recorder import RecorderStatistics
 
 __all__ = ["EngineCollector", "registry_for", "serve_metrics"]
 
@@ -103,6 +104,8 @@ class EngineCollector(Collector):
             alerts.add_metric([outcome], count)
         yield alerts
         yield from _operator_families(snapshot)
+        if snapshot.recording is not None:
+            yield from _recording_families(snapshot.recording)
 
 
 def _operator_families(snapshot: EngineStatistics) -> Iterator[Metric]:
@@ -166,6 +169,23 @@ def _operator_families(snapshot: EngineStatistics) -> Iterator[Metric]:
         "Actions the venue refused whole as over the budget",
         s.request_budget_exhaustions,
     )
+
+
+def _recording_families(r: RecorderStatistics) -> Iterator[Metric]:
+    """The recorder's (--record only): an operator alerts on drops, a failure or a stale last flush."""
+    yield _counter("hip3_recording_frames", "Market-data frames written to the recording", r.frames)
+    yield _counter(
+        "hip3_recording_dropped", "Records the recorder could not queue (writer stalled, stopped)", r.dropped
+    )
+    yield _counter("hip3_recording_bytes", "Compressed bytes appended to the recording", r.bytes)
+    yield _counter("hip3_recording_files", "Recording files started (one per run and UTC day)", r.files)
+    if r.last_flush_us is not None:
+        yield _gauge(
+            "hip3_recording_last_flush_timestamp_seconds",
+            "Wall-clock time of the recorder's last completed flush",
+            r.last_flush_us / 1e6,
+        )
+    yield _gauge("hip3_recording_failed", "1 once the recorder has stopped on an error", 1 if r.failed else 0)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

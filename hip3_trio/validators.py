@@ -32,6 +32,7 @@ __all__ = [
     "in_file",
     "le",
     "lt",
+    "not_above",
     "optional",
 ]
 
@@ -104,3 +105,11 @@ def cross_check(*checks: tuple[bool, str]) -> None:
     failed = [reason for bad, reason in checks if bad]
     if failed:
         raise Invalid("; ".join(failed))
+
+
+def not_above(inst: Any, low: str, high: str) -> None:
+    """Raise `Invalid` if field `low` of `inst` exceeds its field `high`: a pair of limits that only make
+    sense in that order (a watermark under its limit, a first backoff under the longest)."""
+    low_value, high_value = getattr(inst, low), getattr(inst, high)
+    if low_value > high_value:
+        raise Invalid(f"{low} ({low_value}) must not exceed {high} ({high_value})")

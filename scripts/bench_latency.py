@@ -43,6 +43,7 @@ from hip3_trio.journal import Journal, JournalSink
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, open_simulator
+from hip3_trio.sim.realism import Realism
 from hip3_trio.strategy.detector import DetectorConfig
 from hip3_trio.venue.session import Session
 from hip3_trio.venue.trace import LatencyTrace
@@ -91,7 +92,9 @@ class Venue:
 async def in_process_simulator() -> AsyncIterator[Venue]:
     """The simulator in this process: it shares the Trio loop (and the CPU caches) with the engine."""
     model = MarketModel(oracle_interval_s=ORACLE_INTERVAL_S, dislocation_rate=0.9, dislocation_updates=1)
-    async with open_simulator(SimConfig(seed=11, market=model)) as sim:
+    # The instant venue: this measures the engine's own path, comparable with the earlier rows (the
+    # realism models' delivery tasks would share this Trio loop).
+    async with open_simulator(SimConfig(seed=11, market=model, realism=Realism.off())) as sim:
         assert sim.url and sim.account and sim.account_key
         yield Venue(sim.url, sim.account, sim.account_key)
 
@@ -104,6 +107,8 @@ async def child_process_simulator() -> AsyncIterator[Venue]:
         sys.executable, "-m", "hip3_trio.sim", "--port", "0", "--seed", "11",
         "--oracle-interval", str(ORACLE_INTERVAL_S), "--dislocation-rate", "0.9",
         "--dislocation-updates", "1",
+        # The instant venue, as in-process (see there).
+        "--latency-ms", "0", "--block-ms", "0", "--competitors", "off", "--refill-s", "0",
     ]  # fmt: skip
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - read once, at start
     try:

@@ -75,6 +75,7 @@ from hip3_trio.position.book import BookConfig
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from hip3_trio.sim import MarketModel, SimConfig, Simulator
+from hip3_trio.sim.realism import CompetitionModel, Realism
 from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
 from hip3_trio.strategy.detector import DetectorConfig, DetectorStatistics, Skip
 from hip3_trio.venue.session import ConnectionConfig, Session, SessionHost, SessionStatistics, WsLike
@@ -178,7 +179,10 @@ async def serve_sim(seed: int, oracle_interval: float, dislocation_rate: float) 
     """The child: a simulator on 127.0.0.1:0; first stdout line is JSON (url, account, key); then one
     JSON reply line per JSON command line on stdin, until stdin closes."""
     model = MarketModel(oracle_interval_s=oracle_interval, dislocation_rate=dislocation_rate)
-    sim = Simulator.create(SimConfig(seed=seed, market=model))
+    # The realistic venue (blocks, latency, impact) without competing takers: the soak proves the engine
+    # survives faults, and a round trip that competitors took first proves nothing about that.
+    realism = attrs.evolve(Realism(), competition=CompetitionModel(enabled=False))
+    sim = Simulator.create(SimConfig(seed=seed, market=model, realism=realism))
     account, key = sim.create_funded_account()
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with trio.open_nursery() as nursery:

@@ -27,6 +27,7 @@ from hip3_trio.engine import Engine, EngineSettings
 from hip3_trio.execution.executor import SubmitResult
 from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.journal import Journal, JournalSink, Record, WriteRunner
+from hip3_trio.recording.recorder import Recorder
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import MarketModel, SimConfig, Simulator, open_simulator
 from hip3_trio.strategy.detector import DetectorConfig, Signal
@@ -225,6 +226,7 @@ async def run_rig(
     journal_write: WriteRunner = write_inline,
     sim: Simulator | None = None,
     alerts: AlertsConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> Rig:
     """Run the engine against a fresh simulator until `scenario` sets `rig.stop` (or `duration`).
 
@@ -233,13 +235,23 @@ async def run_rig(
     and venue is a restart. `connection` replaces the settings' connection config; either way the
     reconnect backoff is 1 s doubling to 4 s. `journal_write` runs each journal write (default
     `write_inline`; a test may make the disk fail). With `alerts` (a webhook), the engine's alerts are
-    sent there, stamped with the engine's clock.
+    sent there, stamped with the engine's clock. With `recorder`, the engine records its market data there.
     """
     async with AsyncExitStack() as stack:
         if sim is None:
             sim = await stack.enter_async_context(open_simulator(config or sim_config(), listen=False))
         return await _run_rig(
-            tmp_path, scenario, sim, settings, connection, duration, dry_run, prepare, journal_write, alerts
+            tmp_path,
+            scenario,
+            sim,
+            settings,
+            connection,
+            duration,
+            dry_run,
+            prepare,
+            journal_write,
+            alerts,
+            recorder,
         )
 
 
@@ -254,6 +266,7 @@ async def _run_rig(
     prepare: Callable[[Simulator, Path], None] | None,
     journal_write: WriteRunner,
     alerts: AlertsConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> Rig:
     state_dir = tmp_path / "state"
     state_dir.mkdir(exist_ok=True)
@@ -326,6 +339,7 @@ async def _run_rig(
             journal_write=journal_write,
             out=rig.lines.append,
             alerts=alert_sender,
+            recorder=recorder,
         )
         nursery.cancel_scope.cancel()
     return rig

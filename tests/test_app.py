@@ -128,5 +128,7 @@ def test_an_unreachable_venue_at_the_preflight_is_one_line_and_exit_3(
     argv = ["--env", "testnet", "--config", str(config), "--ws-url", "ws://127.0.0.1:9/ws"]
     assert main([*argv, "--dry-run", "--duration", "3", "--state-dir", str(tmp_path / "s")]) == 3
     err = capsys.readouterr().err
-    assert err.splitlines()[-1].startswith("hip3-trio: preflight: cannot reach the venue at ws://127.0.0.1:9/ws")
+    assert err.splitlines()[-1].startswith(
+        "hip3-trio: preflight: cannot reach the venue at ws://127.0.0.1:9/ws"
+    )
     assert "Traceback" not in err

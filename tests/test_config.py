@@ -135,6 +135,12 @@ def test_example_config_is_refused_on_mainnet_until_opted_in(tmp_path: Path) -> 
     assert load_config(opted_in, "mainnet").allow_mainnet
 
 
+def test_a_dry_run_observes_mainnet_without_the_opt_in() -> None:
+    """A dry run sends no order and signs nothing: observing (and recording) mainnet needs no opt-in."""
+    config = load_config(EXAMPLE, "mainnet", dry_run=True)
+    assert not config.allow_mainnet and config.markets
+
+
 # --- invalid values ---------------------------------------------------------------------------------
 
 INVALID = [

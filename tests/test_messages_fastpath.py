@@ -37,7 +37,11 @@ def outcome(fn: Callable[[Any], object], arg: Any) -> Outcome:
 @contextmanager
 def general_path_only() -> Iterator[None]:
     """`decode_frame` as it was before the fast path: `json.loads` and the cattrs decoders."""
-    general = {"bbo": m._decode_bbo_general, "activeAssetCtx": m._decode_active_asset_ctx_general}
+    general = {
+        "bbo": m._decode_bbo_general,
+        "activeAssetCtx": m._decode_active_asset_ctx_general,
+        "l2Book": m._decode_l2book_general,
+    }
     with mock.patch.object(m, "_fast_object", lambda text: None), mock.patch.dict(m._DECODERS, general):
         yield
 
@@ -121,6 +125,25 @@ bbo_data = st.one_of(
     ),
     json_junk,
 )
+side = st.one_of(st.lists(level, max_size=4), json_junk)
+l2_data = st.one_of(
+    with_fields(
+        {
+            "coin": st.one_of(st.just(COIN), json_leaf),
+            "time": int_value,
+            "levels": st.one_of(st.lists(side, min_size=2, max_size=2), st.lists(side, max_size=3)),
+        }
+    ),
+    with_fields(
+        {
+            "coin": st.just(COIN),
+            "time": st.integers(0, 2**63),
+            "levels": st.lists(side, min_size=2, max_size=2),
+        },
+        optional=False,
+    ),
+    json_junk,
+)
 CTX_DECIMALS = ("oraclePx", "markPx", "midPx", "funding", "openInterest", "prevDayPx", "dayNtlVlm", "premium")
 impact_pxs = st.one_of(
     st.lists(decimal_value, max_size=3),
@@ -175,6 +198,15 @@ def test_bbo_fast_path_equals_general_path(data: Any) -> None:
 
 
 @SETTINGS
+@given(l2_data)
+@example({"coin": COIN, "time": 7, "levels": [[{"px": "1.5", "sz": "2", "n": 1}], []]})
+@example({"coin": COIN, "time": True, "levels": [[], []]})
+@example({"coin": COIN, "time": 1, "levels": [[{"px": "1", "sz": "1", "n": True}], []]})
+def test_l2book_fast_path_equals_general_path(data: Any) -> None:
+    assert outcome(m._decode_l2book, data) == outcome(m._decode_l2book_general, data)
+
+
+@SETTINGS
 @given(ctx_data)
 @example(VALID_CTX)
 @example({"coin": COIN, "ctx": {"oraclePx": "1", "markPx": "1", "impactPxs": "12"}})
@@ -194,6 +226,10 @@ def test_fast_path_takes_the_valid_frames() -> None:
     with mock.patch.object(m, "_decode_active_asset_ctx_general", side_effect=AssertionError("general")):
         ctx = m._decode_active_asset_ctx(VALID_CTX)
     assert ctx.ctx.impact_pxs == (Decimal("100.0"), Decimal("100.2")) and ctx.ctx.mid_px is None
+    book = {"coin": COIN, "time": 7, "levels": [[{"px": "1.5", "sz": "2", "n": 1}], []]}
+    with mock.patch.object(m, "_decode_l2book_general", side_effect=AssertionError("general path used")):
+        l2 = m._decode_l2book(book)
+    assert l2 == m.L2Book(COIN, 7, (m.Level(Decimal("1.5"), Decimal("2"), 1),), ())
 
 
 # --- whole frames, including the JSON step -----------------------------------------------------
@@ -203,6 +239,7 @@ frame_text = st.one_of(
     st.builds(
         lambda d: json.dumps({"channel": "activeAssetCtx", "data": d}, separators=(",", ":")), ctx_data
     ),
+    st.builds(lambda d: json.dumps({"channel": "l2Book", "data": d}), l2_data),
     st.builds(
         lambda d: json.dumps({"channel": "bbo"} | ({} if d is MISSING else {"data": d})),
         st.one_of(json_junk, st.just(MISSING)),

@@ -22,6 +22,7 @@ from hip3_trio.execution.nonce import NonceManager
 from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import JournalSink
 from hip3_trio.metrics import registry_for
+from hip3_trio.recording.recorder import Recorder
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.risk.monitor import RiskConfig
 from tests.engine_rig import MARKETS, Rig, quiet_settings, run_rig
@@ -190,6 +191,9 @@ async def test_the_alerting_rules_read_only_metrics_the_engine_serves(tmp_path: 
         journal=sink,
     )
     engine.core.executor.requests.on_read(used=100, cap=10_000, sent_at_ask=0)  # as the first sync reads it
+    recorder = Recorder(tmp_path / "rec", env="sim", markets=["xyz:COIN"])  # --record: its rule's metrics
+    recorder.last_flush_us = 1_700_000_000_000_000
+    engine.record_to(recorder)
     served = {name for name, _ in scrape(engine)}
     used = set(re.findall(r"\bhip3_[a-z_]+", alerting_rules()))
     assert used and used <= served, used - served

@@ -20,6 +20,7 @@ from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.sim import SimConfig, open_simulator
 from hip3_trio.sim.faults import Faults
 from hip3_trio.sim.server import Simulator
+from hip3_trio.state_lock import hold_state_dir
 
 OTHER = str(Account.from_key("0x" + "33" * 32).address)
 
@@ -83,6 +84,30 @@ async def test_unapproved_agent_fails_and_approved_agent_passes(tmp_path: Path) 
     assert "not an API wallet" in results["signer approved"].value
     results = await _run(tmp_path, signer=OTHER, setup=lambda sim: sim.approve_agent(OTHER, sim.account))
     assert results["signer approved"].status == "PASS", results["signer approved"]
+
+
+async def test_a_named_api_wallet_is_checked_for_expiry(tmp_path: Path) -> None:
+    """extraAgents' validUntil: expired FAIL, under a week WARN, more PASS; unnamed: PASS, unknown."""
+    now = wall_clock_ms()
+    day = 24 * 3600 * 1000
+
+    def approve(until: int | None, name: str | None = "bot") -> object:
+        return lambda sim: sim.approve_agent(OTHER, sim.account, name=name, valid_until_ms=until)
+
+    expired = await _run(tmp_path, signer=OTHER, setup=approve(now - 1000))
+    assert _fails(expired) == ["API wallet expiry"]
+    assert "expired; approve a new API wallet" in expired["API wallet expiry"].value
+    soon = await _run(tmp_path, signer=OTHER, setup=approve(now + 2 * day))
+    assert soon["API wallet expiry"].status == "WARN", soon["API wallet expiry"]
+    assert "bot valid until" in soon["API wallet expiry"].value
+    later = await _run(tmp_path, signer=OTHER, setup=approve(now + 30 * day))
+    assert later["API wallet expiry"].status == "PASS"
+    assert "days left" in later["API wallet expiry"].value
+    unnamed = await _run(tmp_path, signer=OTHER, setup=approve(None, name=None))
+    assert unnamed["API wallet expiry"].status == "PASS"
+    assert "publishes no expiry" in unnamed["API wallet expiry"].value
+    own_key = await _run(tmp_path)
+    assert "API wallet expiry" not in own_key
 
 
 async def test_unknown_and_delisted_markets_fail(tmp_path: Path) -> None:
@@ -166,6 +191,15 @@ def test_probe_on_the_simulator_reports_every_item(tmp_path: Path) -> None:
     lines.clear()
     assert probe.main(["--env", "sim", "--state-dir", str(tmp_path)], out=lines.append) == 0
     assert load_high_water(tmp_path / "nonce.json") > mark
+
+
+def test_probe_refuses_a_state_dir_an_engine_holds(tmp_path: Path) -> None:
+    """The probe signs with the state directory's nonce mark: never beside a running engine."""
+    lines: list[str] = []
+    with hold_state_dir(tmp_path, "hip3-trio --env sim"):
+        assert probe.main(["--env", "sim", "--state-dir", str(tmp_path)], out=lines.append) == 3
+    assert len(lines) == 1 and "is in use by hip3-trio --env sim" in lines[0], lines
+    assert not (tmp_path / "nonce.json").exists()
 
 
 @pytest.mark.parametrize("argv", [["--env", "mainnet"], ["--env", "sim", "--market", "xyz:NOPE"]])

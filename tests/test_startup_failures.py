@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from hip3_trio.cli import main, startup_refusal
+from hip3_trio.errors import EnvironmentProblem
 from hip3_trio.journal import JOURNAL_FILENAME, Journal
+from hip3_trio.state_lock import LOCK_FILENAME, hold_state_dir
 from hip3_trio.venue.queries import UnknownMarketError
 
 
@@ -180,6 +183,23 @@ def test_a_damaged_journal_is_one_line_and_exit_3(tmp_path: Path, capsys: pytest
     assert "is damaged" in refusal(capsys)
 
 
+@pytest.mark.parametrize("make", ["file", "read-only"])
+def test_a_record_dir_that_cannot_be_written_is_one_line_and_exit_3(
+    make: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = tmp_path / "rec"
+    if make == "file":
+        record.write_text("not a directory")
+        assert main(sim(tmp_path, "--record", str(record))) == 3
+    else:
+        record.mkdir()
+        with read_only(record):
+            assert main(sim(tmp_path, "--record", str(record))) == 3
+    line = refusal(capsys)
+    assert f"--record {record}: the directory" in line
+    assert not (tmp_path / "state" / JOURNAL_FILENAME).exists()  # refused before anything started
+
+
 def test_an_unreadable_nonce_file_is_one_line_and_exit_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -198,3 +218,41 @@ def test_a_market_the_venue_stops_listing_after_the_preflight_is_still_exit_2() 
     assert refused is not None and refused[0] == 2
     assert refused[1].startswith("configured markets not listed by the venue: xyz:FOO; fix the markets")
     assert startup_refusal(BaseExceptionGroup("engine", [inner, RuntimeError("a bug")])) is None
+
+
+# --- one process per state directory -------------------------------------------------------------------
+
+
+def test_a_state_dir_held_by_another_engine_is_one_line_and_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second engine on a running engine's state directory refuses to start (it would trade the account
+    twice and race for nonces); nothing of the first one's is touched."""
+    state = tmp_path / "state"
+    with hold_state_dir(state, "hip3-trio --env testnet"):
+        assert main(sim(tmp_path)) == 3
+        line = refusal(capsys)
+        assert f"the state directory {state} is in use by hip3-trio --env testnet (pid {os.getpid()})" in line
+        assert "--state-dir" in line
+        assert not (state / JOURNAL_FILENAME).exists()
+    assert (state / LOCK_FILENAME).read_text() == f"hip3-trio --env testnet (pid {os.getpid()})\n"
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    """The kernel drops the lock when its holder dies, even by SIGKILL: a supervisor's restart starts."""
+    state = tmp_path / "state"
+    code = (
+        "import sys, time; from pathlib import Path; from hip3_trio.state_lock import hold_state_dir\n"
+        "with hold_state_dir(Path(sys.argv[1]), 'child'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(state)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        with pytest.raises(EnvironmentProblem, match="in use by child"), hold_state_dir(state, "second"):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+    with hold_state_dir(state, "second"):
+        assert (state / LOCK_FILENAME).read_text().startswith("second (pid ")

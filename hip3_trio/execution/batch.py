@@ -27,7 +27,7 @@ from typing import ClassVar, Final, Literal
 
 import attrs
 
-from hip3_trio.validators import Invalid, ge, gt, le
+from hip3_trio.validators import ge, gt, le, not_above
 from hip3_trio.wire.actions import (
     CancelAction,
     CancelByCloidAction,
@@ -180,11 +180,7 @@ class BatchConfig:
     post_timeout_s: float = attrs.field(default=5.0, validator=gt(0))
 
     def __attrs_post_init__(self) -> None:
-        if self.inflight_watermark > self.inflight_limit:
-            raise Invalid(
-                f"inflight_watermark ({self.inflight_watermark}) must not exceed "
-                f"inflight_limit ({self.inflight_limit})"
-            )
+        not_above(self, "inflight_watermark", "inflight_limit")
 
     def capacity(self, queue: QueueKind) -> int:
         return {
@@ -198,47 +194,56 @@ class BatchConfig:
 
 
 @attrs.frozen
-class Queued:
-    """Accepted, and will be sent as soon as priority and inflight allow."""
+class Accepted:
+    """Base of the results that took the item (`accepted` is True); the executor's results share it."""
 
     accepted: ClassVar[bool] = True
+
+
+@attrs.frozen
+class Refused:
+    """Base of the results that refused the item (`accepted` is False); the executor's results share it."""
+
+    accepted: ClassVar[bool] = False
+
+
+@attrs.frozen
+class Queued(Accepted):
+    """Accepted, and will be sent as soon as priority and inflight allow."""
+
     queue: QueueKind
 
 
 @attrs.frozen
-class QueuedDegraded:
+class QueuedDegraded(Accepted):
     """A new order accepted while inflight is at/above the watermark: it waits until inflight drops."""
 
-    accepted: ClassVar[bool] = True
     inflight: int
     watermark: int
 
 
 @attrs.frozen
-class QueuedReplaced:
+class QueuedReplaced(Accepted):
     """A reduce-only order took the place of the one already queued for its market (the newer wins).
 
     `replaced` will never be sent; the caller releases whatever it tracked for it.
     """
 
-    accepted: ClassVar[bool] = True
     replaced: OrderItem
 
 
 @attrs.frozen
-class InflightFull:
+class InflightFull(Refused):
     """A new order refused: inflight is at the limit."""
 
-    accepted: ClassVar[bool] = False
     inflight: int
     limit: int
 
 
 @attrs.frozen
-class QueueFull:
+class QueueFull(Refused):
     """Refused: the queue is at capacity."""
 
-    accepted: ClassVar[bool] = False
     queue: QueueKind
     capacity: int
 

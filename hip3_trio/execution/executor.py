@@ -30,11 +30,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import ClassVar, Final, Protocol
+from typing import Final, Protocol
 
 import attrs
 
 from hip3_trio.execution.batch import (
+    Accepted,
     Batch,
     BatchScheduler,
     CancelItem,
@@ -43,6 +44,7 @@ from hip3_trio.execution.batch import (
     Queued,
     QueuedReplaced,
     QueueFull,
+    Refused,
 )
 from hip3_trio.execution.posts import Disconnected, NotSent, PostEntry, Reply, Timeout
 from hip3_trio.execution.request_budget import RequestBudget as RequestBudgetState
@@ -50,7 +52,7 @@ from hip3_trio.execution.request_budget import is_budget_exhausted
 from hip3_trio.position.book import PositionBook
 from hip3_trio.position.records import FlattenAllRequested, OrderState, OrderSubmitted, RequestBudgetExhausted
 from hip3_trio.strategy.detector import Signal
-from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, ge, gt, lt
+from hip3_trio.validators import NOT_IN_FILE, finite_decimal, ge, gt, lt, not_above
 from hip3_trio.wire.actions import CancelByCloidWire, CancelWire, Cloid, LimitOrderType, OrderWire
 from hip3_trio.wire.markets import Markets, MarketSpec
 from hip3_trio.wire.messages import (
@@ -139,11 +141,7 @@ class ExecutorConfig:
     cloid_prefix: int = attrs.field(default=0, validator=[ge(0), lt(1 << 64)], metadata=NOT_IN_FILE)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_position_per_market_usd > self.max_position_total_usd:
-            raise Invalid(
-                f"max_position_per_market_usd ({self.max_position_per_market_usd}) must not exceed "
-                f"max_position_total_usd ({self.max_position_total_usd})"
-            )
+        not_above(self, "max_position_per_market_usd", "max_position_total_usd")
 
 
 class TokenBucket:
@@ -182,10 +180,9 @@ class TokenBucket:
 
 
 @attrs.frozen
-class Submitted:
+class Submitted(Accepted):
     """Registered in the book and queued: the order is on its way."""
 
-    accepted: ClassVar[bool] = True
     market: str
     order: OrderWire
     queued: EnqueueResult
@@ -197,85 +194,84 @@ class Submitted:
 
 
 @attrs.frozen
-class HardStopped:
-    accepted: ClassVar[bool] = False
+class HardStopped(Refused):
+    """The executor is stopped (a hard stop, the persisted latch, or an orderly shutdown)."""
+
     reason: str
 
 
 @attrs.frozen
-class NotReady:
-    accepted: ClassVar[bool] = False
+class NotReady(Refused):
+    """The engine is not ready to trade (`Readiness`)."""
 
 
 @attrs.frozen
-class UnknownMarket:
-    accepted: ClassVar[bool] = False
+class MarketRefused(Refused):
+    """Base of the refusals that name the market they are about."""
+
     market: str
 
 
 @attrs.frozen
-class InvalidOrder:
+class UnknownMarket(MarketRefused):
+    """`market` is not one of the configured markets with a spec."""
+
+
+@attrs.frozen
+class InvalidOrder(MarketRefused):
     """The price or size cannot be made valid (below one lot, under the minimum value, ...)."""
 
-    accepted: ClassVar[bool] = False
-    market: str
     reason: str
 
 
 @attrs.frozen
-class NoMark:
+class NoMark(MarketRefused):
     """A cap could not be checked: `market` has no mark price. Fail closed."""
 
-    accepted: ClassVar[bool] = False
-    market: str
-
 
 @attrs.frozen
-class MaxPositionPerMarket:
-    accepted: ClassVar[bool] = False
-    market: str
+class MaxPositionPerMarket(MarketRefused):
+    """The market's position (USD at mark) with the order would exceed `limit`."""
+
     notional: Decimal
     limit: Decimal
 
 
 @attrs.frozen
-class MaxPositionTotal:
-    accepted: ClassVar[bool] = False
+class MaxPositionTotal(Refused):
+    """The total position (USD at mark) with the order would exceed `limit`."""
+
     notional: Decimal
     limit: Decimal
 
 
 @attrs.frozen
-class AlreadyHasPosition:
-    accepted: ClassVar[bool] = False
-    market: str
+class AlreadyHasPosition(MarketRefused):
+    """The market already holds a position: one at a time."""
 
 
 @attrs.frozen
-class PendingOrderExists:
-    accepted: ClassVar[bool] = False
-    market: str
+class PendingOrderExists(MarketRefused):
+    """An order for the market is still pending: one at a time."""
 
 
 @attrs.frozen
-class RequestBudget:
+class RequestBudget(Refused):
     """The venue's action budget is below the reserve kept for flattens and cancels (or exhausted)."""
 
-    accepted: ClassVar[bool] = False
     remaining: int | None
     reserve: int
 
 
 @attrs.frozen
-class BudgetExhausted:
-    accepted: ClassVar[bool] = False
+class BudgetExhausted(Refused):
+    """The new-order budget (a token bucket) is empty."""
 
 
 @attrs.frozen
-class EnqueueRefused:
+class EnqueueRefused(Refused):
     """The scheduler refused the order (queue full, inflight full); everything was rolled back."""
 
-    accepted: ClassVar[bool] = False
     result: EnqueueResult
 
 

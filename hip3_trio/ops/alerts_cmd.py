@@ -24,6 +24,7 @@ import trio
 
 from hip3_trio.alerts import WEBHOOK_ENV_VAR, redact_url
 from hip3_trio.config import ENVS, ConfigError, load_config, resolve_alerts
+from hip3_trio.ops.options import run_command
 from hip3_trio.webhook import send_test_alert
 
 __all__ = ["build_parser", "main"]
@@ -50,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio alerts`` with `argv` (the arguments after ``alerts``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:  # --help, or a usage error argparse already printed
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_CONFIG)
+    return run_command(build_parser(), argv, lambda args: _alerts(args, out))
+
+
+def _alerts(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``alerts`` on its parsed arguments."""
     try:
         config = resolve_alerts(load_config(args.config, "sim"))  # env: only the alert's label
     except ConfigError as exc:

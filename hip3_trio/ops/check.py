@@ -2,7 +2,8 @@
 
 Checks the set-up before money is at stake and prints one line per check, PASS / WARN / FAIL with the
 value seen: the key and the configured ``signer_address``; that the signer is the account or an API
-wallet approved for it (``userRole``); each market (listed, not delisted, max leverage, margin mode,
+wallet approved for it (``userRole``) and, for a named one, not expiring within a week
+(``extraAgents``); each market (listed, not delisted, max leverage, margin mode,
 the account's leverage on it); each dex's balance against the caps; the effective taker fee per
 market; the request budget left; the clock offset to the venue; the state directory, the journal, the
 hard-stop latch and the nonce mark against the venue's time. Nothing is written except a temporary
@@ -29,7 +30,7 @@ import attrs
 import trio
 from trio_websocket import HandshakeError
 
-from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
+from hip3_trio.config import Config, ConfigError, load_config, resolve_state_dir
 from hip3_trio.execution.nonce import (
     DEFAULT_MAX_DRIFT_MS,
     DEFAULT_WARN_DRIFT_MS,
@@ -40,6 +41,8 @@ from hip3_trio.execution.nonce import (
 )
 from hip3_trio.fees import UserFees, taker_fee_bps
 from hip3_trio.journal import JournalUnavailable, journal_path, open_journal_read_only
+from hip3_trio.ops.options import add_venue_options, run_command
+from hip3_trio.ops.rows import format_time_ms
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME as HARD_STOP_FILENAME
 from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.venue.session import InfoError
@@ -55,6 +58,8 @@ EXIT_ENVIRONMENT: Final = 3  # = cli.EXIT_ENVIRONMENT
 NONCE_FUTURE_WINDOW_MS: Final = 24 * 3600 * 1000
 #: Fewer actions left than this is a WARN (a day of quiet trading, a few hundred, fits well inside).
 BUDGET_WARN_LEFT: Final = 1000
+#: An API wallet approval with less than this left is a WARN: the plan runs a week unattended.
+AGENT_WARN_LEFT_MS: Final = 7 * 24 * 3600 * 1000
 
 Status = Literal["PASS", "WARN", "FAIL"]
 
@@ -212,6 +217,34 @@ async def check_signer_role(venue: InfoSource, signer_address: str | None, actin
     return CheckResult(name, "FAIL", f"{signer} is not an API wallet of {acting_for} (venue role {role!r})")
 
 
+async def check_agent_expiry(
+    venue: InfoSource, signer_address: str | None, acting_for: str, now_ms: int
+) -> CheckResult | None:
+    """When the signer is a named API wallet of the account (``extraAgents``): how long its approval
+    lasts. Expired is a FAIL (every order would be refused); less than `AGENT_WARN_LEFT_MS` left is a
+    WARN (an unattended week would end in refused orders and a hard stop). None when the signer is the
+    account itself; an unnamed agent is not listed and its expiry is unknown (a PASS that says so)."""
+    if signer_address is None or signer_address.lower() == acting_for:
+        return None
+    name = "API wallet expiry"
+    signer = signer_address.lower()
+    answer = await venue.info({"type": "extraAgents", "user": acting_for})
+    listed = [a for a in answer if isinstance(a, dict)] if isinstance(answer, list) else []
+    entry = next((a for a in listed if str(a.get("address", "")).lower() == signer), None)
+    if entry is None:
+        return CheckResult(name, "PASS", "not a named API wallet: the venue publishes no expiry for it")
+    until = entry.get("validUntil")
+    if isinstance(until, bool) or not isinstance(until, int):
+        return CheckResult(name, "WARN", f"unreadable validUntil: {until!r:.40}")
+    left_h = (until - now_ms) / 3_600_000
+    when = f"{entry.get('name', '?')!s:.30} valid until {format_time_ms(until)}"
+    if until <= now_ms:
+        return CheckResult(name, "FAIL", f"{when}: expired; approve a new API wallet")
+    if until - now_ms < AGENT_WARN_LEFT_MS:
+        return CheckResult(name, "WARN", f"{when} ({left_h:.0f} h left): renew before an unattended run")
+    return CheckResult(name, "PASS", f"{when} ({left_h / 24:.0f} days left)")
+
+
 async def preflight(
     venue: InfoSource,
     *,
@@ -249,6 +282,8 @@ async def _venue_checks(
     results: list[CheckResult] = []
     acting_for = (config.account_address or user).lower()
     results.append(await check_signer_role(venue, signer_address, acting_for))
+    if (expiry := await check_agent_expiry(venue, signer_address, acting_for, clock_ms())) is not None:
+        results.append(expiry)
 
     # Markets: perpDexs + meta(dex), the raw entries for their flags.
     dexes = parse_perp_dexs(raw_dexes := await venue.info({"type": "perpDexs"}))
@@ -389,20 +424,17 @@ def check_nonce_mark(state_dir: Path, venue_time_ms: int) -> CheckResult:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Preflight checks (see docs/operations.md).")
-    parser.add_argument("--env", choices=ENVS, default="sim")
-    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
-    parser.add_argument("--state-dir", type=Path, default=None, help="as for the engine")
-    parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
+    add_venue_options(parser, env="sim", state_dir_help="as for the engine")
     return parser
 
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio check`` with `argv` (the arguments after ``check``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_CONFIG)
+    return run_command(build_parser(), argv, lambda args: _check(args, out))
+
+
+def _check(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``check`` on its parsed arguments."""
     try:
         config = load_config(args.config, args.env)
     except ConfigError as exc:

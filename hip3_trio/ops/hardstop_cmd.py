@@ -56,7 +56,7 @@ from hip3_trio.journal import (
     journal_path,
     open_journal_read_only,
 )
-from hip3_trio.ops.options import add_state_dir_options, state_dir_of
+from hip3_trio.ops.options import add_state_dir_options, run_command, state_dir_of
 from hip3_trio.ops.report import format_time_ms
 from hip3_trio.risk.hard_stop import DEFAULT_FILENAME, ClearedRecord, HardStop
 
@@ -172,8 +172,8 @@ def status(state_dir: Path, out: Callable[[str], None]) -> int:
     return EXIT_LATCHED if record is not None else EXIT_OK
 
 
-def _journal_cleared(state_dir: Path, cleared: ClearedRecord) -> None:
-    event = EventRecord(
+def _cleared_event(cleared: ClearedRecord) -> EventRecord:
+    return EventRecord(
         time_ms=cleared.cleared_at_ms,
         kind=CLEARED_EVENT_KIND,
         detail={
@@ -183,7 +183,6 @@ def _journal_cleared(state_dir: Path, cleared: ClearedRecord) -> None:
             "stopped_at_ms": cleared.time_ms,
         },
     )
-    _journal_event(state_dir, event)
 
 
 def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) -> int:
@@ -208,13 +207,9 @@ def clear(state_dir: Path, *, by: str, yes: bool, out: Callable[[str], None]) ->
         return EXIT_OK
     out(f"hard stop cleared by {cleared.cleared_by} at {_when(cleared.cleared_at_ms)}")
     out(f"  it had stopped at {_when(cleared.time_ms)}: {cleared.reason}")
-    try:
-        _journal_cleared(state_dir, cleared)
-    except (JournalError, sqlite3.Error, OSError) as exc:
-        out(f"error: the latch is cleared, but the {CLEARED_EVENT_KIND} event could not be journaled: {exc}")
-        return EXIT_NOT_JOURNALED
-    out(f"journaled as {CLEARED_EVENT_KIND}; restart the engine for it to take effect")
-    return EXIT_OK
+    return _journal(
+        state_dir, _cleared_event(cleared), "cleared", out, then="; restart the engine for it to take effect"
+    )
 
 
 def _operator_ready(state_dir: Path, by: str, out: Callable[[str], None]) -> bool:
@@ -225,9 +220,19 @@ def _operator_ready(state_dir: Path, by: str, out: Callable[[str], None]) -> boo
     return not _missing_dir(state_dir, out)
 
 
-def _journal_event(state_dir: Path, event: EventRecord) -> None:
-    with Journal.open(state_dir) as journal:
-        journal.write([event])
+def _journal(
+    state_dir: Path, event: EventRecord, latch: str, out: Callable[[str], None], then: str = ""
+) -> int:
+    """Journal `event` after the latch was `latch` ("set", "cleared"): EXIT_OK, or EXIT_NOT_JOURNALED and
+    one line saying the latch changed all the same."""
+    try:
+        with Journal.open(state_dir) as journal:
+            journal.write([event])
+    except (JournalError, sqlite3.Error, OSError) as exc:
+        out(f"error: the latch is {latch}, but the {event.kind} event could not be journaled: {exc}")
+        return EXIT_NOT_JOURNALED
+    out(f"journaled as {event.kind}{then}")
+    return EXIT_OK
 
 
 def trip(state_dir: Path, *, reason: str, by: str, out: Callable[[str], None]) -> int:
@@ -255,13 +260,7 @@ def trip(state_dir: Path, *, reason: str, by: str, out: Callable[[str], None]) -
         kind=TRIPPED_EVENT_KIND,
         detail={"tripped_by": by.strip(), "tripped_at_ms": now, "reason": reason.strip()},
     )
-    try:
-        _journal_event(state_dir, event)
-    except (JournalError, sqlite3.Error, OSError) as exc:
-        out(f"error: the latch is set, but the {TRIPPED_EVENT_KIND} event could not be journaled: {exc}")
-        return EXIT_NOT_JOURNALED
-    out(f"journaled as {TRIPPED_EVENT_KIND}")
-    return EXIT_OK
+    return _journal(state_dir, event, "set", out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,10 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio hardstop`` with `argv` (the arguments after ``hardstop``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:  # --help, or a usage error argparse already printed
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
+    return run_command(build_parser(), argv, lambda args: _hardstop(args, out))
+
+
+def _hardstop(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``hardstop`` on its parsed arguments."""
     try:
         state_dir = state_dir_of(args)
     except ConfigError as exc:

@@ -27,9 +27,12 @@ from typing import Any, Final
 import trio
 from trio_websocket import HandshakeError
 
-from hip3_trio.config import ENVS, Config, ConfigError, load_config, resolve_state_dir
+from hip3_trio.config import Config, ConfigError, load_config, resolve_state_dir
+from hip3_trio.errors import EnvironmentProblem
 from hip3_trio.execution.nonce import NonceManager, NonceStateError, load_high_water, save_high_water
+from hip3_trio.ops.options import add_venue_options, run_command
 from hip3_trio.ops.venue_client import VenueClient, open_venue_client, venue_endpoint
+from hip3_trio.state_lock import hold_state_dir
 from hip3_trio.venue.session import InfoError
 from hip3_trio.wire.actions import Cloid, LimitOrderType, NoopAction, OrderAction, OrderWire, action_to_wire
 from hip3_trio.wire.keys import KeyConfigError, verify_signer_address
@@ -52,22 +55,19 @@ FAR_FACTOR: Final = Decimal("0.5")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Probe the venue (see docs/operations.md).")
-    parser.add_argument("--env", choices=ENVS, default="testnet")
-    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
-    parser.add_argument("--state-dir", type=Path, default=None, help="as for the engine (nonce mark)")
+    add_venue_options(parser, env="testnet", state_dir_help="as for the engine (nonce mark)")
     parser.add_argument("--market", default=None, help="the market to probe (default: the first configured)")
-    parser.add_argument("--ws-url", default=None, help="override the WebSocket endpoint")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (--env sim)")
     parser.add_argument("--yes-mainnet", action="store_true", help="required for --env mainnet")
     return parser
 
 
 def main(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     """Run ``python -m hip3_trio probe`` with `argv` (the arguments after ``probe``); the exit code."""
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_CONFIG)
+    return run_command(build_parser(), argv, lambda args: _probe(args, out))
+
+
+def _probe(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """``probe`` on its parsed arguments."""
     if args.env == "mainnet" and not args.yes_mainnet:
         out("hip3-trio: probe refuses mainnet without --yes-mainnet (it sends a real order)")
         return EXIT_CONFIG
@@ -89,17 +89,21 @@ async def _run(args: argparse.Namespace, config: Config, state_dir: Path, out: C
         verify_signer_address(endpoint.signer.address, config.signer_address)
         coin = args.market or config.coins[0]
         try:
-            async with open_venue_client(endpoint.connect) as venue:
-                return await run_probe(
-                    venue,
-                    signer=endpoint.signer,
-                    user=endpoint.user,
-                    coin=coin,
-                    state_dir=state_dir,
-                    vault_address=config.vault_address,
-                    is_mainnet=args.env == "mainnet",
-                    out=out,
-                )
+            with hold_state_dir(state_dir, "hip3-trio probe"):
+                async with open_venue_client(endpoint.connect) as venue:
+                    return await run_probe(
+                        venue,
+                        signer=endpoint.signer,
+                        user=endpoint.user,
+                        coin=coin,
+                        state_dir=state_dir,
+                        vault_address=config.vault_address,
+                        is_mainnet=args.env == "mainnet",
+                        out=out,
+                    )
+        except EnvironmentProblem as exc:
+            out(f"hip3-trio: {exc}")
+            return EXIT_ENVIRONMENT
         except (OSError, HandshakeError, InfoError, MarketsError) as exc:
             out(f"hip3-trio: probe failed: {type(exc).__name__}: {exc}")
             return EXIT_ENVIRONMENT

@@ -290,8 +290,33 @@ def criteria(
     interval = overall.net_edge_interval
     low = None if interval is None else interval.low
     high = None if interval is None else interval.high
-    edge = f"{t.min_net_edge_bps:g} bps"
     pct = f"{t.confidence * 100:g}%"
+
+    def edge(name: str, value: float | None, op: Literal[">=", ">"], from_trades: int) -> Criterion:
+        """A net-edge figure (bps) against the minimum net edge."""
+        return _criterion(
+            name,
+            value,
+            op,
+            t.min_net_edge_bps,
+            shown=_bps(value),
+            threshold_shown=f"{t.min_net_edge_bps:g} bps",
+            from_trades=from_trades,
+        )
+
+    def rate(name: str, value: float | None, threshold: float, note: str) -> Criterion:
+        """A rate (shown in %) that must exceed `threshold`; counted from the go checkpoint."""
+        return _criterion(
+            name,
+            value,
+            ">",
+            threshold,
+            shown=_pct(value),
+            threshold_shown=f"{threshold * 100:g}%",
+            from_trades=t.go_trades,
+            note=note,
+        )
+
     return (
         _criterion(
             "trades",
@@ -302,52 +327,20 @@ def criteria(
             threshold_shown=str(t.go_trades),
             from_trades=t.go_trades,
         ),
-        _criterion(
-            "net edge mean",
-            overall.net_edge_bps.mean,
-            ">=",
-            t.min_net_edge_bps,
-            shown=_bps(overall.net_edge_bps.mean),
-            threshold_shown=edge,
-            from_trades=t.review_trades,
-        ),
-        _criterion(
-            f"net edge {pct} upper bound",
-            high,
-            ">=",
-            t.min_net_edge_bps,
-            shown=_bps(high),
-            threshold_shown=edge,
-            from_trades=t.observation_trades,
-        ),
-        _criterion(
-            f"net edge {pct} lower bound",
-            low,
-            ">",
-            t.min_net_edge_bps,
-            shown=_bps(low),
-            threshold_shown=edge,
-            from_trades=t.go_trades,
-        ),
-        _criterion(
+        edge("net edge mean", overall.net_edge_bps.mean, ">=", t.review_trades),
+        edge(f"net edge {pct} upper bound", high, ">=", t.observation_trades),
+        edge(f"net edge {pct} lower bound", low, ">", t.go_trades),
+        rate(
             "entry fill rate",
             overall.entries.rate,
-            ">",
             t.min_fill_rate,
-            shown=_pct(overall.entries.rate),
-            threshold_shown=f"{t.min_fill_rate * 100:g}%",
-            from_trades=t.go_trades,
-            note=f"{overall.entries.accepted} of {overall.entries.resolved} resolved entries",
+            f"{overall.entries.accepted} of {overall.entries.resolved} resolved entries",
         ),
-        _criterion(
+        rate(
             "flatten success",
             overall.flattens.rate,
-            ">",
             t.min_flatten_success,
-            shown=_pct(overall.flattens.rate),
-            threshold_shown=f"{t.min_flatten_success * 100:g}%",
-            from_trades=t.go_trades,
-            note=f"{overall.flattens.filled} of {overall.flattens.resolved} reduce-only filled",
+            f"{overall.flattens.filled} of {overall.flattens.resolved} reduce-only filled",
         ),
         _count(
             "held past the flatten deadline",

@@ -35,6 +35,7 @@ from hip3_trio.validators import finite_decimal, ge, gt
 __all__ = [
     "BENIGN_REJECT_FRAGMENTS",
     "FlattenFailed",
+    "MarketEvent",
     "OrderRejected",
     "RiskConfig",
     "RiskEvent",
@@ -74,36 +75,39 @@ def is_benign_reject(message: str) -> bool:
 
 
 @attrs.frozen(kw_only=True)
-class TradeClosed:
-    """A round trip finished; `pnl` is realised and net of fees (negative = loss)."""
+class MarketEvent:
+    """Base of the risk events: each is about one `market`."""
 
     market: str
+
+
+@attrs.frozen(kw_only=True)
+class TradeClosed(MarketEvent):
+    """A round trip finished; `pnl` is realised and net of fees (negative = loss)."""
+
     pnl: Decimal
 
 
 @attrs.frozen(kw_only=True)
-class FlattenFailed:
+class FlattenFailed(MarketEvent):
     """A position could not be flattened within the flatten deadline. `age_s`: how long it had been
     open (since entry, or since its first flatten when its entry time is unknown)."""
 
-    market: str
     detail: str = ""
     age_s: float | None = None
 
 
 @attrs.frozen(kw_only=True)
-class OrderRejected:
+class OrderRejected(MarketEvent):
     """The exchange rejected an order; `message` is its error string or order status."""
 
-    market: str
     message: str
 
 
 @attrs.frozen(kw_only=True)
-class SlippageMeasured:
+class SlippageMeasured(MarketEvent):
     """Adverse slippage of a fill against the signal's price, in bps (positive = worse than expected)."""
 
-    market: str
     bps: Decimal
 
 

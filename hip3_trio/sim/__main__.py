@@ -2,25 +2,47 @@
 
 The first line of output is the WebSocket URL (``ws://127.0.0.1:PORT/ws``) so a script can read it.
 With no ``--account``/``--agent`` a funded account is created and its address and throwaway key are
-printed next. Fault flags arm the same switches as ``Faults`` in the API.
+printed next. Fault flags arm the same switches as ``Faults`` in the API. The realism flags
+(``--latency-ms``, ``--block-ms``, ``--competitors``, ``--competitor-median-ms``, ``--refill-s``;
+``options.py``) default to the realistic models. A bad flag prints one line and exits 2.
+
+``--replay DIR [--speed X]`` serves a recording (``python -m hip3_trio --record DIR``) instead of the
+random walk: its markets, metadata and market-data frames at recorded timing / X, orders executed in
+blocks after the network latency, with the impact and competition models on top (``--no-realism``: the
+recording as it was). See ``sim/replay.py``. A recording that cannot be replayed is one line on stderr
+and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
+from typing import NoReturn
 
 import trio
 
+from hip3_trio.recording.format import RecordingError
+
 from .config import SimConfig
 from .faults import Faults
+from .options import add_realism_arguments, realism_from_args
+from .replay import Recording, ReplayOptions, load_recording, open_replay
 from .server import Simulator
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hip3_trio.sim", description=__doc__)
+    p = _Parser(prog="python -m hip3_trio.sim", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p.add_argument("--seed", type=int, default=7)
@@ -35,6 +57,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dislocation-bps", type=float, default=None, help="typical dislocation size")
     p.add_argument("--oracle-interval", type=float, default=None, help="seconds between oracle updates")
     p.add_argument("--dislocation-updates", type=int, default=None, help="oracle updates a dislocation lasts")
+    add_realism_arguments(p)
+    replay = p.add_argument_group("replay a recording")
+    replay.add_argument("--replay", type=Path, default=None, metavar="DIR", help="a recording dir or file")
+    replay.add_argument("--speed", type=float, default=1.0, metavar="X", help="X times recorded speed")
+    replay.add_argument("--no-realism", action="store_true", help="no impact, no competing takers")
     limits = p.add_argument_group("costs and limits of funded accounts")
     limits.add_argument(
         "--requests-used",
@@ -82,7 +109,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> Simulator:
     """A simulator configured from parsed arguments (accounts funded, faults armed)."""
-    config = SimConfig(seed=args.seed, network=args.network, base_epoch_ms=args.base_epoch_ms)
+    config = SimConfig(
+        seed=args.seed,
+        network=args.network,
+        base_epoch_ms=args.base_epoch_ms,
+        realism=realism_from_args(args),
+    )
     if args.balance is not None:
         config.initial_balance = args.balance
     if args.dislocation_rate is not None:
@@ -139,8 +171,37 @@ async def serve(sim: Simulator, host: str, port: int, print_key: bool) -> None:
             print(f"accounts {' '.join(sorted(sim.exchange.accounts.users))}", flush=True)
 
 
+async def serve_replay(recording: Recording, options: ReplayOptions, host: str, port: int) -> None:
+    async with open_replay(recording, options, host=host, port=port) as (sim, replay):
+        print(sim.url, flush=True)
+        print(f"account {sim.account}", flush=True)
+        print(f"key {sim.account_key}  (throwaway, simulator only)", flush=True)
+        await replay.finished.wait()
+        print(f"replay finished: {replay.served} frames served", flush=True)
+        await trio.sleep_forever()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.replay is not None:
+        if not (math.isfinite(args.speed) and args.speed > 0):
+            print(f"hip3_trio.sim: --speed must be a positive number, got {args.speed}", file=sys.stderr)
+            return 2
+        try:
+            recording = load_recording(args.replay)
+        except (RecordingError, OSError) as exc:
+            print(f"hip3_trio.sim: --replay: {exc}", file=sys.stderr)
+            return 2
+        options = (
+            ReplayOptions.plain(args.speed)
+            if args.no_realism
+            else ReplayOptions.with_realism(args.speed, realism_from_args(args), args.seed)
+        )
+        try:
+            trio.run(serve_replay, recording, options, args.host, args.port)
+        except KeyboardInterrupt:
+            return 0
+        return 0
     sim = build(args)
     print_key = not args.account and not args.agent
     if print_key:

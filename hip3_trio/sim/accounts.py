@@ -190,6 +190,9 @@ class AccountBook:
     budget: RequestBudget = attrs.Factory(RequestBudget)
     users: dict[str, Account] = attrs.Factory(dict)
     agents: dict[str, str] = attrs.Factory(dict)  # agent -> master
+    # Named agents (what `extraAgents` lists): agent -> (name, validUntil ms). An unnamed agent is not
+    # listed and never expires here.
+    named_agents: dict[str, tuple[str, int]] = attrs.Factory(dict)
     vaults: dict[str, str] = attrs.Factory(dict)  # vault -> leader
 
     def add_user(self, address: str, balance: Decimal | None = None) -> Account:
@@ -207,20 +210,38 @@ class AccountBook:
         self.users[address] = account
         return account
 
-    def approve_agent(self, agent: str, master: str) -> None:
-        """Let ``agent`` sign for ``master`` (the master must exist)."""
+    def approve_agent(
+        self, agent: str, master: str, *, name: str | None = None, valid_until_ms: int | None = None
+    ) -> None:
+        """Let ``agent`` sign for ``master`` (the master must exist); a named agent's approval ends at
+        ``valid_until_ms`` (docs:nonces-and-api-wallets: an API wallet is approved until a time)."""
         master = master.lower()
         if master not in self.users:
             self.add_user(master)
         self.agents[agent.lower()] = master
+        if name is not None:
+            self.named_agents[agent.lower()] = (name, valid_until_ms if valid_until_ms is not None else 2**53)
+
+    def extra_agents(self, master: str) -> list[dict[str, object]]:
+        """The ``extraAgents`` answer: ``master``'s named agents with their ``validUntil``."""
+        return [
+            {"name": name, "address": agent, "validUntil": until}
+            for agent, (name, until) in sorted(self.named_agents.items())
+            if self.agents.get(agent) == master
+        ]
 
     def add_vault(self, vault: str, leader: str) -> Account:
         """A vault (or sub-account) that ``leader`` trades by sending ``vaultAddress``."""
         self.vaults[vault.lower()] = leader.lower()
         return self.add_user(vault)
 
-    def master_of(self, signer: str) -> str | None:
-        """The account a signer acts for: itself if a user, its master if an approved agent."""
+    def master_of(self, signer: str, now_ms: int) -> str | None:
+        """The account a signer acts for: itself if a user, its master if an agent approved at
+        ``now_ms``. An expired agent is refused like an unknown signer (UNVERIFIED: the venue's exact
+        message for an expired API wallet is not documented)."""
         if signer in self.users:
             return signer
+        named = self.named_agents.get(signer)
+        if named is not None and named[1] <= now_ms:
+            return None
         return self.agents.get(signer)

@@ -5,6 +5,11 @@ close, 100 stored nonces, oracle every ~3 s, tier-0 taker 4.5 bps, an action bud
 per USDC traded with one action per 10 s once exhausted) and are chosen to give an oracle-dislocation
 taker something to see (a dislocation on ~15 % of oracle updates). Every venue fact has its source in
 the shared PROTOCOL.md crib sheet; where the venue's behaviour is unknown the field is a switch.
+
+`SimConfig.realism` (blocks, latency, competing takers, impact; `realism.py` documents each default and
+why) defaults to `DEFAULT_REALISM`, the realistic models: a simulator kinder than the venue hides losses.
+The test suite swaps `DEFAULT_REALISM` for `Realism.off()` in one fixture (tests/conftest.py) so tests
+written against the old instant venue keep their exact timings; a test of the models passes `realism`.
 """
 
 from __future__ import annotations
@@ -14,10 +19,22 @@ from typing import Literal
 
 import attrs
 
+from .realism import Realism
+
 Network = Literal["mainnet", "testnet"]
 # Where `deployerFeeScale` is published (PROTOCOL.md open point 8, UNVERIFIED): typed on the `perpDexs`
 # entry (TS-SDK perpDexs.ts), but a third-party report finds it per asset in `meta(dex)` only.
 FeeScaleSite = Literal["perpDexs", "meta", "both"]
+
+
+# What a `SimConfig` without an explicit `realism` gets (read at construction, so the test suite can
+# swap it in one place).
+DEFAULT_REALISM = Realism()
+
+
+def default_realism() -> Realism:
+    """The realism models of a `SimConfig` that names none: `DEFAULT_REALISM` as it is now."""
+    return DEFAULT_REALISM
 
 
 def _default_fee_scales() -> dict[str, Decimal]:
@@ -53,6 +70,8 @@ class SimConfig:
     # Venue epoch-ms at the first clock read; None = wall clock at start.
     base_epoch_ms: int | None = None
     market: MarketModel = attrs.Factory(MarketModel)
+    # Blocks, latency, competitors, impact (realism.py); `Realism.off()` = the old instant venue.
+    realism: Realism = attrs.Factory(default_realism)
 
     # -- fees (docs:fees) ---------------------------------------------------------------------------
     # A new account's perp rates at its volume tier, before discounts (tier 0: 0.045 % / 0.015 %). The

@@ -6,6 +6,11 @@ an idle watchdog, and one short task per delayed post reply. Handling a client f
 it may execute an action, queue the reply and publish events, but never awaits. Anything that ends
 the connection calls ``request_close``; ``run`` then closes the transport (abruptly, or with a close
 frame) and cancels the nursery.
+
+Latency (``realism.LatencyModel``): every frame is delayed by the one-way latency in each direction: a
+client frame is handled that long after it was read (a delivery task keeps their order), an outgoing
+frame leaves the writer that long after it was queued. With blocks on (``realism.BlockModel``) an action
+post is queued for its block (``Simulator.submit``) and counts as in flight until its reply is queued.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -46,8 +53,12 @@ class Connection:
     sim: Simulator
     ws: WebSocketConnection
     stream: trio.abc.Stream
-    _outbox: trio.MemorySendChannel[str] = attrs.field(init=False)
-    _outbox_recv: trio.MemoryReceiveChannel[str] = attrs.field(init=False)
+    # Outgoing frames with the Trio time at which they may leave (queued + one-way latency).
+    _outbox: trio.MemorySendChannel[tuple[float, str]] = attrs.field(init=False)
+    _outbox_recv: trio.MemoryReceiveChannel[tuple[float, str]] = attrs.field(init=False)
+    # Client frames in transit (latency on): the Trio time at which each reaches the venue.
+    _inbox: trio.MemorySendChannel[tuple[float, str | bytes]] = attrs.field(init=False)
+    _inbox_recv: trio.MemoryReceiveChannel[tuple[float, str | bytes]] = attrs.field(init=False)
     _tasks: trio.Nursery | None = None
     subscriptions: dict[SubKey, dict[str, Any]] = attrs.Factory(dict)
     inflight: int = 0
@@ -56,9 +67,14 @@ class Connection:
     _last_client_msg: float = 0.0
     _close_code: int | None = None
     _closing: trio.Event = attrs.Factory(trio.Event)
+    _latency_s: float = 0.0
 
     def __attrs_post_init__(self) -> None:
-        self._outbox, self._outbox_recv = trio.open_memory_channel[str](self.sim.config.outbox_size)
+        self._outbox, self._outbox_recv = trio.open_memory_channel[tuple[float, str]](
+            self.sim.config.outbox_size
+        )
+        self._inbox, self._inbox_recv = trio.open_memory_channel[tuple[float, str | bytes]](math.inf)
+        self._latency_s = self.sim.config.realism.latency.one_way_ms / 1000.0
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -71,6 +87,8 @@ class Connection:
                 self._tasks = tasks
                 tasks.start_soon(self._writer)
                 tasks.start_soon(self._reader)
+                if self._latency_s > 0:
+                    tasks.start_soon(self._deliver)
                 tasks.start_soon(self._idle_watchdog)
                 await self._closing.wait()
                 tasks.cancel_scope.cancel()
@@ -101,12 +119,24 @@ class Connection:
             except ConnectionClosed:
                 self.request_close(None)
                 return
+            if self._latency_s > 0:
+                self._inbox.send_nowait((trio.current_time() + self._latency_s, message))
+                continue
+            self._last_client_msg = trio.current_time()
+            self.handle(message)
+
+    async def _deliver(self) -> None:
+        """Hand client frames to ``handle`` once their one-way latency has passed, in order."""
+        async for due, message in self._inbox_recv:
+            await trio.sleep_until(due)
             self._last_client_msg = trio.current_time()
             self.handle(message)
 
     async def _writer(self) -> None:
         faults = self.sim.faults
-        async for text in self._outbox_recv:
+        async for due, text in self._outbox_recv:
+            if due > trio.current_time():
+                await trio.sleep_until(due)
             while faults.take("garbage_frames"):
                 await self._send(GARBAGE)
             if text != GREETING and faults.take("truncated_frames"):
@@ -144,7 +174,7 @@ class Connection:
 
     def _enqueue_text(self, text: str) -> None:
         try:
-            self._outbox.send_nowait(text)
+            self._outbox.send_nowait((trio.current_time() + self._latency_s, text))
         except trio.WouldBlock:
             self.request_close(None)  # a consumer this slow is dropped, as the venue does
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -277,17 +307,31 @@ class Connection:
             return
         if body["type"] == "action" and self.sim.faults.take("lose_posts"):
             return  # lost in transit: the venue never saw it
+        if body["type"] == "action" and self.sim.config.realism.blocks.enabled:
+            self.inflight += 1  # in flight until its block answers it
+            self.sim.submit(self, post_id, body.get("payload"))
+            return
         ex = self.sim.exchange
+        payload = body.get("payload")
+        if body["type"] == "info":
+            self._answer(post_id, lambda: handle_info(ex, payload))
+        else:
+            self._answer(post_id, lambda: ex.execute(payload))
+        ex.flush()
+
+    def execute_action(self, post_id: int, payload: object) -> None:
+        """Execute a queued action post in its block and queue the reply (the block loop flushes)."""
+        self.inflight -= 1
+        self._answer(post_id, lambda: self.sim.exchange.execute(payload))
+
+    def _answer(self, post_id: int, run: Callable[[], tuple[str, Any]]) -> None:
+        """Reply to a post with what ``run`` returns; a simulator bug answers a 500, not a dead server."""
         try:
-            if body["type"] == "info":
-                kind, payload = handle_info(ex, body.get("payload"))
-            else:
-                kind, payload = ex.execute(body.get("payload"))
+            kind, payload = run()
         except Exception:
             logger.exception("simulator failed on a post")
             kind, payload = "error", "500 Internal Server Error"
         self._reply(post_id, kind, payload, count_inflight=True)
-        ex.flush()
 
     def _reply(self, post_id: int, kind: str, payload: Any, *, count_inflight: bool) -> None:
         faults = self.sim.faults

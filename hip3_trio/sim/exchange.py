@@ -12,6 +12,11 @@ per-address action budget (``budget``), isolated margin per position drawn from 
 (``accounts``) with ``updateLeverage`` validated against the asset, and an order whose initial margin
 the dex's free balance cannot cover refused as ``perpMarginRejected``.
 
+Realism hooks (``realism.py``; driven by ``server.Simulator``): ``compete`` executes a competing
+taker's IOC (pseudo-user ``COMPETITOR``; resting user orders it crosses fill as makers),
+``competitor_targets`` says what they go for after an oracle update, and every taker's consumption of
+synthetic levels is recorded in the market's ``Depletion`` (``refill`` shows what has come back).
+
 Why ~700 lines: the simulated venue's state and its action rules (orders, cancels, nonces, budget,
 margin, matching hooks, pushes) must change together, as the venue's do.
 """
@@ -34,9 +39,10 @@ from .config import SimConfig
 from .faults import Faults
 from .fees import FeeTier, fill_fee, fill_rate
 from .markets import DEFAULT_DEXES, AssetSpec, DexSpec, Market, RestingOrder, build_specs
-from .matching import crossed_resting, take, would_cross
+from .matching import Match, crossed_resting, take, would_cross
 from .nonces import NonceBook
 from .numbers import is_valid_price, is_valid_size, parse_decimal, to_wire, usd
+from .realism import Depletion, competitor_levels
 from .streams import Hub, SubKey
 from .verify import U64_LIMIT, BadAction, canonical_action, parse_signature, recover_signer
 from .views import OrderRecord
@@ -60,6 +66,9 @@ CROSS_DECREASE = (
 )
 DELISTED_ERROR = "Trading is halted."  # UNVERIFIED: the venue's answer to an order on a delisted asset
 Reply = tuple[str, Any]
+# The pseudo-user of competing takers' orders: never an account, so it never matches an account's
+# self-trade check and gets no fills of its own.
+COMPETITOR = "competitor"
 
 
 def _ok(kind: str, data: Any = None) -> Reply:
@@ -127,6 +136,8 @@ class Exchange:
     _dirty_accounts: set[tuple[str, str]] = attrs.Factory(set)
     _dirty_books: set[str] = attrs.Factory(set)
     _last_bbo: dict[str, Any] = attrs.Factory(dict)
+    # Info answers served as recorded (a replay: perpDexs, meta, userFees), by `info.recorded_key`.
+    recorded_info: dict[str, Any] = attrs.Factory(dict)
 
     @classmethod
     def create(
@@ -139,6 +150,9 @@ class Exchange:
     ) -> Exchange:
         specs = build_specs(dexes)
         markets = {s.name: Market.create(s, config.market, config.seed) for s in specs}
+        if config.realism.impact.enabled:
+            for market in markets.values():
+                market.depletion = Depletion(config.realism.impact)
         return cls(
             config=config,
             clock=clock,
@@ -234,6 +248,7 @@ class Exchange:
 
     def execute(self, payload: object) -> Reply:
         """Verify and apply one signed action; returns (response type, payload) for the post reply."""
+        self.refill()
         if not isinstance(payload, dict):
             return "error", DESERIALIZE_ERROR
         try:
@@ -254,7 +269,7 @@ class Exchange:
             signer = recover_signer(action, nonce, signature, self.config.source, vault, expires)
         except (BadAction, ValueError):
             return "error", DESERIALIZE_ERROR
-        master = self.accounts.master_of(signer)
+        master = self.accounts.master_of(signer, self.clock.now_ms())
         if master is None:
             return _err(f"{self.config.signer_error_prefix}User or API Wallet {signer} does not exist.")
         # The budget is the acting address's (a vault or sub-account is a user of its own). An action
@@ -372,12 +387,46 @@ class Exchange:
                 )
             return self._rest(market, record)
         tx_hash = "0x" + keccak(f"{self.config.seed}:{oid}:{now}".encode()).hex()
+        filled, notional = self._settle(market, is_buy, matches, record, now, tx_hash)
+        avg = to_wire((notional / filled).quantize(Decimal("0.00000001")))
+        remaining = record.sz - filled
+        if remaining > 0 and tif == "Gtc":
+            record.sz = remaining
+            return self._rest(market, record)
+        record.sz = remaining
+        skip = tif == "Ioc" and self.faults.take("skip_ioc_order_updates")
+        self._set_status(record, "filled" if remaining == 0 else "canceled", now, publish=not skip)
+        status: dict[str, Any] = {"totalSz": to_wire(filled), "avgPx": avg, "oid": oid}
+        if cloid is not None:
+            status["cloid"] = cloid
+        return {"filled": status}
+
+    def _settle(
+        self,
+        market: Market,
+        is_buy: bool,
+        matches: list[Match],
+        taker: OrderRecord | None,
+        now: int,
+        tx_hash: str,
+    ) -> tuple[Decimal, Decimal]:
+        """Book one taker's executions: its fills (``taker`` None: a competitor, not an account), the
+        resting makers' fills, and what it consumed from synthetic levels (impact). (size, notional)."""
         filled = Decimal(0)
         notional = Decimal(0)
         for match in matches:
-            self._fill(
-                user, market, is_buy, match.px, match.sz, record, crossed=True, now=now, tx_hash=tx_hash
-            )
+            if taker is not None:
+                self._fill(
+                    taker.user,
+                    market,
+                    is_buy,
+                    match.px,
+                    match.sz,
+                    taker,
+                    crossed=True,
+                    now=now,
+                    tx_hash=tx_hash,
+                )
             if match.maker is not None:
                 maker = self.orders[match.maker.oid]
                 maker.sz = match.maker.sz
@@ -394,21 +443,12 @@ class Exchange:
                 )
                 if match.maker.sz == 0:
                     self._set_status(maker, "filled", now)
+            elif market.depletion is not None:
+                market.depletion.consume(not is_buy, match.px, match.sz, self.elapsed_ms())
             filled += match.sz
             notional += match.px * match.sz
         self._dirty_books.add(market.spec.name)
-        avg = to_wire((notional / filled).quantize(Decimal("0.00000001")))
-        remaining = record.sz - filled
-        if remaining > 0 and tif == "Gtc":
-            record.sz = remaining
-            return self._rest(market, record)
-        record.sz = remaining
-        skip = tif == "Ioc" and self.faults.take("skip_ioc_order_updates")
-        self._set_status(record, "filled" if remaining == 0 else "canceled", now, publish=not skip)
-        status: dict[str, Any] = {"totalSz": to_wire(filled), "avgPx": avg, "oid": oid}
-        if cloid is not None:
-            status["cloid"] = cloid
-        return {"filled": status}
+        return filled, notional
 
     def _reject(self, record: OrderRecord, status: str, message: str) -> Any:
         """Refused at the book: the order gets an oid and a status (orderStatus knows it), no fill."""
@@ -602,6 +642,7 @@ class Exchange:
         now = self.clock.now_ms()
         for market in self.markets.values():
             market.step()
+            market.refill(self.elapsed_ms())
             for order in crossed_resting(market):
                 record = self.orders[order.oid]
                 tx_hash = "0x" + keccak(f"{self.config.seed}:maker:{order.oid}:{now}".encode()).hex()
@@ -627,6 +668,42 @@ class Exchange:
             )
         self.flush()
 
+    # -- competing takers (realism.CompetitionModel) ---------------------------------------------
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds on the Trio clock (monotonic, no skew): the timeline of the realism models."""
+        return self.clock.elapsed_s() * 1000.0
+
+    def refill(self) -> None:
+        """Bring every market's synthetic levels up to date with the impact model."""
+        now = self.elapsed_ms()
+        for market in self.markets.values():
+            market.refill(now)
+
+    def competitor_targets(self) -> list[tuple[str, bool, Decimal, Decimal]]:
+        """What competing takers go for now: (coin, is_buy, limit px, size) per side of each market
+        whose synthetic levels are priced through the oracle by the model's minimum edge."""
+        edge = self.config.realism.competition.min_edge_bps
+        targets = []
+        for coin, market in self.markets.items():
+            for is_buy, levels in ((True, market.asks), (False, market.bids)):
+                taken = competitor_levels([(lvl.px, lvl.sz) for lvl in levels], is_buy, market.oracle, edge)
+                if taken:
+                    targets.append((coin, is_buy, taken[-1][0], sum((sz for _, sz in taken), Decimal(0))))
+        return targets
+
+    def compete(self, coin: str, is_buy: bool, limit_px: Decimal, size: Decimal) -> Decimal:
+        """A competitor's IOC: takes what is left within its limit (resting user orders included, which
+        fill as makers); returns the size it got. Events are published by the next ``flush``."""
+        market = self.markets[coin]
+        market.refill(self.elapsed_ms())
+        matches = take(market, is_buy, limit_px, size, COMPETITOR)
+        if not matches:
+            return Decimal(0)
+        now = self.clock.now_ms()
+        tx_hash = "0x" + keccak(f"{self.config.seed}:competitor:{coin}:{now}".encode()).hex()
+        return self._settle(market, is_buy, matches, None, now, tx_hash)[0]
+
     # -- views -----------------------------------------------------------------------------------
 
     def clearinghouse_state(self, user: str, dex: str, *, empty: bool = False) -> dict[str, Any]:
@@ -648,6 +725,7 @@ class Exchange:
     def flush(self) -> None:
         """Publish every event queued since the last flush."""
         now = self.clock.now_ms()
+        self.refill()
         for user, updates in self._updates.items():
             if updates:
                 self.hub.publish(("orderUpdates", user), {"channel": "orderUpdates", "data": updates})

@@ -12,6 +12,12 @@ book but moves at most 1 % per update, and a synthetic book around a centre that
 oracle but sometimes dislocates from it for a few updates — the signal an oracle-dislocation taker
 trades. Every market has its own ``random.Random`` seeded from the run seed and the coin, so trading
 activity never perturbs the price path.
+
+Impact (``realism.ImpactModel``): each synthetic level keeps its undisturbed ``base`` size; with a
+``depletion`` tracker, what takers consumed at a price stays missing across rebuilds and comes back over
+the refill time (``refill``), so an oracle update no longer erases impact. Emptied levels stay in the
+lists (size 0) until they refill; every reader skips them. Without a tracker (impact off) a rebuild
+restores every level, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import attrs
 
 from .config import MarketModel
 from .numbers import round_price, round_size, tick_of
+from .realism import Depletion
 
 MarginMode = Literal["strictIsolated", "noCross"]
 
@@ -139,10 +146,11 @@ def build_specs(dexes: tuple[DexSpec, ...]) -> list[AssetSpec]:
 
 @attrs.define
 class Level:
-    """Synthetic liquidity at one price."""
+    """Synthetic liquidity at one price: ``sz`` shown now, ``base`` before any taker consumed it."""
 
     px: Decimal
     sz: Decimal
+    base: Decimal = attrs.field(default=attrs.Factory(lambda self: self.sz, takes_self=True))
 
 
 @attrs.define
@@ -184,6 +192,8 @@ class Market:
     resting: list[RestingOrder] = attrs.Factory(list)
     day_volume: Decimal = Decimal(0)
     open_interest: Decimal = Decimal(0)
+    # What takers consumed from the synthetic levels (None: impact off, a rebuild restores everything).
+    depletion: Depletion | None = None
 
     @classmethod
     def create(cls, spec: AssetSpec, model: MarketModel, seed: int) -> Market:
@@ -247,6 +257,14 @@ class Market:
             self.asks.append(Level(ask, self._level_size(ask, low, high)))
         self._update_mark()
 
+    def refill(self, now_ms: float) -> None:
+        """Show each synthetic level at its base size less what is still depleted at ``now_ms``."""
+        if self.depletion is None:
+            return
+        for is_bid, levels in ((True, self.bids), (False, self.asks)):
+            for lvl in levels:
+                lvl.sz = self.depletion.visible(is_bid, lvl.px, lvl.base, now_ms)
+
     def _level_size(self, px: Decimal, low: float, high: float) -> Decimal:
         notional = _d(self.rng.uniform(low, high))
         lot = Decimal(1).scaleb(-self.spec.sz_decimals)
@@ -262,12 +280,20 @@ class Market:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    def top(self, is_bid: bool) -> Level | None:
+        """The best synthetic level of a side that still shows size."""
+        return next((lvl for lvl in (self.bids if is_bid else self.asks) if lvl.sz > 0), None)
+
     def best_bid(self) -> Decimal | None:
-        prices = [lvl.px for lvl in self.bids[:1]] + [o.limit_px for o in self.resting if o.is_buy]
+        top = self.top(True)
+        prices = [top.px] if top else []
+        prices += [o.limit_px for o in self.resting if o.is_buy]
         return max(prices) if prices else None
 
     def best_ask(self) -> Decimal | None:
-        prices = [lvl.px for lvl in self.asks[:1]] + [o.limit_px for o in self.resting if not o.is_buy]
+        top = self.top(False)
+        prices = [top.px] if top else []
+        prices += [o.limit_px for o in self.resting if not o.is_buy]
         return min(prices) if prices else None
 
     def mid(self) -> Decimal | None:

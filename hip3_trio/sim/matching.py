@@ -1,7 +1,8 @@
 """Price-time matching of a taker against one market's book.
 
 The book has two kinds of liquidity: synthetic levels (the market model's makers, regenerated on each
-oracle update, consumed by takers in between) and users' resting orders. A taker walks the opposite
+oracle update, consumed by takers; with impact on, what is consumed stays missing until it refills, see
+``markets``) and users' resting orders. A taker walks the opposite
 side from the best price while the price is within its limit, never trading against its own orders
 (the simulator's self-trade prevention simply skips them). Resting user orders are also taken by the
 market itself when a rebuilt synthetic book crosses them — that is how a GTC order gets filled.
@@ -31,8 +32,8 @@ def _crosses(is_buy: bool, limit_px: Decimal, px: Decimal) -> bool:
 
 def would_cross(market: Market, is_buy: bool, limit_px: Decimal, user: str) -> bool:
     """True if an order at this price would trade immediately (what ALO refuses)."""
-    side = market.asks if is_buy else market.bids
-    if side and side[0].sz > 0 and _crosses(is_buy, limit_px, side[0].px):
+    top = market.top(not is_buy)
+    if top is not None and _crosses(is_buy, limit_px, top.px):
         return True
     return any(
         o.is_buy != is_buy and o.user != user and _crosses(is_buy, limit_px, o.limit_px)
@@ -60,15 +61,17 @@ def take(market: Market, is_buy: bool, limit_px: Decimal, size: Decimal, user: s
         source.sz -= fill
         remaining -= fill
         matches.append(Match(px=px, sz=fill, maker=source if isinstance(source, RestingOrder) else None))
-    levels[:] = [lvl for lvl in levels if lvl.sz > 0]
+    if market.depletion is None:  # with impact, emptied levels stay to refill
+        levels[:] = [lvl for lvl in levels if lvl.sz > 0]
     market.resting[:] = [o for o in market.resting if o.sz > 0]
     return matches
 
 
 def crossed_resting(market: Market) -> list[RestingOrder]:
     """User orders the synthetic book now crosses; the market takes them in full at their price."""
-    best_ask = market.asks[0].px if market.asks else None
-    best_bid = market.bids[0].px if market.bids else None
+    top_ask, top_bid = market.top(False), market.top(True)
+    best_ask = top_ask.px if top_ask is not None else None
+    best_bid = top_bid.px if top_bid is not None else None
 
     def crossed(order: RestingOrder) -> bool:
         if order.is_buy:

@@ -5,6 +5,15 @@ oracle ticker and a timer for scheduled cancels and ``close_at_ms``. ``serve_str
 protocol over any ``trio.abc.Stream`` — a TCP stream or one end of
 ``trio.testing.memory_stream_pair()`` — so tests run the real protocol under the autojump clock.
 ``serve_tcp`` listens on 127.0.0.1 and hands each accepted stream to ``serve_stream``.
+
+Realism (``config.realism``, models in ``realism.py``): with blocks on, action posts wait in a queue
+and one task (``_blocks``) executes them at the next block boundary, in the venue's order within a
+block (the oracle update first when one is due, then non-GTC/IOC actions, cancels, GTC/IOC actions;
+arrival order within each), replies to each and publishes the block's events once. With competitors
+on, every oracle update that shows liquidity priced through the oracle queues one competing IOC per
+side, arriving after a seeded random delay; it joins the same queue, so whoever lands first in the
+block wins. The connection applies the one-way latency to every frame each way. With blocks off,
+actions execute on arrival as before (competitors then execute at their arrival time).
 ``open_simulator`` does all of it in one ``async with`` for in-process use (``--env sim``).
 
 The TCP path uses ``trio.serve_tcp`` + ``trio_websocket.wrap_server_stream`` rather than
@@ -15,7 +24,8 @@ stream, which it needs to drop a connection without a close frame (the abrupt-cl
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import partial
@@ -32,12 +42,27 @@ from .config import SimConfig
 from .connection import Connection
 from .exchange import Exchange
 from .faults import Faults
+from .markets import DEFAULT_DEXES, DexSpec
+from .realism import BLOCK_TAKER, BlockSchedule, action_class
 from .streams import Hub
+
+# Block boundaries are float ms; the Trio clock lands on them within this.
+_EPSILON_MS = 1e-6
 
 
 def seeded_key(seed: int) -> str:
     """A throwaway private key derived from the seed, so a seeded run is reproducible end to end."""
     return "0x" + keccak(f"hip3-trio-sim account {seed}".encode()).hex()
+
+
+@attrs.define(eq=False)
+class Pending:
+    """An action waiting for its block: ours (a post on ``conn``) or a competitor's IOC."""
+
+    arrival_ms: float
+    category: int
+    run: Callable[[], None]
+    seq: int = 0
 
 
 @attrs.define(eq=False)
@@ -54,14 +79,35 @@ class Simulator:
     account: str | None = None
     account_key: str | None = None
     _poke: trio.Event = attrs.Factory(trio.Event)
+    # What moves the markets: None = the random walk (`_ticker`); a replay sets its own (`sim/replay.py`).
+    market_driver: Callable[[], Awaitable[None]] | None = None
+    # Realism: the block schedule, actions waiting for their block, the competitors' random delays.
+    blocks: BlockSchedule = attrs.field(init=False)
+    pending: list[Pending] = attrs.Factory(list)
+    _seq: int = 0
+    _competitor_rng: random.Random = attrs.field(init=False)
+    _block_poke: trio.Event = attrs.Factory(trio.Event)
+    # Competitor orders executed, and how many of them got a fill: for tests and reports.
+    competitor_orders: int = 0
+    competitor_fills: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.blocks = BlockSchedule(self.config.realism.blocks, self.config.seed)
+        self._competitor_rng = random.Random(f"hip3-trio-sim:{self.config.seed}:competitors")
 
     @classmethod
-    def create(cls, config: SimConfig | None = None, faults: Faults | None = None) -> Simulator:
+    def create(
+        cls,
+        config: SimConfig | None = None,
+        faults: Faults | None = None,
+        *,
+        dexes: tuple[DexSpec, ...] = DEFAULT_DEXES,
+    ) -> Simulator:
         config = config or SimConfig()
         faults = faults or Faults()
         clock = SimClock(base_epoch_ms=config.base_epoch_ms, skew_ms=lambda: faults.clock_skew_ms)
         hub = Hub()
-        exchange = Exchange.create(config, clock, faults, hub)
+        exchange = Exchange.create(config, clock, faults, hub, dexes)
         sim = cls(config=config, faults=faults, clock=clock, hub=hub, exchange=exchange)
         faults.listener = sim._wake_timers
         exchange.on_schedule_change = sim._wake_timers
@@ -76,9 +122,12 @@ class Simulator:
             self.account = account.address
         return account.address
 
-    def approve_agent(self, agent: str, master: str) -> None:
-        """Approve an API wallet for ``master`` (funding the master if it is new)."""
-        self.exchange.accounts.approve_agent(agent, master)
+    def approve_agent(
+        self, agent: str, master: str, *, name: str | None = None, valid_until_ms: int | None = None
+    ) -> None:
+        """Approve an API wallet for ``master`` (funding the master if it is new); a named one is
+        listed by ``extraAgents`` and expires at ``valid_until_ms``."""
+        self.exchange.accounts.approve_agent(agent, master, name=name, valid_until_ms=valid_until_ms)
         if self.account is None:
             self.account = master.lower()
 
@@ -99,8 +148,20 @@ class Simulator:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drive the markets and timers until cancelled."""
         self.clock.now_ms()  # fix the clock origin: venue time starts now
+        realism = self.config.realism
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._ticker)
+            if self.market_driver is not None:
+                # A replay moves the markets (its recorded frames, with its own competition model);
+                # actions still wait for their block, without the random walk's oracle updates.
+                nursery.start_soon(self.market_driver)
+                if realism.blocks.enabled:
+                    nursery.start_soon(self._blocks)
+            elif realism.blocks.enabled:
+                nursery.start_soon(self._blocks)  # oracle updates happen in blocks too
+            else:
+                nursery.start_soon(self._ticker)
+                if realism.competition.enabled:
+                    nursery.start_soon(self._blocks)
             nursery.start_soon(self._timers)
             task_status.started()
 
@@ -109,8 +170,70 @@ class Simulator:
         next_at = trio.current_time() + interval
         while True:
             await trio.sleep_until(next_at)
-            self.exchange.tick()
+            self._tick()
             next_at += interval
+
+    def _tick(self) -> None:
+        """One oracle update; competitors go for the liquidity it shows priced through the oracle."""
+        self.exchange.tick()
+        model = self.config.realism.competition
+        if not model.enabled:
+            return
+        now = self.exchange.elapsed_ms()
+        for target in self.exchange.competitor_targets():
+            delay = model.draw_delay_ms(self._competitor_rng)
+            self._queue(Pending(now + delay, BLOCK_TAKER, partial(self._compete, *target)))
+
+    def _compete(self, coin: str, is_buy: bool, limit_px: Decimal, size: Decimal) -> None:
+        self.competitor_orders += 1
+        if self.exchange.compete(coin, is_buy, limit_px, size) > 0:
+            self.competitor_fills += 1
+
+    def _queue(self, item: Pending) -> None:
+        self._seq += 1
+        item.seq = self._seq
+        self.pending.append(item)
+        self._block_poke.set()
+
+    def submit(self, conn: Connection, post_id: int, payload: object) -> None:
+        """Queue an action post for its block (blocks on). Synchronous."""
+        action = payload.get("action") if isinstance(payload, dict) else None
+        run = partial(conn.execute_action, post_id, payload)
+        self._queue(Pending(self.exchange.elapsed_ms(), action_class(action), run))
+
+    async def _blocks(self) -> None:
+        """Execute queued actions (and oracle updates, blocks on) at block boundaries, in block order."""
+        start_ms = self.exchange.elapsed_ms()
+        interval_ms = self.config.market.oracle_interval_s * 1000.0
+        random_walk = self.config.realism.blocks.enabled and self.market_driver is None
+        next_tick = start_ms + interval_ms if random_walk else math.inf
+        last_block = -math.inf  # an action arriving on a boundary already executed waits for the next
+        while True:
+            self._block_poke = trio.Event()
+            due = min([p.arrival_ms for p in self.pending] + [next_tick])
+            boundary = math.inf
+            if due < math.inf:
+                boundary = self.blocks.next_boundary(max(due, last_block + _EPSILON_MS) - start_ms) + start_ms
+            with trio.move_on_at(boundary / 1000.0):
+                await self._block_poke.wait()
+            if self.exchange.elapsed_ms() < boundary - _EPSILON_MS:
+                continue  # woken by a new action: plan again
+            while next_tick <= boundary + _EPSILON_MS:
+                self._tick()
+                next_tick += interval_ms
+            self._run_block(boundary)
+            last_block = boundary
+
+    def _run_block(self, boundary: float) -> None:
+        """Execute every action that arrived by ``boundary``: by category, then arrival."""
+        batch = [p for p in self.pending if p.arrival_ms <= boundary + _EPSILON_MS]
+        if not batch:
+            return
+        self.pending = [p for p in self.pending if p.arrival_ms > boundary + _EPSILON_MS]
+        batch.sort(key=lambda p: (p.category, p.arrival_ms, p.seq))
+        for item in batch:
+            item.run()
+        self.exchange.flush()
 
     def _wake_timers(self) -> None:
         self._poke.set()

@@ -9,6 +9,7 @@ state change that caused it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -69,9 +70,13 @@ class Hub:
     """Who is subscribed to what."""
 
     _subs: dict[SubKey, list[Subscriber]] = attrs.Factory(dict)
+    # Told of every new subscription (a replay starts at the first market-data one).
+    on_subscribe: Callable[[SubKey], None] | None = None
 
     def add(self, key: SubKey, subscriber: Subscriber) -> None:
         self._subs.setdefault(key, []).append(subscriber)
+        if self.on_subscribe is not None:
+            self.on_subscribe(key)
 
     def remove(self, key: SubKey, subscriber: Subscriber) -> None:
         subs = self._subs.get(key, [])

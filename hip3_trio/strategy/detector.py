@@ -60,11 +60,6 @@ _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 
 
-def _decimal(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise TypeError(f"{attribute.name} must be a finite Decimal, got {value!r}")
-
-
 # `_positive` and `_optional_positive` run for every bbo and oracle frame: a valid value is accepted in
 # one call, and only an invalid one goes through the nested checks that word the error.
 
@@ -72,7 +67,7 @@ def _decimal(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
 def _positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, Decimal) and value.is_finite() and value > 0:
         return
-    _decimal(inst, attribute, value)
+    finite_decimal(inst, attribute, value)
     raise ValueError(f"{attribute.name} must be positive, got {value}")
 
 

@@ -41,7 +41,7 @@ from hip3_trio.journal_mapping import event
 from hip3_trio.position.book import DexState, ReconcileDeferred
 from hip3_trio.position.records import OrderState
 from hip3_trio.venue.queries import StartupError, fetch_account_state, fetch_user_fees, load_markets
-from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, Session
+from hip3_trio.venue.session import ConnectionConfig, ConnectionLost, FrameTap, Session
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import Cloid, UpdateLeverageAction, action_to_wire
@@ -137,6 +137,9 @@ class LinkStatistics:
 
 @attrs.define
 class _Counters:
+    """The link's counters. `statistics()` snapshots them by name: each field but `post_latency` is a
+    `LinkStatistics` field of the same name."""
+
     connects: int = 0
     disconnects: int = 0
     frames: Counter[str] = attrs.Factory(Counter)
@@ -166,6 +169,10 @@ class VenueLink:
         self.nonces = nonces
         self.session: Session | None = None
         self.trace: LatencyTrace | None = None  # signal-to-wire instrumentation (benchmarks only)
+        # The recorder (--record): every session gets it as its tap; with `subscribe_depth` the sync
+        # subscribes l2Book too, which the core ignores (for a replay's fills beyond the top level).
+        self.tap: FrameTap | None = None
+        self.subscribe_depth = False
         self._save_nonce_to = save_nonce
         self._counters = _Counters()
         self._awaiting_noop: set[Cloid] = set()
@@ -189,12 +196,8 @@ class VenueLink:
         return LinkStatistics(
             connected=self.session is not None,
             inflight=self.inflight,
-            connects=c.connects,
-            disconnects=c.disconnects,
-            frames=dict(c.frames),
-            reconciles=c.reconciles,
-            noops_accepted=c.noops_accepted,
-            noops_refused=c.noops_refused,
+            # every counter under its own name (the frames Counter copied as a plain dict)
+            **attrs.asdict(c, filter=attrs.filters.exclude("post_latency")),
             awaiting_noop=len(self._awaiting_noop),
             post_latency_buckets=tuple(c.post_latency.cumulative()),
             post_latency_sum=c.post_latency.total,
@@ -379,6 +382,8 @@ class VenueLink:
         for coin in markets:
             await session.subscribe({"type": "bbo", "coin": coin})
             await session.subscribe({"type": "activeAssetCtx", "coin": coin})
+            if self.subscribe_depth:
+                await session.subscribe({"type": "l2Book", "coin": coin})
         await session.subscribe({"type": "orderUpdates", "user": user})
         await session.subscribe({"type": "userFills", "user": user})
         readiness = core.readiness

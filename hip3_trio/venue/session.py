@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
@@ -31,7 +31,7 @@ from trio_websocket import ConnectionClosed, HandshakeError
 
 from hip3_trio.execution.batch import Batch, BatchConfig
 from hip3_trio.execution.posts import PostEntry, PostTable, PostTableStatistics
-from hip3_trio.validators import Invalid, gt, lt
+from hip3_trio.validators import Invalid, gt, lt, not_above
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import NoopAction, action_to_wire
@@ -39,6 +39,7 @@ from hip3_trio.wire.actions import NoopAction, action_to_wire
 __all__ = [
     "ConnectionConfig",
     "ConnectionLost",
+    "FrameTap",
     "InfoError",
     "Session",
     "SessionHost",
@@ -85,6 +86,24 @@ class WsLike(Protocol):
     async def send_message(self, message: str | bytes) -> None: ...
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class FrameTap(Protocol):
+    """Who records the session's market data (`recording.Recorder`): called synchronously, it never
+    blocks or raises (it queues, or drops and counts)."""
+
+    def now_us(self) -> int:
+        """The wall-clock receive stamp (epoch microseconds) for a frame arriving now."""
+
+    def frame(self, recv_us: int, text: str | bytes) -> None:
+        """A market-data frame (bbo, activeAssetCtx, l2Book) exactly as received at `recv_us`."""
+
+    def info(self, request: Mapping[str, Any], answer: Any) -> None:
+        """An info request's answer (the tap keeps the ones it wants)."""
+
+
+#: The frames a `FrameTap` gets (and whose arrival keeps the market-data stall timer quiet).
+_MARKET_DATA: Final = (m.Bbo, m.ActiveAssetCtx, m.L2Book)
 
 
 class SessionHost(Protocol):
@@ -165,11 +184,7 @@ class ConnectionConfig:
     clock_recheck_s: float = attrs.field(default=10.0, validator=gt(0))
 
     def __attrs_post_init__(self) -> None:
-        if self.backoff_initial_s > self.backoff_max_s:
-            raise Invalid(
-                f"backoff_initial_s ({self.backoff_initial_s}) must not exceed "
-                f"backoff_max_s ({self.backoff_max_s})"
-            )
+        not_above(self, "backoff_initial_s", "backoff_max_s")
 
     def reconnect_delay(self, attempt: int, rng: random.Random) -> float:
         """The wait before reconnect `attempt` (0 first): the ceiling doubles from `backoff_initial_s`
@@ -212,9 +227,11 @@ class Session:
         batch: BatchConfig | None = None,
         *,
         trace: LatencyTrace | None = None,
+        tap: FrameTap | None = None,
     ) -> None:
         self.ws = ws
         self.trace = trace
+        self.tap = tap
         self.host = host
         self.connection = connection if connection is not None else ConnectionConfig()
         self.batch = batch if batch is not None else BatchConfig()
@@ -322,6 +339,8 @@ class Session:
             self._control.pop(post_id, None)  # answered, timed out or cancelled: no longer inflight
         result = control.result
         if isinstance(result, m.InfoResult):
+            if self.tap is not None:
+                self.tap.info(request, result.data)
             return result.data
         if result is None:
             raise InfoError(f"info {request.get('type')!r} got no answer")
@@ -380,6 +399,8 @@ class Session:
                 raise ConnectionLost(f"receive failed: {exc!r}") from exc
             if self.trace is not None:
                 self.trace.frame_arrived()
+            tap = self.tap
+            recv_us = tap.now_us() if tap is not None else 0
             self.frames_in += 1
             try:
                 msg = m.decode_frame(text)
@@ -408,6 +429,8 @@ class Session:
                 # before the next frame. Trio may run the tasks of one batch in either order; this
                 # checkpoint puts the reader's next frame after the sender.
                 await trio.lowlevel.checkpoint()
+            if tap is not None and isinstance(msg, _MARKET_DATA):
+                tap.frame(recv_us, text)  # after the step and its post: recording never delays an order
 
     def _dispatch(self, msg: m.InboundMessage, now: float) -> None:
         if isinstance(msg, m.PostReply):
@@ -416,7 +439,7 @@ class Session:
         if isinstance(msg, m.Pong):
             self._pong.set()
             return
-        if isinstance(msg, m.Bbo | m.ActiveAssetCtx | m.L2Book):
+        if isinstance(msg, _MARKET_DATA):
             self.last_market_data = now
         elif isinstance(msg, m.ChannelError) and (refused := _REFUSED_POST.search(msg.message)):
             # The venue refused post N (too many in flight) and will never answer it: settle it now as

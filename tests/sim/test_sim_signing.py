@@ -211,3 +211,17 @@ async def test_user_role_answers_user_agent_vault_and_missing(
         }
         assert await c.info({"type": "userRole", "user": vault}) == {"role": "vault"}
         assert await c.info({"type": "userRole", "user": "0x" + "cd" * 20}) == {"role": "missing"}
+
+
+async def test_an_expired_named_agent_is_refused_like_an_unknown_signer() -> None:
+    """A named API wallet signs until its validUntil; after it, its orders are refused."""
+    from hip3_trio.sim.accounts import AccountBook
+
+    book = AccountBook(initial_balance=Decimal(100), dexes=("",))
+    book.approve_agent("0xa", "0xm", name="bot", valid_until_ms=1000)
+    assert book.master_of("0xa", 999) == "0xm"
+    assert book.master_of("0xa", 1000) is None
+    assert book.extra_agents("0xm") == [{"name": "bot", "address": "0xa", "validUntil": 1000}]
+    book.approve_agent("0xb", "0xm")
+    assert book.master_of("0xb", 10**15) == "0xm"
+    assert len(book.extra_agents("0xm")) == 1

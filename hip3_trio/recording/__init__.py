@@ -1,0 +1,1 @@
+"""Recording market data as received, and reading it back (replay, backtest)."""
