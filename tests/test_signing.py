@@ -333,34 +333,6 @@ def test_signer_repr_and_str_show_only_the_address() -> None:
         assert KEY[2:] not in text and KEY[2:12] not in text
 
 
-def test_prepared_nonces_sign_valid_low_s_signatures_each_used_once() -> None:
-    """With `prepare`, each signature uses up one random nonce: it still recovers the signer's address
-    (eth-keys, independent of our arithmetic), is low-s like libsecp256k1's, and no r repeats (a nonce
-    signing twice would reveal the key)."""
-    signer = Signer.from_key(KEY)
-    signer.prepare(40)
-    assert signer.prepared == 40
-    rs = set()
-    for i in range(40):
-        digest = l1_digest(action_hash({"type": "noop"}, 1_700_000_000_000 + i), is_mainnet=False)
-        r, s, v = _as_ints(dict(signer.sign_digest(digest)))
-        assert 0 < s <= SECP256K1_ORDER // 2 and v in (27, 28)
-        recovered = KeyAPI.Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest)
-        assert recovered.to_checksum_address() == KEY_ADDRESS
-        rs.add(r)
-    assert len(rs) == 40 and signer.prepared == 0
-
-
-def test_without_prepared_nonces_signing_is_deterministic_like_the_sdk() -> None:
-    """An exhausted pool falls back to RFC 6979 (libsecp256k1): the SDK's signature, bit for bit."""
-    signer = Signer.from_key(KEY)
-    digest = l1_digest(action_hash({"type": "noop"}, 1_700_000_000_000), is_mainnet=False)
-    deterministic = signer.sign_digest(digest)
-    signer.prepare(1)
-    assert signer.sign_digest(digest) != deterministic  # a random nonce
-    assert signer.sign_digest(digest) == deterministic == signer.sign_digest(digest)
-
-
 @pytest.mark.parametrize("length", [0, 1, 31, 32, 135, 136, 137, 272, 1000])
 def test_keccak_by_direct_calls_matches_pycryptodome_and_eth_hash(length: int) -> None:
     """`keccak256` calls pycryptodome's C functions on a reused state: every length around the 136-byte

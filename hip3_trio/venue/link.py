@@ -65,10 +65,6 @@ _ROUTES: Final[dict[type, Callable[[TradingCore, Any, float], None]]] = {
 #: How often the venue's action budget is read (`userRateLimit`), besides at every sync.
 RATE_LIMIT_EVERY_S: Final = 60.0
 
-#: One-time signing nonces kept ready (`Signer.prepare`): more than the posts one burst sends between
-#: two written posts, few enough that a refill (~50 µs each) stays short.
-PREPARED_NONCES: Final = 4
-
 LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 
 
@@ -286,13 +282,6 @@ class VenueLink:
 
     def on_batch_written(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         self.core.on_batch_written(trio.current_time())
-        self._prepare_signatures()
-
-    def _prepare_signatures(self) -> None:
-        """Top up the signer's one-time nonces (`Signer.prepare`): the next posts' signing is then a few
-        integer operations, and the elliptic-curve work happens here, after a post has left."""
-        if self.signer is not None:
-            self.signer.prepare(PREPARED_NONCES)
 
     def on_post_resolved(self, session: Session, entry: PostEntry[m.PostResult]) -> None:
         now = trio.current_time()
@@ -357,7 +346,6 @@ class VenueLink:
         """Markets, subscriptions, snapshot, reconciliation → READY; then reconcile on request."""
         core = self.core
         self.session = session
-        self._prepare_signatures()
         generation = core.on_connect(trio.current_time())
         self._counters.connects += 1
         self._record_event("connect", n=self._counters.connects)

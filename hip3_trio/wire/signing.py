@@ -9,8 +9,8 @@ The scheme (PROTOCOL.md, "Signing L1 actions"):
 
 The SDK rebuilds and re-encodes the whole typed-data document for every order (several hundred µs);
 here the EIP-712 pieces that never change are constants, so signing is three keccaks and one
-libsecp256k1 call (coincurve) — or, with a nonce prepared ahead (`Signer.prepare`), a few integer
-operations. The constants are recomputed from their definitions at import and the module refuses to load
+libsecp256k1 call (coincurve), deterministic (RFC 6979) and byte-exact with the SDK. The constants are
+recomputed from their definitions at import and the module refuses to load
 if they disagree with the published values.
 
 Keccak is pycryptodome's C code (the backend eth-hash uses too). Its Python wrapper builds a hash object,
@@ -25,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import secrets
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypedDict
@@ -36,7 +35,6 @@ from Crypto.Hash import keccak as _keccak_mod
 
 from hip3_trio.wire.actions import Action, action_to_wire
 from hip3_trio.wire.keys import (
-    SECP256K1_ORDER,
     SecretKey,
     derive_address,
     load_secret_key,
@@ -230,30 +228,24 @@ def l1_digest(connection_id: bytes, *, is_mainnet: bool) -> bytes:
     return keccak256(_DIGEST_PREFIX + keccak256(prefix + connection_id))
 
 
-_CURVE_N: Final = SECP256K1_ORDER
-_HALF_N: Final = _CURVE_N >> 1  # signatures are low-s (s ≤ n/2), as libsecp256k1 makes them
-
-
 class Signer:
-    """Signs L1 actions with one private key; holds the key (in libsecp256k1 form, and as the integer the
-    prepared-nonce signing uses), never shows it.
+    """Signs L1 actions with one private key; holds the key (in libsecp256k1 form), never shows it.
 
     `address` is the EIP-55 checksummed address (the form eth-account derives); compare addresses
     case-insensitively. `repr` shows only the address.
 
-    Signatures are deterministic (RFC 6979, libsecp256k1) unless `prepare` was called: then each of the
-    prepared one-time nonces signs one digest (see `prepare`), and the deterministic path is the fallback
-    when none is left. Both are valid ECDSA signatures of the same digest by the same key; the exchange
-    recovers the signer's address from either.
+    Signatures are deterministic (RFC 6979, libsecp256k1, constant-time C): the SDK's, bit for bit. A
+    random-nonce variant with the curve multiplication done ahead was measured (~150 µs less per cold
+    order) and not taken: it puts hand-written, non-constant-time ECDSA arithmetic and the key as a Python
+    integer on the money path, and makes the production signatures untestable against the SDK's vectors,
+    for 0.15 ms against ~70 ms blocks (docs/benchmarks.md).
     """
 
-    __slots__ = ("_address", "_key", "_prepared", "_scalar")
+    __slots__ = ("_address", "_key")
 
     def __init__(self, secret: SecretKey) -> None:
         self._key = coincurve.PrivateKey(secret.reveal())
-        self._scalar = int.from_bytes(secret.reveal(), "big")
         self._address: str = derive_address(secret)
-        self._prepared: list[tuple[int, int, int]] = []  # (k⁻¹ mod n, r, recovery id), each used once
 
     @classmethod
     def from_key(cls, hex_private_key: str) -> Signer:
@@ -294,42 +286,8 @@ class Signer:
         digest = l1_digest(action_hash(action, nonce, vault_address, expires_after), is_mainnet=is_mainnet)
         return self.sign_digest(digest)
 
-    def prepare(self, count: int) -> None:
-        """Keep `count` one-time ECDSA nonces ready, so that as many signatures cost a few integer
-        operations instead of an elliptic-curve multiplication.
-
-        An ECDSA signature is `r = (k·G).x`, `s = k⁻¹(z + r·d) mod n` for a secret nonce `k`. Its costly
-        part, `k·G`, does not depend on the message when `k` is drawn at random (instead of derived from
-        key and message, RFC 6979), so it can be done ahead, off the order path: a sparse taker's signing
-        ran cold at ~170 µs in libsecp256k1 on the test VM, against ~50 µs for the integer part.
-
-        Each `k` comes from `secrets` (the OS's CSPRNG) and is removed from the pool when it signs: a
-        nonce used twice, or a predictable one, would reveal the key. Call this after a post is written
-        (the engine's venue link does), never on the path before it.
-        """
-        while len(self._prepared) < count:
-            k = secrets.randbelow(_CURVE_N - 1) + 1
-            point = coincurve.PrivateKey(k.to_bytes(32, "big")).public_key.format(compressed=True)
-            r = int.from_bytes(point[1:], "big")
-            if r < _CURVE_N:  # else (p ≈ 2⁻¹²⁸) r would wrap and need recovery ids 2/3: draw again
-                self._prepared.append((pow(k, -1, _CURVE_N), r, point[0] & 1))
-
-    @property
-    def prepared(self) -> int:
-        """One-time nonces ready (`prepare`)."""
-        return len(self._prepared)
-
     def sign_digest(self, digest: bytes) -> Signature:
-        """Sign a 32-byte digest as is (no further hashing); `v` is 27 + the recovery id.
-
-        With a prepared nonce (`prepare`) it is used up; otherwise libsecp256k1 signs (RFC 6979)."""
-        if self._prepared:
-            k_inv, r, recovery = self._prepared.pop()
-            s = k_inv * (int.from_bytes(digest, "big") + r * self._scalar) % _CURVE_N
-            if s:  # s = 0 (p ≈ 2⁻²⁵⁶) is no signature: sign deterministically instead
-                if s > _HALF_N:  # low s, as libsecp256k1 and the exchange want: (r, n − s) flips R's y
-                    s, recovery = _CURVE_N - s, recovery ^ 1
-                return {"r": hex(r), "s": hex(s), "v": 27 + recovery}
+        """Sign a 32-byte digest as is (no further hashing); `v` is 27 + the recovery id."""
         sig: bytes = self._key.sign_recoverable(digest, hasher=None)
         return {
             "r": hex(int.from_bytes(sig[:32], "big")),
