@@ -132,12 +132,13 @@ class Readiness:
     on_disconnect = new_connection
 
     def on_bbo(self, market: str, generation: int | None = None) -> None:
-        if market in self.markets and self._current(generation):
+        # Every bbo frame comes here: one already counted for this connection changes nothing.
+        if market not in self._bbo and market in self.markets and self._current(generation):
             self._bbo.add(market)
             self._maybe_ready()
 
     def on_asset_ctx(self, market: str, generation: int | None = None) -> None:
-        if market in self.markets and self._current(generation):
+        if market not in self._ctx and market in self.markets and self._current(generation):
             self._ctx.add(market)
             self._maybe_ready()
 

@@ -617,8 +617,14 @@ def _fast_decimal(value: Any) -> Decimal | None:
 def _fast_level(raw: Any) -> Level | None:
     if type(raw) is not dict:
         return None
-    px = _fast_decimal(raw.get("px"))
-    sz = _fast_decimal(raw.get("sz"))
+    # The memo first (most prices and sizes repeat): `_fast_decimal` only for a string not in it.
+    raw_px, raw_sz = raw.get("px"), raw.get("sz")
+    px = _DECIMAL_CACHE.get(raw_px) if type(raw_px) is str else None
+    if px is None:
+        px = _fast_decimal(raw_px)
+    sz = _DECIMAL_CACHE.get(raw_sz) if type(raw_sz) is str else None
+    if sz is None:
+        sz = _fast_decimal(raw_sz)
     n = raw.get("n")
     if px is None or sz is None or type(n) is not int:
         return None
