@@ -343,12 +343,19 @@ class Replay:
         for (is_bid, px), size in shown.items():  # a level taken whole is no longer in the book
             self._depletion.consume(is_bid, px, size - left.get((is_bid, px), Decimal(0)), now_ms)
         shown.clear()
+        # Fresh levels for the book: takers mutate what is installed, and the recorded levels (kept in
+        # `_depth` for the bbo frames after them) must keep their recorded sizes, or what was consumed
+        # would be taken off again at every later frame.
+        visible = self._depletion.visible
+        book: dict[bool, list[Level]] = {}
         for is_bid, levels in ((True, bids), (False, asks)):
+            side = book[is_bid] = []
             for lvl in levels:
-                lvl.sz = self._depletion.visible(is_bid, lvl.px, lvl.sz, now_ms)
-                shown[(is_bid, lvl.px)] = lvl.sz
-        market.bids = [lvl for lvl in bids if lvl.sz > 0]
-        market.asks = [lvl for lvl in asks if lvl.sz > 0]
+                size = visible(is_bid, lvl.px, lvl.sz, now_ms)
+                shown[(is_bid, lvl.px)] = size
+                if size > 0:
+                    side.append(Level(lvl.px, size))
+        market.bids, market.asks = book[True], book[False]
 
     def _compete(self, market: Market) -> None:
         """A competitor goes for the levels priced through the oracle (after its delay)."""

@@ -17,8 +17,18 @@ from eth_account.signers.local import LocalAccount
 
 from hip3_trio.recording.format import compress_member, encode_json, encode_line, file_name_for
 from hip3_trio.sim import __main__ as sim_cli
-from hip3_trio.sim.realism import BlockModel, LatencyModel
-from hip3_trio.sim.replay import LEAD_IN_S, Frame, Replay, ReplayOptions, load_recording, open_replay
+from hip3_trio.sim.matching import take
+from hip3_trio.sim.realism import BlockModel, ImpactModel, LatencyModel
+from hip3_trio.sim.replay import (
+    LEAD_IN_S,
+    Frame,
+    Replay,
+    ReplayOptions,
+    _dexes,
+    load_recording,
+    open_replay,
+    sim_config,
+)
 from hip3_trio.sim.server import Simulator
 
 from .client import SimClient, Trader, connect
@@ -306,3 +316,20 @@ async def test_a_replayed_order_waits_for_its_block_after_the_latency(
         assert 10.0 < took_ms <= 80.0 + 1e-6
     else:
         assert took_ms == 0.0
+
+
+async def test_deep_level_depletion_is_counted_once(tmp_path: Path) -> None:
+    """What a taker consumed from a recorded deep level is missing once from the bbo frames after it,
+    not again at each of them (found in review: the recorded levels were mutated by the fills)."""
+    write_recording(tmp_path)
+    recording = load_recording(tmp_path)
+    options = attrs.evolve(ReplayOptions.plain(), impact=ImpactModel(refill_s=1000.0))
+    sim = Simulator.create(sim_config(recording, options), dexes=_dexes(recording))
+    replay = Replay(sim, recording, options)
+    market = sim.exchange.markets["xyz:COIN"]
+    replay.apply(recording.frames[1])  # l2Book: asks 250.1 x 0.05, 250.2 x 1.0
+    take(market, True, Decimal("250.2"), Decimal("0.55"), "someone")
+    assert [(lvl.px, lvl.sz) for lvl in market.asks] == [(Decimal("250.2"), Decimal("0.5"))]
+    for _ in range(3):  # bbo frames with the same top: the deep level stays at what is left
+        replay.apply(recording.frames[2])
+        assert {lvl.px: lvl.sz for lvl in market.asks}.get(Decimal("250.2")) == Decimal("0.5")
