@@ -94,3 +94,20 @@ def test_reading_is_linear_in_the_members(tmp_path: Path) -> None:
     stats = ReadStats()
     assert sum(1 for _ in iter_records(path, stats)) == 20_000
     assert stats.members == 20_000
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x1c"])
+def test_a_line_separator_inside_a_json_string_is_kept(tmp_path: Path, separator: str) -> None:
+    """Frames are recorded as received: a JSON string may hold U+2028, NEL, ... unescaped. Lines are
+    split on LF only, so such a frame reads back whole (found in review: `splitlines` cut it)."""
+    text = '{"channel":"bbo","data":{"coin":"xyz:A' + separator + 'B"}}'
+    path = tmp_path / file_name_for(DAY_US)
+    path.write_bytes(compress_member([encode_line(DAY_US, "ws", text), encode_line(DAY_US + 1, "ws", "{}")]))
+    assert [r.payload for r in iter_records(path)] == [text, "{}"]
+
+
+def test_raw_cr_and_lf_in_a_payload_become_spaces(tmp_path: Path) -> None:
+    path = tmp_path / file_name_for(DAY_US)
+    path.write_bytes(compress_member([encode_line(DAY_US, "ws", '{"a":\r1,\r\n"b":\n2}')]))
+    (record,) = iter_records(path)
+    assert record.payload == '{"a": 1,  "b": 2}' and record.json() == {"a": 1, "b": 2}

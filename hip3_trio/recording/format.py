@@ -63,9 +63,11 @@ def file_name_for(recv_us: int) -> str:
 
 
 def encode_line(recv_us: int, kind: Kind, payload: str) -> str:
-    """One record as a line (with its newline)."""
-    if "\n" in payload:
-        payload = payload.replace("\r\n", " ").replace("\n", " ")
+    """One record as a line (with its newline). A raw CR or LF in a JSON payload can only be whitespace
+    (inside a JSON string they are escaped), so each becomes a space; other line separators (U+2028,
+    NEL, ...) may stand unescaped inside JSON strings and are kept: lines are split on LF only."""
+    if "\n" in payload or "\r" in payload:
+        payload = payload.replace("\r", " ").replace("\n", " ")
     return f"{recv_us} {kind} {payload}\n"
 
 
@@ -151,12 +153,12 @@ def _member_records(text: str, where: str) -> Iterator[Record]:
     """The records of one member's text (the hot loop of a backtest: checks inline, the error message,
     with the line's number, built only for a malformed line)."""
     kinds = KINDS
-    for line in text.splitlines():
+    for line in text.split("\n"):  # LF only: `splitlines` would also split inside JSON strings (U+2028)
         parts = line.split(" ", 2)
         if len(parts) == 3 and parts[1] in kinds and parts[0].isdigit():
             yield Record(int(parts[0]), parts[1], parts[2])
         elif line:
-            number = text.splitlines().index(line) + 1
+            number = text.split("\n").index(line) + 1
             raise RecordingError(f"malformed recording line in {where} (member line {number}): {line[:80]!r}")
 
 
