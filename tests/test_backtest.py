@@ -227,3 +227,15 @@ def test_a_recording_without_market_metadata_is_refused(
     b.write(tmp_path)
     assert command.main([str(tmp_path)]) == 2
     assert "no perpDexs answer before its first frame" in capsys.readouterr().err
+
+
+def test_an_entry_past_its_expiry_at_its_block_is_refused(tmp_path: Path) -> None:
+    """The signal at 0.1 s sends an entry that arrives at 0.11 s and waits for the block at 0.2 s: with
+    an expiry of 50 ms it is refused there (as the simulator refuses it), with 200 ms it fills. Found in
+    review: the expiry was judged on arrival, kinder than the venue."""
+    one_round_trip(tmp_path)
+    venue = ["--grid=venue.latency_ms=10", "--grid=venue.block_ms=100", "--grid=venue.block_jitter_ms=0"]
+    venue += ["--grid=venue.competition=false", "--grid=venue.impact=false"]
+    short, long = run_json(tmp_path, *venue, "--grid=executor.entry_expiry_s=0.05,0.2")["points"]
+    assert (short["entries_filled"], short["trades"], short["expired_posts"]) == (0, 0, 1)
+    assert (long["entries_filled"], long["trades"], long["expired_posts"]) == (1, 1, 0)

@@ -20,7 +20,7 @@ standing oracle too, so both trigger.
 Fills: `sweep` over the visible levels (best first, up to the limit), each level one fill. Fees by
 the venue's rule (`hip3_trio.fees.market_fee_bps`: the account's taker rate, the HIP-3 deployer scale
 of the market's dex, growth mode), on every fill, rounded to 6 decimals like the simulator's. An
-entry's post past its `expiresAfter` when it arrives is refused whole, as the venue does. IOC orders
+entry's post past its `expiresAfter` when its block executes is refused whole, as the venue does. IOC orders
 never rest, so a cancel finds nothing.
 
 The realism models are `hip3_trio.sim.realism`'s: the same objects as the simulator's, seeded from the
@@ -98,7 +98,7 @@ VENUE_COUNTS: Final = (
     "entries_filled",  # ... and filled (any size)
     "flattens",  # reduce-only orders that reached the venue
     "flattens_filled",
-    "expired_posts",  # posts refused whole: past their expiresAfter on arrival
+    "expired_posts",  # posts refused whole: past their expiresAfter at their block
     "competitor_orders",
     "competitor_fills",  # competitor orders that took something
 )
@@ -221,9 +221,11 @@ class BacktestVenue:
             for i in batch.order_items
         )
         expires = batch.expires_after
-        if expires is not None and expires < self.origin_ms + arrival:
+        if expires is not None and expires < self.origin_ms + self.blocks.next_boundary(arrival):
+            # Judged when its block executes, as the simulator does (`sim/exchange.py`): a post that
+            # arrives in time but whose block comes after its expiry is refused too.
             self.counts["expired_posts"] += 1
-            orders = ()  # refused whole on arrival: executes nothing, answered with its block
+            orders = ()  # refused whole: executes nothing, answered with its block
         self._push(arrival, post_id, orders)
 
     def next_due_ms(self) -> float | None:
