@@ -204,3 +204,24 @@ def test_a_record_dir_that_cannot_be_written_is_an_environment_problem(tmp_path:
         prepare_record_dir(blocker / "rec")
     prepare_record_dir(tmp_path / "new" / "rec")
     assert list((tmp_path / "new" / "rec").iterdir()) == []
+
+
+async def test_a_frame_queued_after_midnight_does_not_reopen_yesterdays_file(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A frame is queued after its step, an info answer when it comes: around midnight the queue can hold
+    yesterday's frame behind today's info. It stays in today's file (two heads, not four; found in review)."""
+    clock = wall_clock(MIDNIGHT_US + 1_000)  # info answers are stamped +1 ms
+    rec = recorder(tmp_path, clock)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(rec.run)
+        rec.frame(MIDNIGHT_US - 2_000, bbo(0))
+        rec.info({"type": "perpDexs"}, PERP_DEXS)
+        rec.frame(MIDNIGHT_US - 1_000, bbo(1))  # received before midnight, queued after the info
+        rec.frame(MIDNIGHT_US + 2_000, bbo(2))
+        await trio.sleep(2)
+        rec.close()
+    day1, day2 = tmp_path / file_name_for(MIDNIGHT_US - 1), tmp_path / file_name_for(MIDNIGHT_US)
+    first, second = list(iter_records(day1)), list(iter_records(day2))
+    assert [r.kind for r in first] == ["head", "ws"] and frames_of(first) == [0]
+    assert [r.kind for r in second] == ["head", "info", "ws", "ws"] and frames_of(second) == [1, 2]

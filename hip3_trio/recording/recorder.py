@@ -276,6 +276,11 @@ class Recorder:
     def _add(self, item: _Item) -> None:
         recv_us, kind, payload = item
         path = self.directory / file_name_for(recv_us)
+        if self._file is not None and path.name < self._file.name:
+            # Stamped just before midnight but queued behind one stamped after it (a frame is queued
+            # after its step, an info answer at once): it goes on in the new day's file, in queue order,
+            # rather than back and forth between two files.
+            path = self._file
         if path != self._file:
             self._start_file(path, recv_us, "start" if self._file is None else "rotate")
         elif not self._pending:
