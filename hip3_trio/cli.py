@@ -371,63 +371,68 @@ async def amain(args: argparse.Namespace, out: Callable[[str], None] = print) ->
     prepare_state_dir(state_dir)
     if args.record is not None:
         prepare_record_dir(args.record)  # exit 3 before anything starts
-    nonce_path = state_dir / NONCE_FILENAME
-    hard_stop = HardStop.load(state_dir, wall_clock_ms())
-    if hard_stop.latched:
-        record = hard_stop.record
-        log.critical(
-            "hard stop is latched (%s): watching and flattening only; clear with "
-            "`python -m hip3_trio hardstop clear --yes`",
-            record.reason if record else "unreadable latch file",
-        )
-    nonces = NonceManager(wall_clock_ms, high_water=load_nonce_mark(nonce_path))
-    # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
-    with hold_state_dir(state_dir, f"hip3-trio --env {args.env}"), Journal.open(state_dir) as journal:
-        async with _venue(args, config) as venue:
-            url, user, signer = venue.url, venue.user, venue.signer
-            await run_preflight(args, config, url=url, user=user, signer=signer, state_dir=state_dir, out=out)
-            settings = engine_settings(
-                config,
-                user=user,
-                dry_run=args.dry_run,
-                is_mainnet=args.env == "mainnet",
-                cloid_prefix=wall_clock_ms(),
+    # One process per state directory, before anything in it is read: the nonce mark and the latch
+    # another engine is writing would be stale the moment it exits.
+    with hold_state_dir(state_dir, f"hip3-trio --env {args.env}"):
+        nonce_path = state_dir / NONCE_FILENAME
+        hard_stop = HardStop.load(state_dir, wall_clock_ms())
+        if hard_stop.latched:
+            record = hard_stop.record
+            log.critical(
+                "hard stop is latched (%s): watching and flattening only; clear with "
+                "`python -m hip3_trio hardstop clear --yes`",
+                record.reason if record else "unreadable latch file",
             )
-            out(
-                f"hip3-trio: env={args.env} markets={','.join(settings.markets)} user={user} "
-                f"state={state_dir}{' DRY RUN' if args.dry_run else ''}"
-            )
-            sink, receive = JournalSink.open(clock_ms=wall_clock_ms)
-            alert_sink, alert_sender = open_alerts(alerts_config, env=args.env)
-            engine = Engine(
-                settings,
-                signer=signer,
-                nonces=nonces,
-                hard_stop=hard_stop,
-                journal=sink,
-                save_nonce=lambda high_water: save_high_water(nonce_path, high_water),
-                alerts=alert_sink,
-            )
-            restore_from_journal(engine, journal, state_dir)
-            recorder = None
-            if args.record is not None:
-                recorder = Recorder(args.record, env=args.env, markets=settings.markets)
-                out(f"recording market data to {args.record}")
-            await run_engine(
-                engine,
-                websocket_connector(url),
-                journal=journal,
-                journal_receive=receive,
-                duration=args.duration,
-                status_every=args.status_every,
-                handle_signals=True,
-                metrics_port=args.metrics_port,
-                out=out,
-                alerts=alert_sender,
-                recorder=recorder,
-                stop=venue.finished,
-            )
-    return 0
+        nonces = NonceManager(wall_clock_ms, high_water=load_nonce_mark(nonce_path))
+        # Before the venue or the simulator starts: a damaged journal refuses the start (exit 3).
+        with Journal.open(state_dir) as journal:
+            async with _venue(args, config) as venue:
+                url, user, signer = venue.url, venue.user, venue.signer
+                await run_preflight(
+                    args, config, url=url, user=user, signer=signer, state_dir=state_dir, out=out
+                )
+                settings = engine_settings(
+                    config,
+                    user=user,
+                    dry_run=args.dry_run,
+                    is_mainnet=args.env == "mainnet",
+                    cloid_prefix=wall_clock_ms(),
+                )
+                out(
+                    f"hip3-trio: env={args.env} markets={','.join(settings.markets)} user={user} "
+                    f"state={state_dir}{' DRY RUN' if args.dry_run else ''}"
+                )
+                sink, receive = JournalSink.open(clock_ms=wall_clock_ms)
+                alert_sink, alert_sender = open_alerts(alerts_config, env=args.env)
+                engine = Engine(
+                    settings,
+                    signer=signer,
+                    nonces=nonces,
+                    hard_stop=hard_stop,
+                    journal=sink,
+                    save_nonce=lambda high_water: save_high_water(nonce_path, high_water),
+                    alerts=alert_sink,
+                )
+                restore_from_journal(engine, journal, state_dir)
+                recorder = None
+                if args.record is not None:
+                    recorder = Recorder(args.record, env=args.env, markets=settings.markets)
+                    out(f"recording market data to {args.record}")
+                await run_engine(
+                    engine,
+                    websocket_connector(url),
+                    journal=journal,
+                    journal_receive=receive,
+                    duration=args.duration,
+                    status_every=args.status_every,
+                    handle_signals=True,
+                    metrics_port=args.metrics_port,
+                    out=out,
+                    alerts=alert_sender,
+                    recorder=recorder,
+                    stop=venue.finished,
+                )
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
