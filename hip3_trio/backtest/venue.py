@@ -268,15 +268,15 @@ class BacktestVenue:
         return block
 
     def _visible(self, coin: str, *, is_bid: bool, venue_ms: float) -> list[tuple[Decimal, Decimal]]:
-        visible = self.depletion.visible
+        visible, oracle = self.depletion.visible, self.oracles.get(coin)
         levels = book_side(self.bbos.get(coin), self.l2s.get(coin), is_bid)
-        return [(px, visible(is_bid, px, sz, venue_ms)) for px, sz in levels]
+        return [(px, visible(is_bid, px, sz, venue_ms, oracle)) for px, sz in levels]
 
     def _sweep(self, order: _Order, block: float) -> list[tuple[Decimal, Decimal]]:
         levels = self._visible(order.market, is_bid=not order.is_buy, venue_ms=block)
         executed = sweep(levels, order.is_buy, order.limit_px, order.size)
         for px, sz in executed:
-            self.depletion.consume(not order.is_buy, px, sz, block)
+            self.depletion.consume(not order.is_buy, px, sz, block, self.oracles.get(order.market))
         return executed
 
     def _ours(self, order: _Order, block: float) -> tuple[m.PostStatus, tuple[m.Fill, ...]]:

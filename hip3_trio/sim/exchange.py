@@ -444,7 +444,7 @@ class Exchange:
                 if match.maker.sz == 0:
                     self._set_status(maker, "filled", now)
             elif market.depletion is not None:
-                market.depletion.consume(not is_buy, match.px, match.sz, self.elapsed_ms())
+                market.depletion.consume(not is_buy, match.px, match.sz, self.elapsed_ms(), market.oracle)
             filled += match.sz
             notional += match.px * match.sz
         self._dirty_books.add(market.spec.name)

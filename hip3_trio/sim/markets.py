@@ -263,7 +263,7 @@ class Market:
             return
         for is_bid, levels in ((True, self.bids), (False, self.asks)):
             for lvl in levels:
-                lvl.sz = self.depletion.visible(is_bid, lvl.px, lvl.base, now_ms)
+                lvl.sz = self.depletion.visible(is_bid, lvl.px, lvl.base, now_ms, self.oracle)
 
     def _level_size(self, px: Decimal, low: float, high: float) -> Decimal:
         notional = _d(self.rng.uniform(low, high))

@@ -341,7 +341,8 @@ class Replay:
         sides = ((True, market.bids), (False, market.asks))
         left = {(is_bid, lvl.px): lvl.sz for is_bid, levels in sides for lvl in levels}
         for (is_bid, px), size in shown.items():  # a level taken whole is no longer in the book
-            self._depletion.consume(is_bid, px, size - left.get((is_bid, px), Decimal(0)), now_ms)
+            taken = size - left.get((is_bid, px), Decimal(0))
+            self._depletion.consume(is_bid, px, taken, now_ms, market.oracle)
         shown.clear()
         # Fresh levels for the book: takers mutate what is installed, and the recorded levels (kept in
         # `_depth` for the bbo frames after them) must keep their recorded sizes, or what was consumed
@@ -351,7 +352,7 @@ class Replay:
         for is_bid, levels in ((True, bids), (False, asks)):
             side = book[is_bid] = []
             for lvl in levels:
-                size = visible(is_bid, lvl.px, lvl.sz, now_ms)
+                size = visible(is_bid, lvl.px, lvl.sz, now_ms, market.oracle)
                 shown[(is_bid, lvl.px)] = size
                 if size > 0:
                     side.append(Level(lvl.px, size))

@@ -147,3 +147,36 @@ def test_realism_off_and_defaults() -> None:
     on = Realism()
     assert on.blocks.interval_ms == 70.0 and on.latency.one_way_ms == 5.0
     assert on.competition.enabled and on.impact.refill_s == 5.0
+
+
+def test_a_stale_level_taken_stays_taken_while_it_stays_through_the_oracle() -> None:
+    """A maker whose quote 20 bps through the oracle was taken does not post it again: that price does
+    not refill while it stays through the oracle by `stale_bps`; once the oracle moves to it, it refills
+    over `refill_s` from then. Without the oracle (or with stale_bps None) it refills as before."""
+    d = Depletion(ImpactModel(refill_s=1.0))
+    ask, oracle = Decimal("99.80"), Decimal("100")  # an ask 20 bps under the oracle
+    d.consume(False, ask, Decimal("5.0"), 0.0, oracle)
+    assert d.visible(False, ask, Decimal("5"), 500.0, oracle) == Decimal("0")
+    assert d.visible(False, ask, Decimal("5"), 5_000.0, oracle) == Decimal("0")  # still stale: no refill
+    moved = Decimal("99.85")  # the oracle moved: the ask is 5 bps under it, a fair quote again
+    assert d.visible(False, ask, Decimal("5"), 5_500.0, moved) == Decimal("0")  # refills from now
+    assert d.visible(False, ask, Decimal("5"), 6_000.0, moved) == Decimal("2.5")  # half refilled
+    assert d.visible(False, ask, Decimal("5"), 6_500.0, moved) == Decimal("5")
+    plain = Depletion(ImpactModel(refill_s=1.0, stale_bps=None))
+    plain.consume(False, ask, Decimal("5.0"), 0.0, oracle)
+    assert plain.visible(False, ask, Decimal("5"), 500.0, oracle) == Decimal("2.5")
+    assert d.stale(True, Decimal("100.10"), oracle) and not d.stale(True, Decimal("100.05"), oracle)
+
+
+def test_a_level_that_turns_stale_after_a_take_stops_refilling_there() -> None:
+    """Taken at a fair price, the level refills; once the oracle moves so that it is stale, what is still
+    missing stays missing (no jump back to the full take), until it is fair again."""
+    d = Depletion(ImpactModel(refill_s=1.0))
+    bid, fair, away = Decimal("100"), Decimal("100"), Decimal("99.5")  # then the bid is 50 bps above
+    d.consume(True, bid, Decimal("4.0"), 0.0, fair)
+    assert d.visible(True, bid, Decimal("4"), 250.0, fair) == Decimal("1")  # a quarter back
+    assert d.visible(True, bid, Decimal("4"), 250.0, away) == Decimal("1")  # held at what was missing
+    assert d.visible(True, bid, Decimal("4"), 9_000.0, away) == Decimal("1")
+    assert d.visible(True, bid, Decimal("4"), 9_500.0, fair) == Decimal("1")  # fair again: refills from now
+    assert d.visible(True, bid, Decimal("4"), 10_000.0, fair) == Decimal("2.5")
+    assert len(d) == 1
