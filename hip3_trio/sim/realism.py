@@ -44,8 +44,9 @@ quote**: liquidity taken at a price through the oracle by `stale_bps` (default 1
 threshold) does not come back while the price stays that far through: the maker whose stale quote was
 picked off does not post it again at the same price, it requotes around the oracle. Its refill starts
 when a look finds the price fair again. Without this rule a slow taker that lost the race still filled
-from the "refill" of the swept dislocated level: in a 5-minute run with competitors on, the entry fill
-rate was 64 % with refill at stale prices and 12.5 % with no refill at all (docs/benchmarks.md).
+from the "refill" of the swept dislocated level: two 5-minute runs with competitors on, same seed, gave
+an entry fill rate of 57 % (12 of 21) with the plain 5 s refill and 8 % (2 of 25) with no refill at all
+(`--refill-s 600`): most "wins" were refills of stale quotes (docs/benchmarks.md).
 
 `sweep` fills a taker against a list of (px, sz) levels (best first) without mutating them: the same
 fill rule for the simulator and for a backtest over recorded books.
