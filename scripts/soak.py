@@ -78,7 +78,14 @@ from hip3_trio.sim import MarketModel, SimConfig, Simulator
 from hip3_trio.sim.realism import CompetitionModel, Realism
 from hip3_trio.sim.scenarios import SCENARIOS, armed, clear_lasting
 from hip3_trio.strategy.detector import DetectorConfig, DetectorStatistics, Skip
-from hip3_trio.venue.session import ConnectionConfig, Session, SessionHost, SessionStatistics, WsLike
+from hip3_trio.venue.session import (
+    ConnectionConfig,
+    FrameTap,
+    Session,
+    SessionHost,
+    SessionStatistics,
+    WsLike,
+)
 from hip3_trio.venue.trace import LatencyTrace
 from hip3_trio.wire import messages as wire_messages
 from hip3_trio.wire.signing import Signer
@@ -251,8 +258,9 @@ class SoakSession(Session):
         batch: BatchConfig | None = None,
         *,
         trace: LatencyTrace | None = None,
+        tap: FrameTap | None = None,
     ) -> None:
-        super().__init__(ws, host, connection, batch, trace=trace)
+        super().__init__(ws, host, connection, batch, trace=trace, tap=tap)
         SoakSession.alive.add(self)
 
     async def run(self) -> None:

@@ -126,3 +126,15 @@ def test_structures_must_be_empty_at_rest_and_within_their_caps() -> None:
     assert any("NO CAP" in line for line in lines)
     row = soak.row(samples[1], samples[0], samples[1])
     assert len(row.split()) == len(soak.COLUMNS) and "base" in row
+
+
+def test_the_soak_session_accepts_what_run_engine_passes_every_session() -> None:
+    """`app.run_engine` builds each session with keyword arguments (`trace`, `tap`, ...): the soak's
+    subclass must take every one of them (it broke when `tap` was added, found only by running it)."""
+    import inspect
+
+    from hip3_trio.venue.session import Session
+
+    base = inspect.signature(Session.__init__).parameters
+    sub = inspect.signature(soak.SoakSession.__init__).parameters
+    assert list(sub) == list(base)
