@@ -242,11 +242,13 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     """The kernel drops the lock when its holder dies, even by SIGKILL: a supervisor's restart starts."""
     state = tmp_path / "state"
     code = (
-        "import sys, time; from pathlib import Path; from hip3_trio.state_lock import hold_state_dir\n"
+        "import sys; from pathlib import Path; from hip3_trio.state_lock import hold_state_dir\n"
         "with hold_state_dir(Path(sys.argv[1]), 'child'):\n"
-        "    print('held', flush=True); time.sleep(60)\n"
+        "    print('held', flush=True); sys.stdin.read()  # holds until killed\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", code, str(state)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline() == "held\n"
         with pytest.raises(EnvironmentProblem, match="in use by child"), hold_state_dir(state, "second"):
