@@ -41,6 +41,7 @@ from typing import Any, Final
 import attrs
 import trio
 
+from hip3_trio.atomic import fsync_dir
 from hip3_trio.errors import EnvironmentProblem
 from hip3_trio.recording.format import (
     FORMAT_VERSION,
@@ -333,9 +334,5 @@ def _append(path: Path, lines: list[str]) -> int:
         f.flush()
         os.fsync(f.fileno())
     if created:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
     return len(data)
