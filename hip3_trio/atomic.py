@@ -14,11 +14,12 @@ are a few hundred bytes, written rarely, and callers keep their state transition
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["fsync_dir", "write_atomic"]
+__all__ = ["fsync_dir", "unwritable_dir", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -43,3 +44,17 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def unwritable_dir(directory: Path) -> str | None:
+    """Create `directory` if missing and prove this user can write there (a temp file, removed); None if
+    so, else what is wrong, e.g. "is not writable (Permission denied)" or "cannot be used (...)". The
+    start-up checks of the state directory and of `--record DIR` word their one-line errors with it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory, prefix=".hip3-write-test-"):
+            pass
+    except OSError as exc:
+        writable = exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
+        return f"{'cannot be used' if writable else 'is not writable'} ({exc.strerror or exc})"
+    return None

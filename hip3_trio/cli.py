@@ -38,12 +38,10 @@ A programming error ends with a traceback and Python's status 1.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import math
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,6 +52,7 @@ import trio
 from trio_websocket import HandshakeError
 
 from hip3_trio.app import engine_settings, run_engine, websocket_connector
+from hip3_trio.atomic import unwritable_dir
 from hip3_trio.config import Config, ConfigError, MarketConfig, load_config, resolve_alerts, resolve_state_dir
 from hip3_trio.engine import Engine
 from hip3_trio.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, EnvironmentProblem, StartupError
@@ -218,18 +217,12 @@ def _replay_config(args: argparse.Namespace, config: Config) -> Config:
 def prepare_state_dir(state_dir: Path) -> None:
     """Create the state directory if missing and prove this user can write there, before anything starts:
     the latch, the nonce mark and the journal all live there. `EnvironmentProblem` if not."""
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=state_dir, prefix=".hip3-write-test-"):
-            pass
-    except OSError as exc:
-        writable = exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
-        what = "cannot be used" if writable else "is not writable"
+    problem = unwritable_dir(state_dir)
+    if problem is not None:
         raise EnvironmentProblem(
-            f"the state directory {state_dir} {what} ({exc.strerror or exc}); make it a directory this "
-            f"user can write (e.g. install -d -o hip3 -m 0700 {state_dir}) or choose another with "
-            "--state-dir"
-        ) from None
+            f"the state directory {state_dir} {problem}; make it a directory this user can write (e.g. "
+            f"install -d -o hip3 -m 0700 {state_dir}) or choose another with --state-dir"
+        )
 
 
 def load_nonce_mark(path: Path) -> int:

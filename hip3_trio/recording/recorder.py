@@ -27,7 +27,6 @@ every later frame as dropped. Trading never waits for it and never stops because
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import logging
@@ -41,7 +40,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from hip3_trio.atomic import fsync_dir
+from hip3_trio.atomic import fsync_dir, unwritable_dir
 from hip3_trio.errors import EnvironmentProblem
 from hip3_trio.recording.format import (
     FORMAT_VERSION,
@@ -93,18 +92,12 @@ async def run_in_thread(write: Callable[[], int]) -> int:
 def prepare_record_dir(directory: Path) -> None:
     """Create the recording directory if missing and prove this user can write there, before anything
     starts (``--record DIR``). `EnvironmentProblem` (exit 3) if not."""
-    probe = directory / f".hip3-record-test-{os.getpid()}"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        writable = exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
-        what = "cannot be used" if writable else "is not writable"
+    problem = unwritable_dir(directory)
+    if problem is not None:
         raise EnvironmentProblem(
-            f"--record {directory}: the directory {what} ({exc.strerror or exc}); give a directory this "
-            "user can write, or create it (install -d -m 0750 DIR)"
-        ) from None
+            f"--record {directory}: the directory {problem}; give a directory this user can write, or "
+            "create it (install -d -m 0750 DIR)"
+        )
 
 
 @attrs.frozen(kw_only=True)
