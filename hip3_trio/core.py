@@ -48,7 +48,7 @@ from hip3_trio.errors import StartupError
 from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.posts import PostEntry
-from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
+from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig, Touch
 from hip3_trio.fees import UserFees, check_collateral, market_fee_bps
 from hip3_trio.journal import JournalSink, Record
 from hip3_trio.position.book import BookConfig, DexState, PositionBook, Reconciled, ReconcileDeferred
@@ -195,6 +195,7 @@ class TradingCore:
         self.specs: dict[str, MarketSpec] = {}
         self.marks: dict[str, Decimal] = {}
         self.market_data_at: dict[str, float] = {}  # the latest bbo's arrival per market (statistics)
+        self.touches: dict[str, Touch] = {}  # each market's best bid/ask, this connection (flatten prices)
         self.book = PositionBook(settings.markets, self.outbox, settings.book)
         self.scheduler = BatchScheduler(settings.scheduler)
         self.readiness = Readiness(settings.markets)
@@ -210,7 +211,11 @@ class TradingCore:
             now=now,
         )
         self.time_stop = TimeStop(
-            book=self.book, executor=self.executor, marks=self.marks, config=settings.time_stop
+            book=self.book,
+            executor=self.executor,
+            marks=self.marks,
+            touches=self.touches,
+            config=settings.time_stop,
         )
         self.monitor = RiskMonitor(settings.risk, hard_stop)
         self.detector: Detector | None = None
@@ -347,6 +352,8 @@ class TradingCore:
     def on_bbo(self, msg: m.Bbo, now: float) -> None:
         if msg.coin in self.book.markets:
             self.market_data_at[msg.coin] = now
+            bid, ask = msg.bid, msg.ask
+            self.touches[msg.coin] = Touch(bid.px if bid else None, ask.px if ask else None)
             self.readiness.on_bbo(msg.coin, self.generation)
             if self.detector is not None:
                 now_ms = self.exchange_ms()
@@ -505,6 +512,7 @@ class TradingCore:
         self._flush_after_send()
         self.connected = False
         self.readiness.new_connection(orderly=self.stopping)  # the orderly stop closes it: no warning
+        self.touches.clear()  # a new connection's bbo brings fresh ones; until then flattens use the mark
         if self.detector is not None:
             self.detector.on_stream_lost()
         self._record_event("disconnect", drained_posts=drained, bad_frames=bad_frames)

@@ -16,7 +16,8 @@ import pytest
 import trio
 import trio.testing
 
-from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResult
+from hip3_trio.engine import EngineSettings
+from hip3_trio.execution.executor import ExecutorConfig, HardStopped, SubmitResult, Submitted
 from hip3_trio.execution.time_stop import TimeStopConfig
 from hip3_trio.journal import FillRecord, Journal, JournalSink, OrderFinalState, Record
 from hip3_trio.journal_mapping import final_state, order_update_record
@@ -132,6 +133,43 @@ async def test_stop_flattens_open_positions_within_the_exit_deadline(
     # No entry order was sent after the stop was requested.
     assert rig.orders(reduce_only=False, after=stopped_at[0]) == []
     assert rig.engine.settled()
+
+
+async def test_a_flatten_after_the_book_was_swept_under_a_lagging_mark_fills_at_its_first_attempt(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Competitors sold into the top three bid levels (~80 bps) of a long's market; the mark, which the
+    venue moves at most 1 % an update, still sits at the old price. The time stop's flatten is priced
+    50 bps through the touch, not through the mark (where no bid is left), and fills the first time."""
+    coin = MARKETS[0]
+    swept_to: list[Decimal] = []
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_ready()
+        assert isinstance(rig.submit(rig.entry_signal(coin)), Submitted)
+        await rig.wait_for(lambda: rig.engine.core.book.size(coin) > 0)
+        exchange = rig.sim.exchange
+        market = exchange.markets[coin]
+        top3 = market.bids[:3]
+        exchange.compete(coin, False, top3[-1].px, sum((lvl.sz for lvl in top3), Decimal(0)))
+        exchange.flush()
+        best = market.best_bid()
+        assert best is not None
+        swept_to.append(best)
+        await rig.wait_for(lambda: flat(rig))
+        rig.stop.set()
+
+    def settings(user: str) -> EngineSettings:
+        return quiet_settings(user, time_stop=TimeStopConfig(hold_s=5.0))
+
+    # Levels 40 bps apart, no dislocation, no oracle update during the test: the swept book stays swept
+    # and the mark stays where it was.
+    config = sim_config(dislocation_rate=0.0, level_spacing_bps=40.0, oracle_interval_s=3600.0)
+    rig = await run_rig(tmp_path, scenario, settings=settings, config=config)
+    mark = rig.sim.exchange.markets[coin].mark
+    assert swept_to[0] < mark * Decimal("0.99")  # the touch is > 100 bps under the mark: 50 bps misses
+    flattens = rig.query("SELECT reason, final_state FROM orders WHERE reduce_only = 1")
+    assert flattens == [("time_stop", "filled")]
 
 
 async def test_dry_run_journals_signals_and_sends_no_action(

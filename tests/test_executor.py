@@ -32,6 +32,7 @@ from hip3_trio.execution.executor import (
     UnknownMarket,
 )
 from hip3_trio.execution.posts import PostEntry, PostTable
+from hip3_trio.execution.time_stop import Touch
 from hip3_trio.position.book import PositionBook
 from hip3_trio.position.records import (
     FlattenAllRequested,
@@ -97,6 +98,7 @@ class Rig:
         self.book = PositionBook(MARKETS, Outbox())
         self.scheduler = BatchScheduler(sched)
         self.marks: dict[str, Decimal] = {A: D(10), B: D(20), C: D(5)}
+        self.touches: dict[str, Touch] = {}  # no book known: flattens price from the mark
         self.inflight = 0
         self.posts: PostTable[PostResult] = PostTable()
         self.executor = Executor(

@@ -2,9 +2,14 @@
 
 Every check (about once a second) looks at each open position. One that is older than `hold_s` — or
 any position at all once the executor is stopped (hard stop, shutdown: flatten-all) — gets a reduce-only
-IOC for its full size, priced `flatten_slippage_bps` through the mark and rounded aggressively, so it
-crosses the book; each further flatten of the same position is priced one step wider, up to
-`flatten_max_slippage_bps` (a missed flatten is never simply repeated). The size is clamped to the live
+IOC for its full size, priced `flatten_slippage_bps` through its reference and rounded aggressively, so
+it crosses the book; each further flatten of the same position is priced one step wider, up to
+`flatten_max_slippage_bps` (a missed flatten is never simply repeated). The reference is the mark — or
+the book's touch on the side the flatten takes (the best bid for a sell, the best ask for a buy) when
+the book has moved through the mark: the mark lags the book, and right after a dislocation was swept a
+flatten priced from the mark cannot match. Whatever the book shows, a flatten is never priced more than
+`flatten_max_slippage_bps` through the mark (a thin book's touch is not a price to dump into). The size
+is clamped to the live
 position and floored to the lot (never rounded up), and is what remains once fills already announced by
 post replies are counted.
 
@@ -24,7 +29,7 @@ import logging
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Final
+from typing import Final, NamedTuple
 
 import attrs
 
@@ -35,7 +40,7 @@ from hip3_trio.position.records import FlattenFailed, OrderState
 from hip3_trio.validators import NOT_IN_FILE, Invalid, finite_decimal, gt, le
 from hip3_trio.wire.numbers import InvalidNumber, clamp_reduce_only_size
 
-__all__ = ["TimeStop", "TimeStopConfig"]
+__all__ = ["TimeStop", "TimeStopConfig", "Touch"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,13 @@ class TimeStopConfig:
             )
 
 
+class Touch(NamedTuple):
+    """A market's best bid and ask prices from its latest `bbo` (None: that side is empty)."""
+
+    bid: Decimal | None
+    ask: Decimal | None
+
+
 @attrs.frozen
 class TimeStopStatistics:
     """Markets being flattened, with a flatten failure reported, and with flatten attempts counted."""
@@ -90,11 +102,13 @@ class TimeStop:
         book: PositionBook,
         executor: Executor,
         marks: Mapping[str, Decimal],
+        touches: Mapping[str, Touch] | None = None,
         config: TimeStopConfig | None = None,
     ) -> None:
         self.book = book
         self.executor = executor
         self.marks = marks
+        self.touches: Mapping[str, Touch] = touches if touches is not None else {}
         self.config = config if config is not None else TimeStopConfig()
         self._flattening_since: dict[str, float] = {}
         self._failed_at: dict[str, float] = {}
@@ -160,8 +174,7 @@ class TimeStop:
             return None
         attempts = self._attempts.get(market, 0)
         slippage = self.slippage_bps(attempts)
-        offset = mark * slippage / BPS
-        px = mark + offset if is_buy else mark - offset
+        reference, px = self.limit_price(market, mark, is_buy=is_buy, slippage_bps=slippage)
         result = self.executor.submit_reduce_only(
             market, is_buy=is_buy, size=qty, limit_px=px, now=now, reason=reason
         )
@@ -170,15 +183,34 @@ class TimeStop:
             return None
         self._attempts[market] = attempts + 1
         log.info(
-            "flatten %s: %s %s @ %s (%s bps through the mark, attempt %d)",
+            "flatten %s: %s %s @ %s (%s bps through %s %s, mark %s, attempt %d)",
             market,
             "buy" if is_buy else "sell",
             qty,
             result.order.limit_px,
             slippage,
+            "the mark" if reference == mark else "the touch",
+            reference,
+            mark,
             attempts + 1,
         )
         return result
+
+    def limit_price(
+        self, market: str, mark: Decimal, *, is_buy: bool, slippage_bps: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """(reference, limit price before rounding) of a flatten: `slippage_bps` through the more
+        aggressive of the mark and the touch the flatten takes, and never further than
+        `flatten_max_slippage_bps` through the mark."""
+        touch = self.touches.get(market)
+        cap = self.config.flatten_max_slippage_bps
+        if is_buy:
+            ask = touch.ask if touch is not None else None
+            reference = mark if ask is None or ask <= mark else ask
+            return reference, min(reference * (BPS + slippage_bps) / BPS, mark * (BPS + cap) / BPS)
+        bid = touch.bid if touch is not None else None
+        reference = mark if bid is None or bid >= mark else bid
+        return reference, max(reference * (BPS - slippage_bps) / BPS, mark * (BPS - cap) / BPS)
 
     def slippage_bps(self, attempts: int) -> Decimal:
         """How far through the mark the next flatten is priced after `attempts` that did not flatten the
