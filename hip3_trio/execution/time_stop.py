@@ -53,11 +53,13 @@ class TimeStopConfig:
     ``[time_stop]`` section. The engine's orderly stop reads `flatten_on_exit` and `exit_deadline_s`."""
 
     hold_s: float = attrs.field(default=30.0, validator=gt(0))
-    # Price limit of the reduce-only IOC relative to mark: wide enough to fill through a thin book.
+    # Price limit of the reduce-only IOC through its reference (the mark, or the touch when the book has
+    # moved through the mark): wide enough to fill through a thin book.
     flatten_slippage_bps: Decimal = attrs.field(
         default=Decimal(50), validator=[finite_decimal, gt(0), le(Decimal(5000))]
     )
-    # Each further flatten of one position is priced one flatten_slippage_bps step wider, up to this.
+    # Each further flatten of one position is priced one flatten_slippage_bps step wider, up to this;
+    # and no flatten, whatever the book shows, is priced further than this through the mark.
     flatten_max_slippage_bps: Decimal = attrs.field(
         default=Decimal(500), validator=[finite_decimal, gt(0), le(Decimal(5000))]
     )
