@@ -680,6 +680,21 @@ class Exchange:
         for market in self.markets.values():
             market.refill(now)
 
+    def publish_requotes(self) -> None:
+        """Publish each book whose best level changed as the impact model refilled it.
+
+        Makers requoting what takers consumed is a change of the book like any other, and the venue
+        pushes `bbo` on every change of the best level; without this a client would see a swept level
+        come back only with the next oracle update or fill. A book never published yet is left to its
+        subscription snapshot."""
+        self.refill()
+        for coin, market in self.markets.items():
+            last = self._last_bbo.get(coin)
+            if last is not None and last != views.bbo_key(market):
+                self._dirty_books.add(coin)
+        if self._dirty_books:
+            self.flush()
+
     def competitor_targets(self) -> list[tuple[str, bool, Decimal, Decimal]]:
         """What competing takers go for now: (coin, is_buy, limit px, size) per side of each market
         whose synthetic levels are priced through the oracle by the model's minimum edge."""

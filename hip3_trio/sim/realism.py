@@ -127,8 +127,11 @@ class BlockSchedule:
     """The block boundaries of one run: 0 < b0 < b1 < ..., drawn from ``random.Random(seed)``.
 
     ``next_boundary(t)`` is the first boundary at or after ``t`` (ms); the same seed gives the same
-    boundaries whatever the queries. Boundaries more than a minute behind the latest query are dropped
-    (a long run stays small); asking for one of those raises ``ValueError``.
+    boundaries whatever the queries. Boundaries more than a minute behind the present are dropped (a
+    long run stays small); asking for one of those raises ``ValueError``. The present is the query's
+    ``now_ms``, or the query itself for a caller whose queries only move forward: a caller that plans
+    ahead (the simulator's block loop asks for the block of an oracle update minutes away, then for an
+    action's block now) passes its ``now_ms``.
     """
 
     model: BlockModel
@@ -144,7 +147,7 @@ class BlockSchedule:
         m = self.model
         return max(1.0, m.interval_ms + self._rng.uniform(-m.jitter_ms, m.jitter_ms))
 
-    def next_boundary(self, t_ms: float) -> float:
+    def next_boundary(self, t_ms: float, *, now_ms: float | None = None) -> float:
         """The first block boundary at or after ``t_ms`` (``t_ms`` itself when blocks are disabled)."""
         if not self.model.enabled:
             return t_ms
@@ -154,7 +157,8 @@ class BlockSchedule:
             last = self._bounds[-1] if self._bounds else 0.0
             self._bounds.append(last + self._gap())
         i = bisect.bisect_left(self._bounds, t_ms)
-        keep_from = bisect.bisect_left(self._bounds, t_ms - _HISTORY_MS)
+        present = t_ms if now_ms is None else min(now_ms, t_ms)
+        keep_from = bisect.bisect_left(self._bounds, present - _HISTORY_MS)
         if keep_from > 0:
             self._dropped_until = self._bounds[keep_from - 1]
             del self._bounds[:keep_from]

@@ -162,8 +162,20 @@ class Simulator:
                 nursery.start_soon(self._ticker)
                 if realism.competition.enabled:
                     nursery.start_soon(self._blocks)
+            if realism.impact.enabled and self.market_driver is None:
+                nursery.start_soon(self._requotes)
             nursery.start_soon(self._timers)
             task_status.started()
+
+    async def _requotes(self) -> None:
+        """Every block interval (100 ms with blocks off): what the impact model refilled since, published
+        where it changed a best level (`Exchange.publish_requotes`). Not in a replay, whose recorded
+        frames are the book's changes."""
+        blocks = self.config.realism.blocks
+        interval = blocks.interval_ms / 1000.0 if blocks.enabled else 0.1
+        while True:
+            await trio.sleep(interval)
+            self.exchange.publish_requotes()
 
     async def _ticker(self) -> None:
         interval = self.config.market.oracle_interval_s
@@ -213,7 +225,9 @@ class Simulator:
             due = min([p.arrival_ms for p in self.pending] + [next_tick])
             boundary = math.inf
             if due < math.inf:
-                boundary = self.blocks.next_boundary(max(due, last_block + _EPSILON_MS) - start_ms) + start_ms
+                first = max(due, last_block + _EPSILON_MS) - start_ms
+                now = self.exchange.elapsed_ms() - start_ms
+                boundary = self.blocks.next_boundary(first, now_ms=now) + start_ms
             with trio.move_on_at(boundary / 1000.0):
                 await self._block_poke.wait()
             if self.exchange.elapsed_ms() < boundary - _EPSILON_MS:

@@ -180,3 +180,11 @@ def test_a_level_that_turns_stale_after_a_take_stops_refilling_there() -> None:
     assert d.visible(True, bid, Decimal("4"), 9_500.0, fair) == Decimal("1")  # fair again: refills from now
     assert d.visible(True, bid, Decimal("4"), 10_000.0, fair) == Decimal("2.5")
     assert len(d) == 1
+
+
+def test_a_look_ahead_does_not_drop_the_present() -> None:
+    # The simulator's block loop asks for the block of an oracle update far ahead, then, woken by an
+    # action, for the block of now: with its `now_ms`, the look-ahead keeps the present's boundaries.
+    schedule = BlockSchedule(BlockModel(jitter_ms=0.0), 1)
+    assert schedule.next_boundary(100_000.0, now_ms=5.0) == 100_030.0
+    assert schedule.next_boundary(10.0, now_ms=10.0) == 70.0

@@ -263,3 +263,25 @@ async def test_without_impact_the_oracle_update_restores_the_book(autojump_clock
         await Trader(c, WALLETS[0]).order(ASSET, True, float(top.px), float(top.sz))
         await trio.sleep_until(start + 3.5)
         assert ask_size_at(sim, top.px) > 0
+
+
+async def test_a_swept_level_coming_back_is_pushed_at_the_next_block(autojump_clock: MockClock) -> None:
+    # The venue pushes `bbo` whenever the best level changes. Makers requoting a swept level (the impact
+    # model's refill) is such a change: it reaches subscribers at the next block, not with the next
+    # oracle update (none comes here for 100 s).
+    quiet = attrs.evolve(QUIET, oracle_interval_s=100.0)
+    model = realism(blocks=GRID, impact=ImpactModel(refill_s=5.0))
+    async with running(model, quiet) as sim, connect(sim) as c:
+        await c.subscribe({"type": "bbo", "coin": COIN})
+        await c.wait_for("bbo")  # the snapshot
+        top = sim.exchange.markets[COIN].top(False)
+        assert top is not None
+        px, size = top.px, top.sz
+        result = await Trader(c, WALLETS[0]).order(ASSET, True, float(px), float(size))
+        assert result["filled"]["totalSz"] == str(size.normalize())
+        taken_at = trio.current_time()  # the reply: the block that executed the take
+        swept = await c.wait_for("bbo")
+        assert D(swept["data"]["bbo"][1]["px"]) > px  # the take's own push: the next level
+        back = await c.wait_for("bbo")
+        assert D(back["data"]["bbo"][1]["px"]) == px  # the level came back
+        assert round(trio.current_time() - taken_at, 6) == 0.07  # one block later
