@@ -7,8 +7,11 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hip3_trio.core import CoreSettings, TradingCore
-from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig, Touch
+from hip3_trio.execution.time_stop import BPS, TimeStop, TimeStopConfig, Touch
 from hip3_trio.journal import JournalSink
 from hip3_trio.position.records import FlattenFailed, UnknownOrderEscalated
 from hip3_trio.risk.hard_stop import HardStop
@@ -227,3 +230,27 @@ def test_the_core_keeps_each_markets_touch_for_flattens_and_forgets_them_with_th
     assert core.touches == {"xyz:COIN": Touch(bid=D("100.5"), ask=None)}  # an unknown market is not kept
     core.on_disconnect(0, 0, 2.0)
     assert core.touches == {}  # until the new connection's bbo, flattens price from the mark
+
+
+_PX = st.decimals(min_value=D("0.01"), max_value=D(100_000), places=4)
+
+
+@given(mark=_PX, touch=st.one_of(st.none(), _PX), step=st.integers(1, 500), attempts=st.integers(0, 20))
+def test_a_flatten_limit_is_never_kinder_than_the_mark_nor_past_the_cap(
+    mark: Decimal, touch: Decimal | None, step: int, attempts: int
+) -> None:
+    """For a sell (a long's flatten) and a buy (a short's): at least `slippage` through the mark, at least
+    `slippage` through a touch on the far side of the mark, and never beyond the cap through the mark."""
+    rig, stop = setup(flatten_slippage_bps=Decimal(step), flatten_max_slippage_bps=Decimal(500))
+    slippage = stop.slippage_bps(attempts)
+    cap = Decimal(500)
+    rig.touches[A] = Touch(bid=touch, ask=touch)
+    _, sell = stop.limit_price(A, mark, is_buy=False, slippage_bps=slippage)
+    _, buy = stop.limit_price(A, mark, is_buy=True, slippage_bps=slippage)
+    floor, ceiling = mark * (BPS - cap) / BPS, mark * (BPS + cap) / BPS
+    assert floor <= sell <= mark * (BPS - slippage) / BPS
+    assert mark * (BPS + slippage) / BPS <= buy <= ceiling
+    if touch is not None and touch < mark:
+        assert sell == max(touch * (BPS - slippage) / BPS, floor)
+    if touch is not None and touch > mark:
+        assert buy == min(touch * (BPS + slippage) / BPS, ceiling)
