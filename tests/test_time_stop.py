@@ -7,18 +7,17 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hip3_trio.core import CoreSettings, TradingCore
 from hip3_trio.execution.time_stop import BPS, TimeStop, TimeStopConfig, Touch
-from hip3_trio.journal import JournalSink
 from hip3_trio.position.records import FlattenFailed, UnknownOrderEscalated
-from hip3_trio.risk.hard_stop import HardStop
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import LimitOrderType, OrderWire
 from hip3_trio.wire.messages import Filled
 from tests.test_executor import Rig, signal
+from tests.test_fees import make_core
 from tests.test_position_book import SPECS, A, B, C, D, asset_position, fill, of_type, user_fills
 
 
@@ -73,29 +72,28 @@ def test_flatten_prices_are_mark_through_by_the_slippage_and_rounded_aggressivel
     assert only_order(rig, B).limit_px == D("20.101") and only_order(rig, B).is_buy
 
 
-def test_a_flatten_starts_from_the_touch_when_the_book_moved_through_the_mark() -> None:
-    # The book dropped 2 % below a lagging mark (competitors swept the dislocation): a sell priced 50 bps
-    # under the mark (9.95) cannot match a 9.80 bid. It is priced 50 bps through the bid instead (9.751),
-    # and a short's buy 50 bps through an ask above its mark.
+@pytest.mark.parametrize(
+    ("touch_a", "touch_b", "sell_a", "buy_b"),
+    [
+        # The book dropped 2 % below a lagging mark (competitors swept the dislocation): a long's sell
+        # priced 50 bps under the mark (9.95) cannot match a 9.80 bid; it is priced 50 bps through the bid
+        # instead, and a short's buy 50 bps through an ask above its mark.
+        (Touch(D("9.80"), D("9.81")), Touch(D("20.39"), D("20.40")), "9.751", "20.502"),
+        # A bid above the mark: the mark is the more aggressive reference; a side with no level (a
+        # one-sided book) prices from the mark, as before.
+        (Touch(D("10.05"), D("10.06")), Touch(D("19.90"), None), "9.95", "20.1"),
+    ],
+    ids=["book-moved-through-the-mark", "touch-on-the-far-side-or-empty"],
+)
+def test_a_flatten_starts_from_the_more_aggressive_of_the_mark_and_the_touch(
+    touch_a: Touch, touch_b: Touch, sell_a: str, buy_b: str
+) -> None:
     rig, stop = setup(hold_s=1.0, flatten_slippage_bps=Decimal(50))
-    rig.touches[A] = Touch(bid=D("9.80"), ask=D("9.81"))
-    rig.touches[B] = Touch(bid=D("20.39"), ask=D("20.40"))
+    rig.touches[A], rig.touches[B] = touch_a, touch_b
     rig.book.on_user_fills(user_fills(fill(A, sz="1"), fill(B, sz="1", is_buy=False)), 0.0)
     stop.check(1.0)
-    assert only_order(rig, A).limit_px == D("9.751")
-    assert only_order(rig, B).limit_px == D("20.502")
-
-
-def test_a_touch_on_the_far_side_of_the_mark_leaves_the_mark_price() -> None:
-    # A long whose bid sits above the mark: the mark is the more aggressive reference; and a side with
-    # no level (one-sided book) or no touch at all prices from the mark, as before.
-    rig, stop = setup(hold_s=1.0, flatten_slippage_bps=Decimal(50))
-    rig.touches[A] = Touch(bid=D("10.05"), ask=D("10.06"))
-    rig.touches[B] = Touch(bid=D("19.90"), ask=None)
-    rig.book.on_user_fills(user_fills(fill(A, sz="1"), fill(B, sz="1", is_buy=False)), 0.0)
-    stop.check(1.0)
-    assert only_order(rig, A).limit_px == D("9.95")
-    assert only_order(rig, B).limit_px == D("20.1")
+    assert only_order(rig, A).limit_px == D(sell_a) and not only_order(rig, A).is_buy
+    assert only_order(rig, B).limit_px == D(buy_b) and only_order(rig, B).is_buy
 
 
 def test_the_touch_never_takes_a_flatten_beyond_the_maximum_through_the_mark() -> None:
@@ -215,15 +213,7 @@ def test_check_runs_the_book_housekeeping() -> None:
 def test_the_core_keeps_each_markets_touch_for_flattens_and_forgets_them_with_the_connection(
     tmp_path: Path,
 ) -> None:
-    sink, _ = JournalSink.open(clock_ms=lambda: 0)
-    core = TradingCore(
-        CoreSettings(markets=("xyz:COIN",)),
-        hard_stop=HardStop.load(tmp_path, 0),
-        journal=sink,
-        exchange_ms=lambda: 0,
-        inflight=lambda: 0,
-        now=0.0,
-    )
+    core = make_core(tmp_path)
     assert core.time_stop.touches is core.touches
     core.on_bbo(m.Bbo("xyz:COIN", 5, m.Level(D("100.5"), D(3), 2), None), 1.0)
     core.on_bbo(m.Bbo("xyz:OTHER", 5, m.Level(D("7"), D(3), 2), m.Level(D("8"), D(3), 2)), 1.0)
