@@ -680,13 +680,18 @@ class Exchange:
         for market in self.markets.values():
             market.refill(now)
 
+    def refilling(self) -> bool:
+        """Some market's taken liquidity is still coming back (the impact model)."""
+        now = self.elapsed_ms()
+        return any(m.depletion is not None and m.depletion.refilling(now) for m in self.markets.values())
+
     def publish_requotes(self) -> None:
         """Publish each book whose best level changed as the impact model refilled it.
 
         Makers requoting what takers consumed is a change of the book like any other, and the venue
         pushes `bbo` on every change of the best level; without this a client would see a swept level
-        come back only with the next oracle update or fill. A book never published yet is left to its
-        subscription snapshot."""
+        come back only with the next oracle update or fill. The block loop calls it at every block
+        boundary while `refilling()`. A book never published yet is left to its subscription snapshot."""
         self.refill()
         for coin, market in self.markets.items():
             last = self._last_bbo.get(coin)

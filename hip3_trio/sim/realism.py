@@ -281,6 +281,12 @@ class Depletion:
         """How many prices still have consumption on record."""
         return len(self._taken.keys() | self._held.keys())
 
+    def refilling(self, now_ms: float) -> bool:
+        """Some taken liquidity is still coming back at ``now_ms``: what `visible` shows changes with
+        time alone (held liquidity does not: it comes back when the price stops being stale)."""
+        refill_ms = self.model.refill_s * 1000.0
+        return any(now_ms - records[-1][0] < refill_ms for records in self._taken.values())
+
     def outstanding(self, is_bid: bool, px: Decimal, now_ms: float) -> Decimal:
         """How much of the level at ``px`` is still missing at ``now_ms`` (expired records are dropped)."""
         key = (is_bid, px)

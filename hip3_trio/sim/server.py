@@ -162,20 +162,8 @@ class Simulator:
                 nursery.start_soon(self._ticker)
                 if realism.competition.enabled:
                     nursery.start_soon(self._blocks)
-            if realism.impact.enabled and self.market_driver is None:
-                nursery.start_soon(self._requotes)
             nursery.start_soon(self._timers)
             task_status.started()
-
-    async def _requotes(self) -> None:
-        """Every block interval (100 ms with blocks off): what the impact model refilled since, published
-        where it changed a best level (`Exchange.publish_requotes`). Not in a replay, whose recorded
-        frames are the book's changes."""
-        blocks = self.config.realism.blocks
-        interval = blocks.interval_ms / 1000.0 if blocks.enabled else 0.1
-        while True:
-            await trio.sleep(interval)
-            self.exchange.publish_requotes()
 
     async def _ticker(self) -> None:
         interval = self.config.market.oracle_interval_s
@@ -217,12 +205,19 @@ class Simulator:
         """Execute queued actions (and oracle updates, blocks on) at block boundaries, in block order."""
         start_ms = self.exchange.elapsed_ms()
         interval_ms = self.config.market.oracle_interval_s * 1000.0
-        random_walk = self.config.realism.blocks.enabled and self.market_driver is None
+        realism = self.config.realism
+        random_walk = realism.blocks.enabled and self.market_driver is None
+        # Refilled liquidity is published at block boundaries, as the venue publishes a block's changes
+        # (`Exchange.publish_requotes`); with blocks off (no boundaries to wait for) it stays silent until
+        # the next push, as the instant venue always was. Not in a replay: its recorded frames are the
+        # book's changes.
+        requotes = random_walk and realism.impact.enabled
         next_tick = start_ms + interval_ms if random_walk else math.inf
         last_block = -math.inf  # an action arriving on a boundary already executed waits for the next
         while True:
             self._block_poke = trio.Event()
-            due = min([p.arrival_ms for p in self.pending] + [next_tick])
+            refill = [self.exchange.elapsed_ms()] if requotes and self.exchange.refilling() else []
+            due = min([p.arrival_ms for p in self.pending] + [next_tick] + refill)
             boundary = math.inf
             if due < math.inf:
                 first = max(due, last_block + _EPSILON_MS) - start_ms
@@ -236,6 +231,8 @@ class Simulator:
                 self._tick()
                 next_tick += interval_ms
             self._run_block(boundary)
+            if requotes:
+                self.exchange.publish_requotes()
             last_block = boundary
 
     def _run_block(self, boundary: float) -> None:

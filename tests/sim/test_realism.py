@@ -188,3 +188,13 @@ def test_a_look_ahead_does_not_drop_the_present() -> None:
     schedule = BlockSchedule(BlockModel(jitter_ms=0.0), 1)
     assert schedule.next_boundary(100_000.0, now_ms=5.0) == 100_030.0
     assert schedule.next_boundary(10.0, now_ms=10.0) == 70.0
+
+
+def test_depletion_is_refilling_until_its_last_take_has_come_back() -> None:
+    depletion = Depletion(ImpactModel(refill_s=5.0))
+    assert not depletion.refilling(0.0)
+    depletion.consume(False, D("100"), D("2"), 1_000.0)
+    assert depletion.refilling(1_000.0) and depletion.refilling(5_999.0)
+    assert not depletion.refilling(6_000.0)  # fully back: the block loop stops waking for it
+    depletion.consume(False, D("100.5"), D("1"), 7_000.0, oracle=D("101"))  # held at a stale price
+    assert not depletion.refilling(7_000.0)  # held liquidity does not change with time alone
