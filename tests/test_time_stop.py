@@ -225,22 +225,29 @@ def test_the_core_keeps_each_markets_touch_for_flattens_and_forgets_them_with_th
 _PX = st.decimals(min_value=D("0.01"), max_value=D(100_000), places=4)
 
 
-@given(mark=_PX, touch=st.one_of(st.none(), _PX), step=st.integers(1, 500), attempts=st.integers(0, 20))
+@given(
+    mark=_PX,
+    bid=st.one_of(st.none(), _PX),
+    ask=st.one_of(st.none(), _PX),
+    step=st.integers(1, 500),
+    attempts=st.integers(0, 20),
+)
 def test_a_flatten_limit_is_never_kinder_than_the_mark_nor_past_the_cap(
-    mark: Decimal, touch: Decimal | None, step: int, attempts: int
+    mark: Decimal, bid: Decimal | None, ask: Decimal | None, step: int, attempts: int
 ) -> None:
-    """For a sell (a long's flatten) and a buy (a short's): at least `slippage` through the mark, at least
-    `slippage` through a touch on the far side of the mark, and never beyond the cap through the mark."""
+    """For a sell (a long's flatten, which takes the bid) and a buy (a short's, which takes the ask): at
+    least `slippage` through the mark, at least `slippage` through its touch when that is on the far side
+    of the mark, and never beyond the cap through the mark."""
     rig, stop = setup(flatten_slippage_bps=Decimal(step), flatten_max_slippage_bps=Decimal(500))
     slippage = stop.slippage_bps(attempts)
     cap = Decimal(500)
-    rig.touches[A] = Touch(bid=touch, ask=touch)
+    rig.touches[A] = Touch(bid=bid, ask=ask)
     _, sell = stop.limit_price(A, mark, is_buy=False, slippage_bps=slippage)
     _, buy = stop.limit_price(A, mark, is_buy=True, slippage_bps=slippage)
     floor, ceiling = mark * (BPS - cap) / BPS, mark * (BPS + cap) / BPS
     assert floor <= sell <= mark * (BPS - slippage) / BPS
     assert mark * (BPS + slippage) / BPS <= buy <= ceiling
-    if touch is not None and touch < mark:
-        assert sell == max(touch * (BPS - slippage) / BPS, floor)
-    if touch is not None and touch > mark:
-        assert buy == min(touch * (BPS + slippage) / BPS, ceiling)
+    through_bid = mark if bid is None or bid >= mark else bid
+    through_ask = mark if ask is None or ask <= mark else ask
+    assert sell == max(through_bid * (BPS - slippage) / BPS, floor)
+    assert buy == min(through_ask * (BPS + slippage) / BPS, ceiling)
