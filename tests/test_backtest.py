@@ -14,8 +14,11 @@ import pytest
 from hip3_trio.backtest import command
 from hip3_trio.backtest.grid import GridError, expand_grid, parse_grid
 from hip3_trio.backtest.synthetic import RecordingBuilder, random_walk
+from hip3_trio.backtest.venue import BacktestVenue, _Order
 from hip3_trio.cli import main as cli_main
 from hip3_trio.config import Config
+from hip3_trio.sim.realism import Realism
+from hip3_trio.wire.markets import MarketSpec
 
 COIN = "xyz:COIN"
 # The venue without its realism: no latency, no blocks, no competitors, no impact.
@@ -240,3 +243,25 @@ def test_an_entry_past_its_expiry_at_its_block_is_refused(tmp_path: Path) -> Non
     short, long = run_json(tmp_path, *venue, "--grid=executor.entry_expiry_s=0.05,0.2")["points"]
     assert (short["entries_filled"], short["trades"], short["expired_posts"]) == (0, 0, 1)
     assert (long["entries_filled"], long["trades"], long["expired_posts"]) == (1, 1, 0)
+
+
+def test_a_fill_that_flips_the_position_is_reported_as_the_venue_does() -> None:
+    # The venue's `dir` for a fill through zero is "Long > Short" / "Short > Long" (sim/accounts.py
+    # fill_direction), not "Close Long": the backtest's fills say what the venue's would.
+    spec = MarketSpec(coin="xyz:COIN", asset=110_000, sz_decimals=2, dex="xyz")
+    venue = BacktestVenue(
+        specs={spec.coin: spec},
+        fee_bps={spec.coin: Decimal(9)},
+        realism=Realism.off(),
+        seed=1,
+        origin_ms=0,
+        user="0x" + "1" * 40,
+    )
+    opened = venue._fill(
+        _Order(spec.coin, True, Decimal(100), Decimal(1)), Decimal(100), Decimal(1), 0.0, None
+    )
+    flipped = venue._fill(
+        _Order(spec.coin, False, Decimal(99), Decimal(3)), Decimal(99), Decimal(3), 1.0, None
+    )
+    assert (opened.dir, flipped.dir) == ("Open Long", "Long > Short")
+    assert flipped.start_position == 1 and flipped.fee == Decimal("0.2673")

@@ -38,6 +38,8 @@ from typing import Final
 import attrs
 
 from hip3_trio.execution.batch import Batch, OrderItem
+from hip3_trio.sim.accounts import fill_direction
+from hip3_trio.sim.fees import fill_fee
 from hip3_trio.sim.realism import BlockSchedule, Depletion, Realism, competitor_levels, sweep
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.markets import MarketSpec
@@ -45,7 +47,6 @@ from hip3_trio.wire.markets import MarketSpec
 __all__ = ["VENUE_COUNTS", "BacktestVenue", "Execution", "book_side"]
 
 BPS: Final = Decimal(10_000)
-FEE_QUANTUM: Final = Decimal("0.000001")
 NO_MATCH: Final = "Order could not immediately match against any resting orders. asset={}"
 REDUCE_ONLY_REFUSED: Final = "Reduce only order would increase position. asset={}"
 EXPIRED: Final = "Action already expired"
@@ -321,7 +322,7 @@ class BacktestVenue:
         if position.size == 0:
             position.avg_px = ZERO
         self._tid += 1
-        fee = (px * sz * self.fee_rate.get(order.market, ZERO)).quantize(FEE_QUANTUM)
+        fee = fill_fee(px * sz, self.fee_rate.get(order.market, ZERO))
         return m.Fill(
             coin=order.market,
             px=px,
@@ -329,7 +330,7 @@ class BacktestVenue:
             side="B" if order.is_buy else "A",
             time=self.origin_ms + round(block),
             start_position=start,
-            dir=_direction(start, order.is_buy),
+            dir=fill_direction(start, order.is_buy, sz),
             closed_pnl=closed,
             hash="0x" + "0" * 64,
             oid=self._oid,
@@ -339,9 +340,3 @@ class BacktestVenue:
             fee_token="USDC",
             cloid=cloid,
         )
-
-
-def _direction(start: Decimal, is_buy: bool) -> str:
-    if start == 0 or (start > 0) == is_buy:
-        return "Open Long" if is_buy else "Open Short"
-    return "Close Long" if start > 0 else "Close Short"
