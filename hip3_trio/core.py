@@ -48,7 +48,7 @@ from hip3_trio.errors import StartupError
 from hip3_trio.execution.batch import Batch, BatchConfig, BatchScheduler
 from hip3_trio.execution.executor import Executor, ExecutorConfig, SubmitResult
 from hip3_trio.execution.posts import PostEntry
-from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig, Touch
+from hip3_trio.execution.time_stop import TimeStop, TimeStopConfig
 from hip3_trio.fees import UserFees, check_collateral, market_fee_bps
 from hip3_trio.journal import JournalSink, Record
 from hip3_trio.position.book import BookConfig, DexState, PositionBook, Reconciled, ReconcileDeferred
@@ -195,7 +195,6 @@ class TradingCore:
         self.specs: dict[str, MarketSpec] = {}
         self.marks: dict[str, Decimal] = {}
         self.market_data_at: dict[str, float] = {}  # the latest bbo's arrival per market (statistics)
-        self.touches: dict[str, Touch] = {}  # each market's best bid/ask, this connection (flatten prices)
         self.book = PositionBook(settings.markets, self.outbox, settings.book)
         self.scheduler = BatchScheduler(settings.scheduler)
         self.readiness = Readiness(settings.markets)
@@ -214,7 +213,7 @@ class TradingCore:
             book=self.book,
             executor=self.executor,
             marks=self.marks,
-            touches=self.touches,
+            touch=self._touch,
             config=settings.time_stop,
         )
         self.monitor = RiskMonitor(settings.risk, hard_stop)
@@ -352,8 +351,6 @@ class TradingCore:
     def on_bbo(self, msg: m.Bbo, now: float) -> None:
         if msg.coin in self.book.markets:
             self.market_data_at[msg.coin] = now
-            bid, ask = msg.bid, msg.ask
-            self.touches[msg.coin] = Touch(bid.px if bid else None, ask.px if ask else None)
             self.readiness.on_bbo(msg.coin, self.generation)
             if self.detector is not None:
                 now_ms = self.exchange_ms()
@@ -512,7 +509,6 @@ class TradingCore:
         self._flush_after_send()
         self.connected = False
         self.readiness.new_connection(orderly=self.stopping)  # the orderly stop closes it: no warning
-        self.touches.clear()  # a new connection's bbo brings fresh ones; until then flattens use the mark
         if self.detector is not None:
             self.detector.on_stream_lost()
         self._record_event("disconnect", drained_posts=drained, bad_frames=bad_frames)
@@ -667,6 +663,11 @@ class TradingCore:
             self._record_event("unknown_escalated", cloid=str(item.cloid), market=item.market)
             text = f"order {item.cloid} stayed unknown past the deadline (kept; see the journal)"
             self.alerts.alert(AlertKind.UNKNOWN_ORDER, item.market, text, cloid=str(item.cloid))
+
+    def _touch(self, market: str) -> BookTop | None:
+        """A market's best bid/ask for the time stop's flatten price: the detector's, from this
+        connection's `bbo` (forgotten with the connection: until the new one's, flattens use the mark)."""
+        return self.detector.book(market) if self.detector is not None else None
 
     def _record(self, record: Record) -> None:
         self.journal.record(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NamedTuple
 
 import pytest
 
@@ -32,7 +33,6 @@ from hip3_trio.execution.executor import (
     UnknownMarket,
 )
 from hip3_trio.execution.posts import PostEntry, PostTable
-from hip3_trio.execution.time_stop import Touch
 from hip3_trio.position.book import PositionBook
 from hip3_trio.position.records import (
     FlattenAllRequested,
@@ -90,6 +90,13 @@ def signal(market: str = A, *, is_buy: bool = True, price: str = "10", size: str
     )
 
 
+class Touch(NamedTuple):
+    """A best bid/ask as the time stop reads it (`execution.time_stop.Touch`)."""
+
+    bid_px: Decimal | None
+    ask_px: Decimal | None
+
+
 class Rig:
     """An executor over a fresh book and scheduler, ready, with marks A=10, B=20, C=5."""
 
@@ -98,7 +105,7 @@ class Rig:
         self.book = PositionBook(MARKETS, Outbox())
         self.scheduler = BatchScheduler(sched)
         self.marks: dict[str, Decimal] = {A: D(10), B: D(20), C: D(5)}
-        self.touches: dict[str, Touch] = {}  # no book known: flattens price from the mark
+        self.touches: dict[str, Touch] = {}  # the time stop's best bid/ask per market (none: the mark)
         self.inflight = 0
         self.posts: PostTable[PostResult] = PostTable()
         self.executor = Executor(

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hip3_trio.execution.time_stop import BPS, TimeStop, TimeStopConfig, Touch
+from hip3_trio.execution.time_stop import BPS, TimeStop, TimeStopConfig
 from hip3_trio.position.records import FlattenFailed, UnknownOrderEscalated
 from hip3_trio.wire import messages as m
 from hip3_trio.wire.actions import LimitOrderType, OrderWire
+from hip3_trio.wire.markets import MarketSpec
 from hip3_trio.wire.messages import Filled
-from tests.test_executor import Rig, signal
+from tests.test_executor import Rig, Touch, signal
 from tests.test_fees import make_core
 from tests.test_position_book import SPECS, A, B, C, D, asset_position, fill, of_type, user_fills
 
@@ -27,7 +28,7 @@ def setup(**config: object) -> tuple[Rig, TimeStop]:
         book=rig.book,
         executor=rig.executor,
         marks=rig.marks,
-        touches=rig.touches,
+        touch=rig.touches.get,
         config=TimeStopConfig(**config),  # type: ignore[arg-type]
     )
     return rig, stop
@@ -100,7 +101,7 @@ def test_the_touch_never_takes_a_flatten_beyond_the_maximum_through_the_mark() -
     # An empty-looking bid 30 % under the mark (a thin HIP-3 book after a sweep): the flatten goes no
     # further than flatten_max_slippage_bps (500) through the mark, whatever the book shows.
     rig, stop = setup(hold_s=1.0, flatten_slippage_bps=Decimal(50))
-    rig.touches[A] = Touch(bid=D("7.00"), ask=D("10.0"))
+    rig.touches[A] = Touch(D("7.00"), D("10.0"))
     rig.book.on_user_fills(user_fills(fill(A, sz="1")), 0.0)
     stop.check(1.0)
     assert only_order(rig, A).limit_px == D("9.5")
@@ -214,12 +215,14 @@ def test_the_core_keeps_each_markets_touch_for_flattens_and_forgets_them_with_th
     tmp_path: Path,
 ) -> None:
     core = make_core(tmp_path)
-    assert core.time_stop.touches is core.touches
+    core.on_markets({"xyz:COIN": MarketSpec(coin="xyz:COIN", asset=110_000, sz_decimals=2, dex="xyz")})
     core.on_bbo(m.Bbo("xyz:COIN", 5, m.Level(D("100.5"), D(3), 2), None), 1.0)
     core.on_bbo(m.Bbo("xyz:OTHER", 5, m.Level(D("7"), D(3), 2), m.Level(D("8"), D(3), 2)), 1.0)
-    assert core.touches == {"xyz:COIN": Touch(bid=D("100.5"), ask=None)}  # an unknown market is not kept
+    touch = core.time_stop.touch("xyz:COIN")
+    assert touch is not None and (touch.bid_px, touch.ask_px) == (D("100.5"), None)
+    assert core.time_stop.touch("xyz:OTHER") is None  # an unknown market is not kept
     core.on_disconnect(0, 0, 2.0)
-    assert core.touches == {}  # until the new connection's bbo, flattens price from the mark
+    assert core.time_stop.touch("xyz:COIN") is None  # until the new connection's bbo, the mark
 
 
 _PX = st.decimals(min_value=D("0.01"), max_value=D(100_000), places=4)
@@ -241,7 +244,7 @@ def test_a_flatten_limit_is_never_kinder_than_the_mark_nor_past_the_cap(
     rig, stop = setup(flatten_slippage_bps=Decimal(step), flatten_max_slippage_bps=Decimal(500))
     slippage = stop.slippage_bps(attempts)
     cap = Decimal(500)
-    rig.touches[A] = Touch(bid=bid, ask=ask)
+    rig.touches[A] = Touch(bid, ask)
     _, sell = stop.limit_price(A, mark, is_buy=False, slippage_bps=slippage)
     _, buy = stop.limit_price(A, mark, is_buy=True, slippage_bps=slippage)
     floor, ceiling = mark * (BPS - cap) / BPS, mark * (BPS + cap) / BPS

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Final, NamedTuple
+from typing import Final, Protocol
 
 import attrs
 
@@ -79,11 +79,15 @@ class TimeStopConfig:
             )
 
 
-class Touch(NamedTuple):
-    """A market's best bid and ask prices from its latest `bbo` (None: that side is empty)."""
+class Touch(Protocol):
+    """A market's best bid and ask prices from its latest `bbo` (None: that side is empty); the
+    detector's `BookTop` is one."""
 
-    bid: Decimal | None
-    ask: Decimal | None
+    @property
+    def bid_px(self) -> Decimal | None: ...
+
+    @property
+    def ask_px(self) -> Decimal | None: ...
 
 
 @attrs.frozen
@@ -104,13 +108,13 @@ class TimeStop:
         book: PositionBook,
         executor: Executor,
         marks: Mapping[str, Decimal],
-        touches: Mapping[str, Touch] | None = None,
+        touch: Callable[[str], Touch | None] = lambda market: None,
         config: TimeStopConfig | None = None,
     ) -> None:
         self.book = book
         self.executor = executor
         self.marks = marks
-        self.touches: Mapping[str, Touch] = touches if touches is not None else {}
+        self.touch = touch  # a market's current best bid/ask, if known (the core: the detector's books)
         self.config = config if config is not None else TimeStopConfig()
         self._flattening_since: dict[str, float] = {}
         self._failed_at: dict[str, float] = {}
@@ -204,13 +208,13 @@ class TimeStop:
         """(reference, limit price before rounding) of a flatten: `slippage_bps` through the more
         aggressive of the mark and the touch the flatten takes, and never further than
         `flatten_max_slippage_bps` through the mark."""
-        touch = self.touches.get(market)
+        touch = self.touch(market)
         cap = self.config.flatten_max_slippage_bps
         if is_buy:
-            ask = touch.ask if touch is not None else None
+            ask = touch.ask_px if touch is not None else None
             reference = mark if ask is None or ask <= mark else ask
             return reference, min(reference * (BPS + slippage_bps) / BPS, mark * (BPS + cap) / BPS)
-        bid = touch.bid if touch is not None else None
+        bid = touch.bid_px if touch is not None else None
         reference = mark if bid is None or bid >= mark else bid
         return reference, max(reference * (BPS - slippage_bps) / BPS, mark * (BPS - cap) / BPS)
 

@@ -295,6 +295,10 @@ class Detector:
         """(one-leg taker fee, round-trip threshold) in bps for `market`, or None if no fee is known."""
         return self._costs.get(market)
 
+    def book(self, market: str) -> BookTop | None:
+        """The latest best bid/ask of `market` on this connection (None before its first `bbo`)."""
+        return self._books.get(market)
+
     def statistics(self) -> DetectorStatistics:
         return DetectorStatistics(len(self._books), len(self._oracles), len(self._last_signal_ms))
 
